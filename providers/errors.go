@@ -1,0 +1,62 @@
+package providers
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Kinds of provider failure the engine acts on. Providers wrap them (with %w
+// or in an *Error) and callers classify with errors.Is, never by message.
+var (
+	// ErrThrottled: the API rate-limited us; back off and retry.
+	ErrThrottled = errors.New("throttled")
+	// ErrQuota: an account quota stops this pool from growing now.
+	ErrQuota = errors.New("quota exceeded")
+	// ErrCapacity: the cloud has no capacity for this shape/zone now.
+	ErrCapacity = errors.New("insufficient capacity")
+	// ErrNotFound: the machine does not exist (or is not visible yet).
+	ErrNotFound = errors.New("not found")
+	// ErrInvalidSpec: the request can never succeed as written.
+	ErrInvalidSpec = errors.New("invalid spec")
+)
+
+// Error is a cloud API failure with the details a user needs in one line.
+type Error struct {
+	Kind       error  // one of the Err* kinds above
+	Cloud      string // "aws", "gcp", "openstack", "docker"
+	Location   string // region or zone, when the cloud has one
+	Pool       string
+	Code       string // the cloud's own error code, e.g. "VcpuLimitExceeded"
+	Message    string
+	RetryAfter time.Duration // a hint from the cloud, zero when none
+}
+
+func (e *Error) Error() string {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "%s", e.Cloud)
+	if e.Location != "" {
+		fmt.Fprintf(&b, " %s", e.Location)
+	}
+	if e.Pool != "" {
+		fmt.Fprintf(&b, " pool %q", e.Pool)
+	}
+	fmt.Fprintf(&b, ": %v", e.Kind)
+	if e.Code != "" {
+		fmt.Fprintf(&b, " (%s)", e.Code)
+	}
+	if e.Message != "" {
+		fmt.Fprintf(&b, ": %s", e.Message)
+	}
+	return b.String()
+}
+
+func (e *Error) Unwrap() error { return e.Kind }
+
+// Retryable reports whether err is worth retrying on the same pool.
+func Retryable(err error) bool {
+	return errors.Is(err, ErrThrottled)
+}
+
+func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }

@@ -1,0 +1,126 @@
+// Package providers owns the contract between the apply engine and the places
+// machines come from: the Provider interface, machine specs, typed errors and
+// the registry of providers by name.
+package providers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+)
+
+// Provider creates, finds and deletes machines. It is batch by design: the
+// engine hands it every machine of a pool at once and a provider must not need
+// one API call per machine where its cloud has a batch call.
+type Provider interface {
+	// Create makes the machines and returns them once each has an address.
+	// It is idempotent per spec.ID: a spec whose machine already exists
+	// returns that machine instead of creating a second one.
+	Create(ctx context.Context, specs []MachineSpec) ([]Machine, error)
+	// List finds machines by the tags the provider put on them at creation.
+	List(ctx context.Context, sel Selector) ([]Machine, error)
+	// Delete removes machines. A machine that is already gone is a success.
+	Delete(ctx context.Context, ids []MachineID) error
+}
+
+// SettingsValidator is implemented by providers that can check a pool's
+// settings before any machine is created (used by `provision validate`).
+type SettingsValidator interface {
+	ValidateSettings(s Settings) error
+}
+
+// MachineID is provision's own stable machine ID, chosen before any API call
+// and used as the idempotency token and as a tag on the machine.
+type MachineID string
+
+// Role is a machine's role in the cluster.
+type Role string
+
+const (
+	RoleManager Role = "manager"
+	RoleWorker  Role = "worker"
+)
+
+// MachineSpec is everything a provider needs to create one machine.
+type MachineSpec struct {
+	ID       MachineID
+	Cluster  string
+	Pool     string
+	Role     Role
+	Settings Settings          // the pool's provider settings from the plan
+	Labels   map[string]string // the pool's user labels
+
+	// SSHUser is the login user; AuthorizedKeys are the public keys
+	// (authorized_keys format) that may log in as that user.
+	SSHUser        string
+	AuthorizedKeys []string
+	// HostKey is the SSH host key provision generated for this machine; the
+	// provider installs it so the first connection is already verified.
+	HostKey HostKey
+}
+
+// Machine is a machine as its provider sees it.
+type Machine struct {
+	ID         MachineID
+	ProviderID string // the cloud's own ID (instance ID, container ID)
+	Cluster    string
+	Pool       string
+	// Address is what SSH dials (an IP or host name); Port is 22 when zero.
+	Address string
+	Port    int
+	// PrivateAddress is the address other cluster nodes use; Address when empty.
+	PrivateAddress string
+	State          MachineState
+}
+
+// MachineState is the coarse lifecycle state of a machine in its provider.
+type MachineState string
+
+const (
+	StatePending    MachineState = "pending"
+	StateRunning    MachineState = "running"
+	StateStopping   MachineState = "stopping"
+	StateTerminated MachineState = "terminated"
+)
+
+// Selector picks machines by the tags provision puts on them.
+type Selector struct {
+	Cluster string // required
+	Pool    string // optional: every pool when empty
+}
+
+// HostKey is an SSH host key pair. The private half is a secret: it is never
+// printed, logged or written to state.
+type HostKey struct {
+	PrivatePEM []byte // OpenSSH private key (PEM)
+	Public     string // authorized_keys format, e.g. "ssh-ed25519 AAAA..."
+}
+
+// String keeps the private half out of any %v or log line.
+func (k HostKey) String() string { return k.Public }
+
+// LogValue keeps the private half out of slog output.
+func (k HostKey) LogValue() slog.Value { return slog.StringValue(k.Public) }
+
+// MarshalJSON emits the public half only, so a spec can never carry the
+// private key into a JSON document by accident.
+func (k HostKey) MarshalJSON() ([]byte, error) { return json.Marshal(k.Public) }
+
+// Settings are a pool's provider-specific settings, as written in the plan.
+type Settings map[string]any
+
+// Decode fills out (a pointer to a provider's settings struct, with json
+// tags) from the settings, rejecting unknown keys so typos surface early.
+func (s Settings) Decode(out any) error {
+	raw, err := json.Marshal(map[string]any(s))
+	if err != nil {
+		return fmt.Errorf("settings: %w", err)
+	}
+	dec := json.NewDecoder(bytesReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(out); err != nil {
+		return fmt.Errorf("%w: settings: %v", ErrInvalidSpec, err)
+	}
+	return nil
+}
