@@ -72,6 +72,10 @@ type Machine struct {
 	// PrivateAddress is the address other cluster nodes use; Address when empty.
 	PrivateAddress string
 	State          MachineState
+	// HostKey is the machine's public host key (authorized_keys format) when
+	// the provider knows it better than the spec did (static hosts keep
+	// their own keys); empty means the spec's HostKey was installed.
+	HostKey string
 }
 
 // MachineState is the coarse lifecycle state of a machine in its provider.
