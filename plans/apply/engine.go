@@ -1,0 +1,357 @@
+// Package apply owns the apply engine: it executes a plan's changes against
+// providers and machines as per-machine pipelines (create → SSH → runtime →
+// join), records every step in state as it happens, and tears clusters down.
+// `up`, `down`, the autoscaler and the Pulumi provider all drive it.
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/user"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/provisionhq/provision/bootstrap/cluster"
+	"github.com/provisionhq/provision/plans"
+	"github.com/provisionhq/provision/providers"
+	"github.com/provisionhq/provision/state"
+)
+
+// Conn is a session to one machine.
+type Conn interface {
+	cluster.Runner
+	Close() error
+}
+
+// Connector opens sessions to machines, verifying each one's pinned host key
+// and retrying until the machine answers or ctx ends.
+type Connector interface {
+	Connect(ctx context.Context, m state.Machine) (Conn, error)
+}
+
+// Preparer installs and configures the container runtime on a machine.
+type Preparer func(ctx context.Context, name string, r cluster.Runner) error
+
+// Timeouts bound each stage of a machine's pipeline.
+type Timeouts struct {
+	Create  time.Duration // provider Create of one pool's batch
+	SSH     time.Duration // until the machine answers SSH
+	Runtime time.Duration // install and start the container runtime
+	Join    time.Duration // join once the first manager is ready
+	Remove  time.Duration // drain, leave and delete one machine
+}
+
+// DefaultTimeouts fit a slow cloud and a Debian apt install.
+var DefaultTimeouts = Timeouts{
+	Create:  10 * time.Minute,
+	SSH:     5 * time.Minute,
+	Runtime: 15 * time.Minute,
+	Join:    5 * time.Minute,
+	Remove:  5 * time.Minute,
+}
+
+// DefaultParallelism bounds the machines bootstrapped at once. Providers
+// batch their API calls, so this limit is about SSH sessions and the apt
+// mirrors the machines hit, not API rate limits.
+const DefaultParallelism = 10
+
+// Engine executes plans. Fields are set once; an Engine is safe for one
+// Apply or Destroy at a time per Backend (the state lock enforces it).
+type Engine struct {
+	Providers *providers.Registry
+	Backend   state.Backend
+	Connector Connector
+	Prepare   Preparer
+	Driver    cluster.Driver
+	// HostKeys generates a machine's SSH host key before it is created.
+	HostKeys func() (providers.HostKey, error)
+	// AuthorizedKeys are installed for the plan's SSH user on new machines.
+	AuthorizedKeys []string
+	// ProviderDir is where providers may keep files (see providers.Env).
+	ProviderDir string
+	Logger      *slog.Logger
+	// Events receives progress; nil discards it. It is called from many
+	// goroutines and must be safe for that.
+	Events      func(Event)
+	Timeouts    Timeouts
+	Parallelism int
+	// Operation names the run in the lock ("up", "down", "autoscale").
+	Operation string
+}
+
+// Report says what a run did.
+type Report struct {
+	Created, Deleted, Resumed, Unchanged int
+	Adopted, Forgotten, Orphans          int
+	Duration                             time.Duration
+}
+
+// MachineError is one machine's failure at one stage.
+type MachineError struct {
+	Machine, Pool, Stage string
+	Err                  error
+}
+
+func (e *MachineError) Error() string {
+	return fmt.Sprintf("machine %s (pool %s): %s: %v", e.Machine, e.Pool, e.Stage, e.Err)
+}
+func (e *MachineError) Unwrap() error { return e.Err }
+
+// Apply converges the cluster to the plan.
+func (e *Engine) Apply(ctx context.Context, p *plans.Plan) (*Report, error) {
+	start := time.Now()
+	r, unlock, err := e.begin(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if err := r.reconcile(ctx); err != nil {
+		return nil, err
+	}
+	changes := plans.Diff(p, r.st)
+	err = r.execute(ctx, changes)
+	r.report.Duration = time.Since(start)
+	return &r.report, err
+}
+
+// Plan returns the changes Apply would make, from state alone (no lock, no
+// provider calls).
+func (e *Engine) Plan(ctx context.Context, p *plans.Plan) (*plans.Changes, error) {
+	st, err := e.Backend.Read(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read state: %w", err)
+	}
+	return plans.Diff(p, st), nil
+}
+
+// run is one Apply or Destroy: the state under the lock and what it touched.
+type run struct {
+	e      *Engine
+	plan   *plans.Plan
+	log    *slog.Logger
+	mu     sync.Mutex // guards st, conns and report
+	st     *state.State
+	provs  map[string]providers.Provider
+	conns  map[string]Conn
+	report Report
+}
+
+func (e *Engine) begin(ctx context.Context, p *plans.Plan) (*run, func(), error) {
+	info := state.LockInfo{Operation: e.Operation, Who: whoAmI(), PID: os.Getpid(), Created: time.Now().UTC()}
+	if info.Operation == "" {
+		info.Operation = "apply"
+	}
+	lockID, err := e.Backend.Lock(ctx, info)
+	if err != nil {
+		return nil, nil, err
+	}
+	unlock := func() {
+		// The run's ctx may be cancelled (Ctrl-C); the unlock must still happen.
+		if err := e.Backend.Unlock(context.WithoutCancel(ctx), lockID); err != nil {
+			e.logger().Warn("unlock state", "err", err)
+		}
+	}
+	st, err := e.Backend.Read(ctx)
+	if err != nil {
+		unlock()
+		return nil, nil, fmt.Errorf("read state: %w", err)
+	}
+	if st.Cluster != "" && st.Cluster != p.Cluster.Name {
+		unlock()
+		return nil, nil, fmt.Errorf("state belongs to cluster %q, the plan names %q", st.Cluster, p.Cluster.Name)
+	}
+	st.Cluster = p.Cluster.Name
+	r := &run{e: e, plan: p, log: e.logger(), st: st, provs: map[string]providers.Provider{}, conns: map[string]Conn{}}
+	done := func() {
+		r.closeConns()
+		unlock()
+	}
+	return r, done, nil
+}
+
+func (e *Engine) logger() *slog.Logger {
+	if e.Logger != nil {
+		return e.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func (e *Engine) timeouts() Timeouts {
+	t := e.Timeouts
+	d := DefaultTimeouts
+	for _, f := range []struct{ v, def *time.Duration }{{&t.Create, &d.Create}, {&t.SSH, &d.SSH}, {&t.Runtime, &d.Runtime}, {&t.Join, &d.Join}, {&t.Remove, &d.Remove}} {
+		if *f.v <= 0 {
+			*f.v = *f.def
+		}
+	}
+	return t
+}
+
+func (r *run) emit(ev Event) {
+	ev.Time = time.Now()
+	if r.e.Events != nil {
+		r.e.Events(ev)
+	}
+}
+
+// provider returns the named provider, building it once per run.
+func (r *run) provider(ctx context.Context, name string) (providers.Provider, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p, ok := r.provs[name]; ok {
+		return p, nil
+	}
+	p, err := r.e.Providers.New(ctx, name, providers.Env{Cluster: r.st.Cluster, Dir: r.e.ProviderDir, Logger: r.log.With("provider", name)})
+	if err != nil {
+		return nil, err
+	}
+	r.provs[name] = p
+	return p, nil
+}
+
+// save writes the state. Callers hold r.mu.
+func (r *run) saveLocked(ctx context.Context) error {
+	// A cancelled run still records what it did, so the next run resumes.
+	if err := r.e.Backend.Write(context.WithoutCancel(ctx), r.st); err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	return nil
+}
+
+func (r *run) update(ctx context.Context, id string, f func(m *state.Machine)) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m := r.st.Machine(id); m != nil {
+		f(m)
+	}
+	return r.saveLocked(ctx)
+}
+
+// providerNames lists every provider the plan or the state uses.
+func (r *run) providerNames() []string {
+	set := map[string]bool{}
+	if r.plan != nil {
+		for _, p := range r.plan.Pools {
+			set[p.Provider] = true
+		}
+	}
+	for _, m := range r.st.Machines {
+		set[m.Provider] = true
+	}
+	out := make([]string, 0, len(set))
+	for n := range set {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// reconcile makes state agree with what the providers have: it adopts
+// machines whose create response was lost, forgets machines that vanished,
+// and deletes machines of this cluster that state does not know (orphans).
+func (r *run) reconcile(ctx context.Context) error {
+	for _, name := range r.providerNames() {
+		p, err := r.provider(ctx, name)
+		if err != nil {
+			return err
+		}
+		found, err := p.List(ctx, providers.Selector{Cluster: r.st.Cluster})
+		if err != nil {
+			return fmt.Errorf("list machines on %s: %w", name, err)
+		}
+		seen := map[string]providers.Machine{}
+		for _, m := range found {
+			seen[string(m.ID)] = m
+		}
+		r.mu.Lock()
+		var forget []string
+		for i := range r.st.Machines {
+			m := &r.st.Machines[i]
+			if m.Provider != name {
+				continue
+			}
+			pm, ok := seen[m.ID]
+			delete(seen, m.ID)
+			switch {
+			case ok && m.Phase == state.PhaseIntent:
+				setCreated(m, pm)
+				r.report.Adopted++
+				r.log.Info("adopted machine whose create was interrupted", "machine", m.ID, "provider", name)
+			case ok:
+				setAddress(m, pm)
+			case m.Phase != state.PhaseIntent && m.Phase != state.PhaseRemoving:
+				forget = append(forget, m.ID)
+				r.log.Warn("machine vanished from its provider; forgetting it so the plan recreates it", "machine", m.ID, "provider", name)
+			case m.Phase == state.PhaseRemoving:
+				forget = append(forget, m.ID) // its deletion finished
+			}
+		}
+		for _, id := range forget {
+			r.st.Remove(id)
+			r.report.Forgotten++
+		}
+		err = r.saveLocked(ctx)
+		r.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if len(seen) > 0 {
+			ids := make([]providers.MachineID, 0, len(seen))
+			for id := range seen {
+				ids = append(ids, providers.MachineID(id))
+			}
+			sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+			r.log.Warn("deleting machines of this cluster that state does not know", "provider", name, "machines", ids)
+			if err := p.Delete(ctx, ids); err != nil {
+				return fmt.Errorf("delete %d orphaned machines on %s: %w", len(ids), name, err)
+			}
+			r.report.Orphans += len(ids)
+		}
+	}
+	return nil
+}
+
+func setCreated(m *state.Machine, pm providers.Machine) {
+	setAddress(m, pm)
+	if m.Phase == state.PhaseIntent {
+		m.Phase = state.PhaseCreated
+	}
+}
+
+func setAddress(m *state.Machine, pm providers.Machine) {
+	m.ProviderID = pm.ProviderID
+	m.Address = pm.Address
+	m.Port = pm.Port
+	m.PrivateAddress = pm.PrivateAddress
+	if pm.HostKey != "" {
+		m.HostKey = pm.HostKey
+	}
+}
+
+func (r *run) closeConns() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, c := range r.conns {
+		_ = c.Close()
+		delete(r.conns, id)
+	}
+}
+
+func whoAmI() string {
+	host, _ := os.Hostname()
+	name := "unknown"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	return name + "@" + host
+}
+
+// errorsOf joins machine errors in a stable order.
+func errorsOf(errs []error) error {
+	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
+	return errors.Join(errs...)
+}

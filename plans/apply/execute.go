@@ -1,0 +1,601 @@
+package apply
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/provisionhq/provision/bootstrap/cluster"
+	"github.com/provisionhq/provision/internal/retry"
+	"github.com/provisionhq/provision/plans"
+	"github.com/provisionhq/provision/providers"
+	"github.com/provisionhq/provision/state"
+)
+
+// execute runs the changes: new and unfinished machines go through their
+// pipelines concurrently; removals run after, so capacity never dips while
+// a pool is being replaced.
+func (r *run) execute(ctx context.Context, c *plans.Changes) error {
+	t := r.e.timeouts()
+	var pending []string // machines to create (new and intents)
+	var resume []string  // created machines whose bootstrap is unfinished
+	var deletes []state.Machine
+	r.mu.Lock()
+	for _, ch := range c.Items {
+		switch ch.Action {
+		case plans.NoOp:
+			r.report.Unchanged++
+		case plans.Create:
+			m, err := r.newMachineLocked(ch)
+			if err != nil {
+				r.mu.Unlock()
+				return err
+			}
+			pending = append(pending, m.ID)
+			r.report.Created++
+		case plans.Resume:
+			r.report.Resumed++
+			if ch.Before.Phase == state.PhaseIntent {
+				pending = append(pending, ch.Before.ID)
+			} else {
+				resume = append(resume, ch.Before.ID)
+			}
+		case plans.Delete:
+			deletes = append(deletes, *ch.Before)
+		}
+	}
+	// Intent first: every ID is in state before any provider call, so a
+	// crash from here on can never leak a machine.
+	err := r.saveLocked(ctx)
+	r.mu.Unlock()
+	if err != nil {
+		return err
+	}
+
+	primary, err := r.choosePrimary(pending, resume)
+	if err != nil {
+		return err
+	}
+	mgr := newManagerGate(primary)
+	if primary != "" && r.isJoined(primary) {
+		mgr.open(nil)
+	}
+
+	var (
+		errMu sync.Mutex
+		errs  []error
+	)
+	fail := func(err error) {
+		errMu.Lock()
+		errs = append(errs, err)
+		errMu.Unlock()
+	}
+	sem := make(chan struct{}, r.e.parallelism())
+	var g errgroup.Group // pipelines never cancel each other: one bad machine must not stop the rest
+	startPipeline := func(id string) {
+		g.Go(func() error {
+			if err := r.pipeline(ctx, id, mgr, sem, t); err != nil {
+				fail(err)
+				if id == mgr.primary {
+					mgr.open(err)
+				}
+			}
+			return nil
+		})
+	}
+	for _, id := range resume {
+		startPipeline(id)
+	}
+	for _, batch := range r.batches(pending) {
+		g.Go(func() error {
+			created, err := r.create(ctx, batch, t)
+			if err != nil {
+				fail(err)
+				if slicesContains(batch.ids, mgr.primary) {
+					mgr.open(err)
+				}
+			}
+			for _, id := range created {
+				startPipeline(id)
+			}
+			return nil
+		})
+	}
+	// Nobody waits on a primary that is not being bootstrapped this run.
+	if primary == "" {
+		mgr.open(errors.New("the plan has no manager to join"))
+	}
+	_ = g.Wait()
+	if len(errs) > 0 {
+		return errorsOf(errs)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return r.remove(ctx, deletes, t)
+}
+
+func slicesContains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *Engine) parallelism() int {
+	if e.Parallelism > 0 {
+		return e.Parallelism
+	}
+	return DefaultParallelism
+}
+
+// newMachineLocked records a new machine as an intent.
+func (r *run) newMachineLocked(ch plans.Change) (*state.Machine, error) {
+	id, err := newID(r.st.Cluster, ch.Pool)
+	if err != nil {
+		return nil, err
+	}
+	r.st.Machines = append(r.st.Machines, state.Machine{
+		ID: id, Pool: ch.Pool, Provider: ch.Provider, Role: string(ch.Role),
+		Phase: state.PhaseIntent, CreatedAt: time.Now().UTC(),
+	})
+	return &r.st.Machines[len(r.st.Machines)-1], nil
+}
+
+func newID(cluster, pool string) (string, error) {
+	b := make([]byte, 3)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("machine id: %w", err)
+	}
+	return fmt.Sprintf("%s-%s-%s", cluster, pool, hex.EncodeToString(b)), nil
+}
+
+func (r *run) isJoined(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := r.st.Machine(id)
+	return m != nil && m.Phase == state.PhaseJoined
+}
+
+// choosePrimary picks the manager everyone joins through: the oldest joined
+// manager, else the first manager being bootstrapped now.
+func (r *run) choosePrimary(pending, resume []string) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if id := plans.PrimaryManager(r.st); id != "" {
+		return id, nil
+	}
+	var cands []string
+	for _, id := range append(append([]string{}, resume...), pending...) {
+		if m := r.st.Machine(id); m != nil && m.Role == string(providers.RoleManager) {
+			cands = append(cands, id)
+		}
+	}
+	sort.Strings(cands)
+	if len(cands) == 0 {
+		if len(pending)+len(resume) > 0 {
+			return "", errors.New("no manager is joined or being created: a cluster needs a manager pool with count ≥ 1")
+		}
+		return "", nil
+	}
+	return cands[0], nil
+}
+
+// managerGate lets joiners wait until the primary manager is ready.
+type managerGate struct {
+	primary string
+	once    sync.Once
+	ready   chan struct{}
+	err     error
+}
+
+func newManagerGate(primary string) *managerGate {
+	return &managerGate{primary: primary, ready: make(chan struct{})}
+}
+
+func (g *managerGate) open(err error) {
+	g.once.Do(func() { g.err = err; close(g.ready) })
+}
+
+func (g *managerGate) wait(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-g.ready:
+		if g.err != nil {
+			return fmt.Errorf("first manager %s failed: %w", g.primary, g.err)
+		}
+		return nil
+	}
+}
+
+type batch struct {
+	provider, pool string
+	ids            []string
+}
+
+// batches groups machines to create by provider and pool: one provider call
+// per pool, however many machines.
+func (r *run) batches(ids []string) []batch {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	idx := map[string]int{}
+	var out []batch
+	for _, id := range ids {
+		m := r.st.Machine(id)
+		key := m.Provider + "\x00" + m.Pool
+		i, ok := idx[key]
+		if !ok {
+			i = len(out)
+			idx[key] = i
+			out = append(out, batch{provider: m.Provider, pool: m.Pool})
+		}
+		out[i].ids = append(out[i].ids, id)
+	}
+	return out
+}
+
+// create makes one pool's machines in one provider call and returns the IDs
+// that came back. Host keys are generated here: the private halves live only
+// in memory until the provider has installed them.
+func (r *run) create(ctx context.Context, b batch, t Timeouts) ([]string, error) {
+	p, err := r.provider(ctx, b.provider)
+	if err != nil {
+		return nil, err
+	}
+	pool := findPool(r.plan, b.pool)
+	if pool == nil {
+		return nil, fmt.Errorf("pool %q is not in the plan", b.pool)
+	}
+	specs := make([]providers.MachineSpec, 0, len(b.ids))
+	r.mu.Lock()
+	for _, id := range b.ids {
+		hk, err := r.e.HostKeys()
+		if err != nil {
+			r.mu.Unlock()
+			return nil, fmt.Errorf("host key for %s: %w", id, err)
+		}
+		m := r.st.Machine(id)
+		// An intent from an interrupted run gets a fresh key: the old
+		// private half died with that run and its machine never existed.
+		m.HostKey = hk.Public
+		specs = append(specs, providers.MachineSpec{
+			ID: providers.MachineID(id), Cluster: r.st.Cluster, Pool: pool.Name, Role: pool.Role,
+			Settings: pool.Settings, Labels: pool.Labels, SSHUser: r.plan.SSH.User,
+			AuthorizedKeys: r.e.AuthorizedKeys, HostKey: hk,
+		})
+	}
+	err = r.saveLocked(ctx)
+	r.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range b.ids {
+		r.emit(Event{Machine: id, Pool: b.pool, Stage: StageCreate, Status: StatusStart, Detail: b.provider})
+	}
+	cctx, cancel := context.WithTimeout(ctx, t.Create)
+	defer cancel()
+	var got []providers.Machine
+	err = retry.Do(cctx, retry.Policy{Initial: time.Second, Max: 30 * time.Second}, func(ctx context.Context) (bool, error) {
+		got, err = p.Create(ctx, specs)
+		if err != nil && providers.Retryable(err) {
+			r.log.Info("provider throttled; backing off", "provider", b.provider, "pool", b.pool, "err", err)
+			return false, err
+		}
+		return true, err
+	})
+	byID := map[string]providers.Machine{}
+	for _, m := range got {
+		byID[string(m.ID)] = m
+	}
+	var created []string
+	r.mu.Lock()
+	for _, id := range b.ids {
+		pm, ok := byID[id]
+		if !ok {
+			continue
+		}
+		setCreated(r.st.Machine(id), pm)
+		created = append(created, id)
+	}
+	serr := r.saveLocked(ctx)
+	r.mu.Unlock()
+	for _, id := range b.ids {
+		if _, ok := byID[id]; ok {
+			r.emit(Event{Machine: id, Pool: b.pool, Stage: StageCreate, Status: StatusDone, Detail: byID[id].Address})
+		} else {
+			r.emit(Event{Machine: id, Pool: b.pool, Stage: StageCreate, Status: StatusFail, Err: errString(err)})
+		}
+	}
+	if err != nil {
+		err = fmt.Errorf("create %d machines in pool %q on %s: %w", len(b.ids), b.pool, b.provider, err)
+	}
+	return created, errors.Join(err, serr)
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "no machine returned"
+	}
+	return err.Error()
+}
+
+// pipeline bootstraps one created machine: SSH, runtime, join.
+func (r *run) pipeline(ctx context.Context, id string, mgr *managerGate, sem chan struct{}, t Timeouts) error {
+	select {
+	case sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			<-sem
+		}
+	}
+	defer release()
+
+	m := r.machine(id)
+	stage := func(s Stage, timeout time.Duration, f func(ctx context.Context) error) error {
+		r.emit(Event{Machine: id, Pool: m.Pool, Stage: s, Status: StatusStart})
+		sctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		start := time.Now()
+		if err := f(sctx); err != nil {
+			r.emit(Event{Machine: id, Pool: m.Pool, Stage: s, Status: StatusFail, Err: err.Error()})
+			return &MachineError{Machine: id, Pool: m.Pool, Stage: string(s), Err: err}
+		}
+		r.emit(Event{Machine: id, Pool: m.Pool, Stage: s, Status: StatusDone, Detail: time.Since(start).Round(100 * time.Millisecond).String()})
+		return nil
+	}
+
+	var conn Conn
+	if err := stage(StageSSH, t.SSH, func(ctx context.Context) error {
+		c, err := r.conn(ctx, m)
+		conn = c
+		return err
+	}); err != nil {
+		return err
+	}
+	if phaseBefore(m.Phase, state.PhaseReady) {
+		if err := stage(StageRuntime, t.Runtime, func(ctx context.Context) error {
+			// Installs hit package mirrors: retry a transient failure twice.
+			return retry.Do(ctx, retry.Policy{Initial: 2 * time.Second, MaxAttempts: 3}, func(ctx context.Context) (bool, error) {
+				err := r.e.Prepare(ctx, id, conn)
+				return err == nil || ctx.Err() != nil, err
+			})
+		}); err != nil {
+			return err
+		}
+		if err := r.update(ctx, id, func(m *state.Machine) { m.Phase = state.PhaseReady }); err != nil {
+			return err
+		}
+	} else {
+		r.emit(Event{Machine: id, Pool: m.Pool, Stage: StageRuntime, Status: StatusSkip})
+	}
+	// A machine waiting for the first manager must not hold a slot the
+	// manager itself may need.
+	release()
+
+	node := cluster.Node{Name: id, Address: nodeAddress(m), Role: m.Role, Run: conn}
+	if id == mgr.primary {
+		err := stage(StageJoin, t.Join, func(ctx context.Context) error {
+			return r.e.Driver.Init(ctx, node)
+		})
+		if err == nil {
+			err = r.update(ctx, id, func(m *state.Machine) { m.Phase = state.PhaseJoined })
+		}
+		mgr.open(err)
+		return err
+	}
+	if err := mgr.wait(ctx); err != nil {
+		r.emit(Event{Machine: id, Pool: m.Pool, Stage: StageJoin, Status: StatusFail, Err: err.Error()})
+		return &MachineError{Machine: id, Pool: m.Pool, Stage: string(StageJoin), Err: err}
+	}
+	if err := stage(StageJoin, t.Join, func(ctx context.Context) error {
+		mnode, err := r.managerNode(ctx, mgr.primary)
+		if err != nil {
+			return err
+		}
+		// A just-initialized manager may refuse for a moment: retry to the deadline.
+		return retry.Do(ctx, retry.Policy{Initial: time.Second}, func(ctx context.Context) (bool, error) {
+			cred, err := r.e.Driver.Credential(ctx, mnode, m.Role)
+			if err != nil {
+				return ctx.Err() != nil, err
+			}
+			err = r.e.Driver.Join(ctx, node, mnode, cred)
+			return err == nil || ctx.Err() != nil, err
+		})
+	}); err != nil {
+		return err
+	}
+	return r.update(ctx, id, func(m *state.Machine) { m.Phase = state.PhaseJoined })
+}
+
+var phaseOrder = map[state.Phase]int{state.PhaseIntent: 0, state.PhaseCreated: 1, state.PhaseReady: 2, state.PhaseJoined: 3, state.PhaseRemoving: 4}
+
+func phaseBefore(a, b state.Phase) bool { return phaseOrder[a] < phaseOrder[b] }
+
+func nodeAddress(m state.Machine) string {
+	if m.PrivateAddress != "" {
+		return m.PrivateAddress
+	}
+	return m.Address
+}
+
+func (r *run) machine(id string) state.Machine {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return *r.st.Machine(id)
+}
+
+// conn returns the run's session to a machine, dialing it once.
+func (r *run) conn(ctx context.Context, m state.Machine) (Conn, error) {
+	r.mu.Lock()
+	c, ok := r.conns[m.ID]
+	r.mu.Unlock()
+	if ok {
+		return c, nil
+	}
+	c, err := r.e.Connector.Connect(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if prev, ok := r.conns[m.ID]; ok {
+		_ = c.Close()
+		return prev, nil
+	}
+	r.conns[m.ID] = c
+	return c, nil
+}
+
+func (r *run) managerNode(ctx context.Context, id string) (cluster.Node, error) {
+	m := r.machine(id)
+	c, err := r.conn(ctx, m)
+	if err != nil {
+		return cluster.Node{}, fmt.Errorf("connect to manager %s: %w", id, err)
+	}
+	return cluster.Node{Name: m.ID, Address: nodeAddress(m), Role: m.Role, Run: c}, nil
+}
+
+// remove drains and deletes machines: workers first, then managers, each
+// leaving the cluster before its provider deletes it.
+func (r *run) remove(ctx context.Context, ms []state.Machine, t Timeouts) error {
+	if len(ms) == 0 {
+		return nil
+	}
+	sort.SliceStable(ms, func(i, j int) bool {
+		return ms[i].Role != string(providers.RoleManager) && ms[j].Role == string(providers.RoleManager)
+	})
+	primary := r.survivingPrimary(ms)
+	var errs []error
+	for _, group := range [][]state.Machine{roleOf(ms, false), roleOf(ms, true)} {
+		var (
+			mu sync.Mutex
+			g  errgroup.Group
+		)
+		g.SetLimit(r.e.parallelism())
+		for _, m := range group {
+			g.Go(func() error {
+				if err := r.removeOne(ctx, m, primary, t); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+				return nil
+			})
+		}
+		_ = g.Wait()
+	}
+	return errorsOf(errs)
+}
+
+func roleOf(ms []state.Machine, managers bool) []state.Machine {
+	var out []state.Machine
+	for _, m := range ms {
+		if (m.Role == string(providers.RoleManager)) == managers {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// survivingPrimary is the manager that drains the others, or "" when every
+// joined manager is going away (then there is no cluster left to drain into).
+func (r *run) survivingPrimary(removing []state.Machine) string {
+	gone := map[string]bool{}
+	for _, m := range removing {
+		gone[m.ID] = true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range r.st.Machines {
+		if m.Role == string(providers.RoleManager) && m.Phase == state.PhaseJoined && !gone[m.ID] {
+			if id := plans.PrimaryManager(r.st); id != "" && !gone[id] {
+				return id
+			}
+			return m.ID
+		}
+	}
+	return ""
+}
+
+func (r *run) removeOne(ctx context.Context, m state.Machine, primary string, t Timeouts) error {
+	ctx, cancel := context.WithTimeout(ctx, t.Remove)
+	defer cancel()
+	fail := func(s Stage, err error) error {
+		r.emit(Event{Machine: m.ID, Pool: m.Pool, Stage: s, Status: StatusFail, Err: err.Error()})
+		return &MachineError{Machine: m.ID, Pool: m.Pool, Stage: string(s), Err: err}
+	}
+	wasJoined := m.Phase == state.PhaseJoined || m.Phase == state.PhaseRemoving
+	if err := r.update(ctx, m.ID, func(m *state.Machine) { m.Phase = state.PhaseRemoving }); err != nil {
+		return err
+	}
+	if wasJoined && primary != "" {
+		r.emit(Event{Machine: m.ID, Pool: m.Pool, Stage: StageDrain, Status: StatusStart})
+		mnode, err := r.managerNode(ctx, primary)
+		if err != nil {
+			return fail(StageDrain, err)
+		}
+		node := cluster.Node{Name: m.ID, Address: nodeAddress(m), Role: m.Role}
+		// The node leaves by itself when it still answers; a dead one is
+		// only removed from the member list.
+		dctx, dcancel := context.WithTimeout(ctx, 30*time.Second)
+		if c, err := r.conn(dctx, m); err == nil {
+			node.Run = c
+		} else {
+			r.log.Warn("machine does not answer; removing it from the cluster without leave", "machine", m.ID, "err", err)
+		}
+		dcancel()
+		if err := r.e.Driver.Remove(ctx, mnode, node); err != nil {
+			return fail(StageDrain, err)
+		}
+		r.emit(Event{Machine: m.ID, Pool: m.Pool, Stage: StageDrain, Status: StatusDone})
+	}
+	r.dropConn(m.ID)
+	r.emit(Event{Machine: m.ID, Pool: m.Pool, Stage: StageDelete, Status: StatusStart})
+	p, err := r.provider(ctx, m.Provider)
+	if err != nil {
+		return fail(StageDelete, err)
+	}
+	if err := p.Delete(ctx, []providers.MachineID{providers.MachineID(m.ID)}); err != nil {
+		return fail(StageDelete, err)
+	}
+	r.mu.Lock()
+	r.st.Remove(m.ID)
+	r.report.Deleted++
+	err = r.saveLocked(ctx)
+	r.mu.Unlock()
+	r.emit(Event{Machine: m.ID, Pool: m.Pool, Stage: StageDelete, Status: StatusDone})
+	return err
+}
+
+func (r *run) dropConn(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c, ok := r.conns[id]; ok {
+		_ = c.Close()
+		delete(r.conns, id)
+	}
+}
+
+func findPool(p *plans.Plan, name string) *plans.Pool {
+	for i := range p.Pools {
+		if p.Pools[i].Name == name {
+			return &p.Pools[i]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,180 @@
+package plans
+
+import (
+	"fmt"
+	"io"
+	"sort"
+
+	"github.com/provisionhq/provision/providers"
+	"github.com/provisionhq/provision/state"
+)
+
+// Action is what the engine does to one machine.
+type Action int
+
+const (
+	NoOp   Action = iota
+	Create        // make a new machine and bootstrap it
+	Delete        // drain, remove from the cluster, delete the machine
+	Resume        // the machine exists but its bootstrap did not finish
+)
+
+func (a Action) String() string {
+	switch a {
+	case NoOp:
+		return "no-op"
+	case Create:
+		return "create"
+	case Delete:
+		return "delete"
+	case Resume:
+		return "resume"
+	}
+	return fmt.Sprintf("Action(%d)", int(a))
+}
+
+// Change is one machine's action. Before is the machine in state (nil for a
+// Create). Reason is for display only: the engine never branches on it.
+type Change struct {
+	Action   Action
+	Pool     string
+	Provider string
+	Role     providers.Role
+	Before   *state.Machine
+	Reason   string
+}
+
+// Changes is a diff of a plan against one version of a state.
+type Changes struct {
+	Lineage string
+	Serial  uint64
+	Items   []Change
+}
+
+// Count returns how many changes have action a.
+func (c *Changes) Count(a Action) int {
+	n := 0
+	for _, it := range c.Items {
+		if it.Action == a {
+			n++
+		}
+	}
+	return n
+}
+
+// Empty reports whether applying would change nothing.
+func (c *Changes) Empty() bool { return c.Count(NoOp) == len(c.Items) }
+
+// Diff compares the plan with the state. Pools that shrink give up their
+// least valuable machines first: unfinished ones, then the newest, and
+// never the cluster's primary manager while its pool keeps any machine.
+func Diff(p *Plan, s *state.State) *Changes {
+	c := &Changes{Lineage: s.Lineage, Serial: s.Serial}
+	byPool := map[string][]state.Machine{}
+	for _, m := range s.Machines {
+		byPool[m.Pool] = append(byPool[m.Pool], m)
+	}
+	primary := PrimaryManager(s)
+	for _, pool := range p.Pools {
+		var keep []state.Machine
+		for _, m := range byPool[pool.Name] {
+			switch {
+			case m.Phase == state.PhaseRemoving:
+				c.add(Delete, pool, m, "removal was interrupted")
+			case m.Provider != pool.Provider:
+				c.add(Delete, pool, m, fmt.Sprintf("pool moved from %s to %s", m.Provider, pool.Provider))
+			case m.Role != string(pool.Role):
+				c.add(Delete, pool, m, fmt.Sprintf("pool role changed from %s to %s", m.Role, pool.Role))
+			default:
+				keep = append(keep, m)
+			}
+		}
+		delete(byPool, pool.Name)
+		sort.SliceStable(keep, func(i, j int) bool { return deleteFirst(keep[i], keep[j], primary) })
+		excess := len(keep) - pool.Count
+		for i, m := range keep {
+			switch {
+			case i < excess:
+				c.add(Delete, pool, m, fmt.Sprintf("count %d → %d", len(keep), pool.Count))
+			case m.Phase != state.PhaseJoined:
+				c.add(Resume, pool, m, fmt.Sprintf("bootstrap stopped at %q", m.Phase))
+			default:
+				c.add(NoOp, pool, m, "")
+			}
+		}
+		for i := len(keep); i < pool.Count; i++ {
+			c.Items = append(c.Items, Change{Action: Create, Pool: pool.Name, Provider: pool.Provider, Role: pool.Role,
+				Reason: fmt.Sprintf("count %d → %d", len(keep), pool.Count)})
+		}
+	}
+	// Machines of pools that left the plan.
+	gone := make([]string, 0, len(byPool))
+	for name := range byPool {
+		gone = append(gone, name)
+	}
+	sort.Strings(gone)
+	for _, name := range gone {
+		for _, m := range byPool[name] {
+			c.add(Delete, Pool{Name: name, Provider: m.Provider, Role: providers.Role(m.Role)}, m, "pool removed from the plan")
+		}
+	}
+	return c
+}
+
+func (c *Changes) add(a Action, p Pool, m state.Machine, reason string) {
+	m2 := m
+	c.Items = append(c.Items, Change{Action: a, Pool: p.Name, Provider: m.Provider, Role: providers.Role(m.Role), Before: &m2, Reason: reason})
+}
+
+// deleteFirst orders a pool's machines so the ones to give up come first.
+func deleteFirst(a, b state.Machine, primary string) bool {
+	if (a.ID == primary) != (b.ID == primary) {
+		return b.ID == primary
+	}
+	if aj, bj := a.Phase == state.PhaseJoined, b.Phase == state.PhaseJoined; aj != bj {
+		return bj
+	}
+	if !a.CreatedAt.Equal(b.CreatedAt) {
+		return a.CreatedAt.After(b.CreatedAt)
+	}
+	return a.ID > b.ID
+}
+
+// PrimaryManager is the manager other nodes join through: the oldest joined
+// manager, or "" when the cluster has none yet.
+func PrimaryManager(s *state.State) string {
+	var best *state.Machine
+	for i := range s.Machines {
+		m := &s.Machines[i]
+		if m.Role != string(providers.RoleManager) || m.Phase != state.PhaseJoined {
+			continue
+		}
+		if best == nil || m.CreatedAt.Before(best.CreatedAt) || (m.CreatedAt.Equal(best.CreatedAt) && m.ID < best.ID) {
+			best = m
+		}
+	}
+	if best == nil {
+		return ""
+	}
+	return best.ID
+}
+
+// Render writes the changes for a person, one line per machine.
+func (c *Changes) Render(w io.Writer) {
+	if c.Empty() {
+		fmt.Fprintf(w, "No changes: %d machines match the plan.\n", len(c.Items))
+		return
+	}
+	for _, it := range c.Items {
+		switch it.Action {
+		case Create:
+			fmt.Fprintf(w, "  + create  %-28s pool %s (%s on %s): %s\n", "(new)", it.Pool, it.Role, it.Provider, it.Reason)
+		case Delete:
+			fmt.Fprintf(w, "  - delete  %-28s pool %s (%s on %s): %s\n", it.Before.ID, it.Pool, it.Role, it.Provider, it.Reason)
+		case Resume:
+			fmt.Fprintf(w, "  ~ resume  %-28s pool %s (%s on %s): %s\n", it.Before.ID, it.Pool, it.Role, it.Provider, it.Reason)
+		}
+	}
+	fmt.Fprintf(w, "Plan: %d to create, %d to delete, %d to resume, %d unchanged.\n",
+		c.Count(Create), c.Count(Delete), c.Count(Resume), c.Count(NoOp))
+}
