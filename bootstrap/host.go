@@ -1,0 +1,242 @@
+package bootstrap
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/provisionhq/provision/bootstrap/cluster"
+	"github.com/provisionhq/provision/bootstrap/retry"
+)
+
+// Host is one machine being bootstrapped: what the steps act on.
+type Host struct {
+	Name   string         // machine ID
+	User   string         // SSH login user; added to the docker group unless root
+	Run    cluster.Runner // runs commands as root (a *Client does)
+	OS     OSInfo         // filled by the detect-os step
+	Logger *slog.Logger
+}
+
+// Family is a package manager family.
+type Family string
+
+const (
+	FamilyApt Family = "apt"
+	FamilyDnf Family = "dnf"
+)
+
+// OSInfo is what /etc/os-release says, plus the package family derived.
+type OSInfo struct {
+	ID        string   // e.g. "debian"
+	IDLike    []string // e.g. ["rhel", "fedora"]
+	VersionID string   // e.g. "12"
+	Family    Family
+}
+
+// EngineTimeout bounds the wait for the container engine to answer after it
+// was started (nested engines on vfs can take a while).
+const EngineTimeout = 2 * time.Minute
+
+// DetectOS reads the machine's os-release and derives its package family.
+func DetectOS(ctx context.Context, r cluster.Runner) (OSInfo, error) {
+	var out bytes.Buffer
+	if err := r.Run(ctx, "cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release", nil, &out); err != nil {
+		return OSInfo{}, fmt.Errorf("detect os: %w", err)
+	}
+	return ParseOSRelease(out.String())
+}
+
+// ParseOSRelease parses os-release content (see os-release(5)).
+func ParseOSRelease(content string) (OSInfo, error) {
+	vals := map[string]string{}
+	sc := bufio.NewScanner(strings.NewReader(content))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		vals[k] = unquoteOSRelease(v)
+	}
+	info := OSInfo{
+		ID:        strings.ToLower(vals["ID"]),
+		IDLike:    strings.Fields(strings.ToLower(vals["ID_LIKE"])),
+		VersionID: vals["VERSION_ID"],
+	}
+	if info.ID == "" {
+		return OSInfo{}, fmt.Errorf("%w: os-release has no ID", ErrUnsupportedOS)
+	}
+	for _, id := range append([]string{info.ID}, info.IDLike...) {
+		switch id {
+		case "debian", "ubuntu":
+			info.Family = FamilyApt
+		case "fedora", "rhel", "centos", "rocky", "almalinux":
+			info.Family = FamilyDnf
+		}
+		if info.Family != "" {
+			return info, nil
+		}
+	}
+	name := info.ID
+	if info.VersionID != "" {
+		name += " " + info.VersionID
+	}
+	return OSInfo{}, fmt.Errorf("%w: %s (supported: Debian, Ubuntu and their derivatives; Fedora, RHEL, CentOS, Rocky, AlmaLinux)", ErrUnsupportedOS, name)
+}
+
+func unquoteOSRelease(v string) string {
+	v = strings.TrimSpace(v)
+	if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+		v = v[1 : len(v)-1]
+	}
+	return strings.NewReplacer(`\"`, `"`, `\$`, `$`, "\\`", "`", `\\`, `\`).Replace(v)
+}
+
+// Prepare turns h into a container host: detect the OS, install and start
+// the container engine, and let the login user use it. Each step is skipped
+// when already done.
+func Prepare(ctx context.Context, h *Host) error {
+	return RunSteps(ctx, h, PrepareSteps(h))
+}
+
+// PrepareSteps are Prepare's steps, for callers that add their own.
+func PrepareSteps(h *Host) []Step {
+	steps := []Step{
+		{Name: "detect-os", Check: osKnown, Apply: detectOS},
+		{Name: "install-runtime", Check: succeeds("command -v dockerd"), Apply: installRuntime},
+		{Name: "start-runtime", Check: succeeds("docker info >/dev/null 2>&1"), Apply: startRuntime},
+	}
+	if h.User != "" && h.User != "root" {
+		q := shellQuote(h.User)
+		steps = append(steps, Step{
+			Name:  "docker-group",
+			Check: succeeds("id -nG " + q + " | tr ' ' '\\n' | grep -qx docker"),
+			Apply: runs("usermod -aG docker " + q),
+		})
+	}
+	return steps
+}
+
+// osKnown lets a caller that already knows the OS (from state) skip detection.
+func osKnown(_ context.Context, h *Host) (bool, error) { return h.OS.Family != "", nil }
+
+func detectOS(ctx context.Context, h *Host) error {
+	info, err := DetectOS(ctx, h.Run)
+	if err != nil {
+		return err
+	}
+	h.OS = info
+	return nil
+}
+
+// succeeds is a check that passes when cmd exits 0. Another exit is "not
+// done"; a failure to run it at all is an error.
+func succeeds(cmd string) func(ctx context.Context, h *Host) (bool, error) {
+	return func(ctx context.Context, h *Host) (bool, error) {
+		err := h.Run.Run(ctx, cmd, nil, &bytes.Buffer{})
+		var ee *ExitError
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.As(err, &ee):
+			return false, nil
+		default:
+			return false, err
+		}
+	}
+}
+
+func runs(cmd string) func(ctx context.Context, h *Host) error {
+	return func(ctx context.Context, h *Host) error { return h.Run.Run(ctx, cmd, nil, nil) }
+}
+
+const (
+	// The lock timeout waits out cloud-init's or unattended-upgrades' apt
+	// run on a fresh machine instead of failing on the dpkg lock.
+	aptInstall = "DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends docker.io curl ca-certificates"
+	aptUpdate  = "DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update"
+	dnfInstall = "dnf install -y moby-engine curl || dnf install -y docker curl"
+)
+
+// installRuntime installs the engine. apt installs from what it has first:
+// the local node image ships its packages in the apt cache, so no network is
+// needed; only missing package lists trigger an update.
+func installRuntime(ctx context.Context, h *Host) error {
+	switch h.OS.Family {
+	case FamilyApt:
+		err := h.Run.Run(ctx, aptInstall, nil, nil)
+		var ee *ExitError
+		if err == nil || !errors.As(err, &ee) || !missingPackageLists(ee.Stderr) {
+			return err
+		}
+		h.logger().Info("apt package lists missing, updating", "machine", h.Name)
+		if err := h.Run.Run(ctx, aptUpdate, nil, nil); err != nil {
+			return err
+		}
+		return h.Run.Run(ctx, aptInstall, nil, nil)
+	case FamilyDnf:
+		return h.Run.Run(ctx, dnfInstall, nil, nil)
+	default:
+		return fmt.Errorf("install runtime: %w: %q", ErrUnsupportedOS, h.OS.ID)
+	}
+}
+
+// missingPackageLists recognizes apt's complaints when it has never fetched
+// its package lists (the only signal apt gives is text).
+func missingPackageLists(stderr string) bool {
+	return slices.ContainsFunc([]string{
+		"Unable to locate package",
+		"has no installation candidate",
+		"is not available, but is referred to",
+	}, func(s string) bool { return strings.Contains(stderr, s) })
+}
+
+// startEngine starts dockerd with whatever init the machine has: systemd, a
+// SysV script, or, in containers without an init (or when the script leaves
+// no engine answering within 10 s), dockerd in the background. A second
+// dockerd started while a slow first one comes up exits on its pid file.
+const startEngine = `if [ -d /run/systemd/system ]; then
+  systemctl enable --now docker
+else
+  if command -v service >/dev/null 2>&1; then service docker start >/dev/null 2>&1 || true; fi
+  i=0
+  while [ $i -lt 10 ] && ! docker info >/dev/null 2>&1; do sleep 1; i=$((i+1)); done
+  if ! docker info >/dev/null 2>&1; then
+    nohup dockerd >/var/log/dockerd.log 2>&1 </dev/null &
+  fi
+fi`
+
+func startRuntime(ctx context.Context, h *Host) error {
+	if err := h.Run.Run(ctx, startEngine, nil, nil); err != nil {
+		return fmt.Errorf("start docker: %w", err)
+	}
+	return waitEngine(ctx, h)
+}
+
+// waitEngine polls `docker info` until the engine answers.
+func waitEngine(ctx context.Context, h *Host) error {
+	ctx, cancel := context.WithTimeout(ctx, EngineTimeout)
+	defer cancel()
+	check := succeeds("docker info >/dev/null 2>&1")
+	err := retry.Until(ctx, retry.Constant(time.Second), func(ctx context.Context) (bool, error) {
+		done, err := check(ctx, h)
+		if err != nil && ctx.Err() != nil {
+			return false, nil // the deadline ended the check, not the engine
+		}
+		return done, err
+	})
+	if err != nil {
+		return fmt.Errorf("wait for docker engine (see /var/log/dockerd.log or journalctl -u docker): %w", err)
+	}
+	return nil
+}
