@@ -19,6 +19,29 @@ type Plan struct {
 	// Path is the file the plan was loaded from; relative paths in the plan
 	// (key files) are resolved against its directory.
 	Path string `yaml:"-"`
+
+	// pos is where each value was written, by path ("pools[1].settings"),
+	// so errors found after loading can point into the file (Plan.ErrorAt).
+	pos map[string]position
+}
+
+// Pool returns the pool of that name, or nil.
+func (p *Plan) Pool(name string) *Pool {
+	for i := range p.Pools {
+		if p.Pools[i].Name == name {
+			return &p.Pools[i]
+		}
+	}
+	return nil
+}
+
+// Desired is the number of machines the plan asks for, across all pools.
+func (p *Plan) Desired() int {
+	n := 0
+	for _, pool := range p.Pools {
+		n += pool.Count
+	}
+	return n
 }
 
 // Cluster names the cluster and its kind.

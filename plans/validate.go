@@ -1,0 +1,349 @@
+package plans
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"regexp"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/provisionhq/provision/providers"
+)
+
+// Limits on names. Machine names and cloud tags are built as
+// <cluster>-<pool>-<id>, so the cluster name is kept well under the 63 a
+// DNS label allows.
+const (
+	maxClusterName = 40
+	maxPoolName    = 63
+)
+
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
+
+// Cluster kinds; only swarm has a join driver today.
+var (
+	kinds         = []string{"swarm", "k3s", "kubeadm"}
+	roles         = []string{string(providers.RoleManager), string(providers.RoleWorker)}
+	stateBackends = []string{"file"}
+)
+
+// validator fills defaults and checks a decoded plan, reporting through the
+// decoder so that decode and validation errors come back as one sorted list.
+type validator struct {
+	plan *Plan
+	d    *decoder
+	opts Options
+}
+
+// set reports whether the plan wrote a non-empty value at path.
+func (v *validator) set(path string) bool {
+	at, ok := v.d.pos[path]
+	return ok && !at.Null
+}
+
+// skip reports whether path or an ancestor failed to decode: its value is a
+// zero stand-in, and checking it would only repeat the decode error.
+func (v *validator) skip(path string) bool {
+	for {
+		if v.d.bad[path] {
+			return true
+		}
+		if path == "" {
+			return false
+		}
+		path = parent(path)
+	}
+}
+
+// errorf reports a problem with the value at path.
+func (v *validator) errorf(path, hint, format string, args ...any) {
+	if v.skip(path) {
+		return
+	}
+	line, col := v.plan.Position(path)
+	v.d.errorf(yamlPos{line, col}, hint, "%s: %s", path, fmt.Sprintf(format, args...))
+}
+
+// missing reports a required field that is absent, pointing at the key of
+// the section that should hold it (or the top of the file).
+func (v *validator) missing(path, hint string) {
+	if v.skip(path) {
+		return
+	}
+	section := parent(path)
+	at := yamlPos{1, 1}
+	for s := section; ; s = parent(s) {
+		if p, ok := v.d.pos[s]; ok {
+			at = p.Val
+			if p.Key.Line > 0 {
+				at = p.Key
+			}
+			break
+		}
+		if s == "" {
+			break
+		}
+	}
+	if p, ok := v.d.pos[path]; ok { // written but empty: point at it
+		at = p.Val
+		if p.Null {
+			at = p.Key
+		}
+	}
+	v.d.errorf(at, hint, "%s: required", path)
+}
+
+func (v *validator) defaults() {
+	p := v.plan
+	if !v.set("version") {
+		p.Version = Version
+	}
+	if p.Cluster.Kind == "" {
+		p.Cluster.Kind = "swarm"
+	}
+	if p.SSH.User == "" {
+		p.SSH.User = "root"
+	}
+	if !v.set("ssh.port") {
+		p.SSH.Port = 22
+	}
+	if b := p.SSH.Bastion; b != nil {
+		if !v.set("ssh.bastion.port") {
+			b.Port = 22
+		}
+		if b.User == "" {
+			b.User = p.SSH.User
+		}
+	}
+	if p.State.Backend == "" {
+		p.State.Backend = "file"
+	}
+	for i := range p.Pools {
+		if p.Pools[i].Role == "" {
+			p.Pools[i].Role = providers.RoleWorker
+		}
+	}
+	v.expand("ssh.key", &p.SSH.Key)
+	if p.SSH.Bastion != nil {
+		v.expand("ssh.bastion.key", &p.SSH.Bastion.Key)
+	}
+	v.expand("state.path", &p.State.Path)
+}
+
+func (v *validator) expand(path string, p *string) {
+	full, err := expandPath(v.plan.Path, *p)
+	if err != nil {
+		v.errorf(path, "use an absolute path, or one relative to the plan file", "%v", err)
+		v.d.bad[path] = true
+		return
+	}
+	*p = full
+}
+
+func (v *validator) validate() {
+	p := v.plan
+	if p.Version != Version {
+		v.errorf("version", fmt.Sprintf("this provision reads version %d plans; set version: %d", Version, Version),
+			"unsupported plan version %d", p.Version)
+	}
+	v.cluster()
+	v.ssh()
+	v.state()
+	v.pools()
+}
+
+func (v *validator) cluster() {
+	c := v.plan.Cluster
+	switch {
+	case c.Name == "":
+		v.missing("cluster.name", `name the cluster, e.g. "name: prod": lowercase letters, digits and "-"`)
+	case len(c.Name) > maxClusterName || !dnsLabel.MatchString(c.Name):
+		v.errorf("cluster.name", nameHint(c.Name, maxClusterName), "%q is not a valid cluster name", c.Name)
+	}
+	switch c.Kind {
+	case "swarm":
+	case "k3s", "kubeadm":
+		v.errorf("cluster.kind", "use swarm (the default)", "%s is not implemented yet", c.Kind)
+	default:
+		v.errorf("cluster.kind", unknownHint(c.Kind, kinds, "supported kinds"), "unknown cluster kind %q", c.Kind)
+	}
+}
+
+func (v *validator) ssh() {
+	s := v.plan.SSH
+	v.port("ssh.port", s.Port)
+	v.keyFile("ssh.key", s.Key)
+	b := s.Bastion
+	if b == nil {
+		return
+	}
+	if b.Host == "" {
+		v.missing("ssh.bastion.host", "the bastion's address, e.g. host: bastion.example.com")
+	}
+	v.port("ssh.bastion.port", b.Port)
+	v.keyFile("ssh.bastion.key", b.Key)
+	const scan = "get it with ssh-keyscan -t ed25519 <bastion host>; provision never trusts an unknown host key"
+	if b.HostKey == "" {
+		v.missing("ssh.bastion.host_key", "the bastion's public host key in authorized_keys format; "+scan)
+	} else if _, _, _, _, err := ssh.ParseAuthorizedKey([]byte(b.HostKey)); err != nil {
+		v.errorf("ssh.bastion.host_key", "write it in authorized_keys format (\"ssh-ed25519 AAAA…\"); "+scan,
+			"not an SSH public key")
+	}
+}
+
+func (v *validator) port(path string, port int) {
+	if port < 1 || port > 65535 {
+		v.errorf(path, "use a TCP port from 1 to 65535", "%d is out of range", port)
+	}
+}
+
+// keyFile checks a private key can be read now, not halfway through an apply
+// with machines already created.
+func (v *validator) keyFile(path, file string) {
+	if file == "" || v.skip(path) {
+		return
+	}
+	f, err := os.Open(file)
+	if err == nil {
+		var st os.FileInfo
+		st, err = f.Stat()
+		f.Close()
+		if err == nil && st.IsDir() {
+			v.errorf(path, "name the private key file inside it, e.g. id_ed25519", "%s is a directory", file)
+			return
+		}
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, fs.ErrNotExist):
+		v.errorf(path, fmt.Sprintf("generate one with ssh-keygen -t ed25519 -f %s, or remove the key to let provision manage one", file),
+			"%s: no such file", file)
+	case errors.Is(err, fs.ErrPermission):
+		v.errorf(path, "make it readable by the user running provision (chmod 600, and check the owner)", "%s: permission denied", file)
+	default:
+		v.errorf(path, "", "%s: %v", file, unwrapPathError(err))
+	}
+}
+
+// unwrapPathError drops the "open <file>:" prefix the message already has.
+func unwrapPathError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+func (v *validator) state() {
+	switch b := v.plan.State.Backend; b {
+	case "file":
+	case "etcd":
+		v.errorf("state.backend", "use file (the default)", "%s is not implemented yet", b)
+	default:
+		v.errorf("state.backend", unknownHint(b, stateBackends, "supported backends"), "unknown state backend %q", b)
+	}
+}
+
+func (v *validator) pools() {
+	p := v.plan
+	if len(p.Pools) == 0 {
+		if !v.skip("pools") {
+			at := yamlPos{1, 1}
+			if pos, ok := v.d.pos["pools"]; ok {
+				at = pos.Key
+			}
+			v.d.errorf(at, "add a pool under pools:, e.g. - {name: managers, provider: docker, count: 1, role: manager}", "at least one pool is required")
+		}
+		return
+	}
+	first := map[string]int{} // pool name → line of its first definition
+	managers, uncertain := 0, false
+	for i, pool := range p.Pools {
+		at := fmt.Sprintf("pools[%d]", i)
+		if v.skip(at) {
+			uncertain = true
+			continue
+		}
+		switch {
+		case pool.Name == "":
+			v.missing(at+".name", `name the pool, e.g. "name: workers": lowercase letters, digits and "-"`)
+		case len(pool.Name) > maxPoolName || !dnsLabel.MatchString(pool.Name):
+			v.errorf(at+".name", nameHint(pool.Name, maxPoolName), "%q is not a valid pool name", pool.Name)
+		default:
+			if line, dup := first[pool.Name]; dup {
+				v.errorf(at+".name", "pool names must be unique: rename one of them, or merge their counts",
+					"duplicate pool %q (first defined at line %d)", pool.Name, line)
+			} else {
+				line, _ := p.Position(at + ".name")
+				first[pool.Name] = line
+			}
+		}
+		switch {
+		case pool.Provider == "":
+			hint := "which provider makes this pool's machines"
+			if v.opts.Providers != nil {
+				hint += ": one of " + strings.Join(v.opts.Providers.Names(), ", ")
+			}
+			v.missing(at+".provider", hint)
+		case v.opts.Providers != nil && !v.opts.Providers.Has(pool.Provider):
+			v.errorf(at+".provider", unknownHint(pool.Provider, v.opts.Providers.Names(), "known providers"),
+				"unknown provider %q", pool.Provider)
+		}
+		if pool.Count < 0 {
+			v.errorf(at+".count", "use 0 to keep the pool empty", "must be ≥ 0, got %d", pool.Count)
+		}
+		switch pool.Role {
+		case providers.RoleManager:
+			if pool.Count >= 1 {
+				managers++
+			}
+			if pool.Count < 0 {
+				uncertain = true
+			}
+		case providers.RoleWorker:
+		default:
+			v.errorf(at+".role", unknownHint(string(pool.Role), roles, "roles"), "unknown role %q", pool.Role)
+			uncertain = true
+		}
+		// A count or role that is already wrong makes "no manager" a guess:
+		// the user may well have meant that pool to be the manager.
+		if v.skip(at+".count") || v.skip(at+".role") {
+			uncertain = true
+		}
+		if _, empty := pool.Labels[""]; empty && !v.skip(at+".labels") {
+			line, col := p.Position(at + ".labels.")
+			v.d.errorf(yamlPos{line, col}, "give the label a name", "%s.labels: label keys must not be empty", at)
+		}
+	}
+	if p.Cluster.Kind == "swarm" && managers == 0 && !uncertain {
+		at := yamlPos{1, 1}
+		if pos, ok := v.d.pos["pools"]; ok {
+			at = pos.Key
+		}
+		v.d.errorf(at, "set role: manager on a pool with count ≥ 1", "a swarm needs a manager")
+	}
+}
+
+// nameHint explains the name rules and offers a fixed-up name to copy.
+func nameHint(name string, max int) string {
+	hint := fmt.Sprintf(`use lowercase letters, digits and "-" (not at either end), at most %d characters`, max)
+	var b strings.Builder
+	for _, r := range strings.ToLower(name) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			b.WriteRune(r)
+		} else if b.Len() > 0 && !strings.HasSuffix(b.String(), "-") {
+			b.WriteByte('-')
+		}
+	}
+	fixed := strings.Trim(b.String(), "-")
+	if len(fixed) > max {
+		fixed = strings.Trim(fixed[:max], "-")
+	}
+	if fixed != "" && fixed != name {
+		hint += fmt.Sprintf(", e.g. %q", fixed)
+	}
+	return hint
+}
