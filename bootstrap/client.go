@@ -23,7 +23,7 @@ import (
 	"golang.org/x/crypto/ssh/agent"
 
 	"github.com/provisionhq/provision/bootstrap/cluster"
-	"github.com/provisionhq/provision/bootstrap/retry"
+	"github.com/provisionhq/provision/internal/retry"
 )
 
 const (
@@ -159,23 +159,28 @@ func Dial(ctx context.Context, t Target, cfg Config) (*Client, error) {
 		authFailures int
 		start        = time.Now()
 	)
-	// classify turns one attempt's failure into "retry" or "stop".
+	// classify sorts one attempt's failure into "stop" (done) or "retry".
 	classify := func(err error) (bool, error) {
+		if ctx.Err() != nil && lastErr != nil {
+			// The deadline cut this attempt short; the previous error
+			// says more about why the machine is unreachable.
+			return false, lastErr
+		}
 		if errors.Is(err, ErrHostKeyChanged) {
-			return false, err
+			return true, err
 		}
 		// x/crypto reports auth failure only as text; there is no type.
 		if strings.Contains(err.Error(), "unable to authenticate") {
 			authFailures++
 			if authFailures >= maxAuthFailures {
-				return false, fmt.Errorf("ssh %s (%s) as %s: authentication refused %d times: %w", t.Name, addr, t.user(), authFailures, err)
+				return true, fmt.Errorf("ssh %s (%s) as %s: authentication refused %d times: %w", t.Name, addr, t.user(), authFailures, err)
 			}
 		}
 		lastErr = err
 		logger.Debug("ssh not ready", "machine", t.Name, "addr", addr, "attempt", attempts, "err", err)
-		return false, nil
+		return false, err
 	}
-	err = retry.Until(ctx, retry.Default, func(ctx context.Context) (bool, error) {
+	err = retry.Do(ctx, retry.Policy{Initial: 250 * time.Millisecond, Max: 5 * time.Second}, func(ctx context.Context) (bool, error) {
 		attempts++
 		if cfg.Bastion != nil && bastion == nil {
 			b, err := dialDirect(ctx, *cfg.Bastion, bastionCfg)
@@ -210,11 +215,11 @@ func Dial(ctx context.Context, t Target, cfg Config) (*Client, error) {
 		if bastion != nil {
 			bastion.Close()
 		}
-		if errors.Is(err, ErrHostKeyChanged) || lastErr == nil || !errors.Is(err, ctx.Err()) {
+		if ctx.Err() == nil || errors.Is(err, ErrHostKeyChanged) {
 			return nil, err
 		}
-		return nil, fmt.Errorf("ssh %s (%s): not reachable after %d attempts in %s: %w (last error: %v)",
-			t.Name, addr, attempts, time.Since(start).Round(time.Second), err, lastErr)
+		return nil, fmt.Errorf("ssh %s (%s): not reachable after %d attempts in %s: %w",
+			t.Name, addr, attempts, time.Since(start).Round(time.Second), err)
 	}
 	logger.Debug("ssh connected", "machine", t.Name, "addr", addr, "attempts", attempts)
 

@@ -53,6 +53,10 @@ type ExitError struct {
 	Stderr string // last lines of stderr
 }
 
+// ExitStatus lets cluster.ExitStatus classify the error without importing
+// this package.
+func (e *ExitError) ExitStatus() int { return e.Status }
+
 func (e *ExitError) Error() string {
 	msg := fmt.Sprintf("run %q: exit %d", e.Cmd, e.Status)
 	if s := strings.TrimSpace(e.Stderr); s != "" {

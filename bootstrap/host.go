@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -12,7 +11,7 @@ import (
 	"time"
 
 	"github.com/provisionhq/provision/bootstrap/cluster"
-	"github.com/provisionhq/provision/bootstrap/retry"
+	"github.com/provisionhq/provision/internal/retry"
 )
 
 // Host is one machine being bootstrapped: what the steps act on.
@@ -144,15 +143,10 @@ func detectOS(ctx context.Context, h *Host) error {
 func succeeds(cmd string) func(ctx context.Context, h *Host) (bool, error) {
 	return func(ctx context.Context, h *Host) (bool, error) {
 		err := h.Run.Run(ctx, cmd, nil, &bytes.Buffer{})
-		var ee *ExitError
-		switch {
-		case err == nil:
-			return true, nil
-		case errors.As(err, &ee):
-			return false, nil
-		default:
+		if _, exited := cluster.ExitStatus(err); err != nil && !exited {
 			return false, err
 		}
+		return err == nil, nil
 	}
 }
 
@@ -175,8 +169,7 @@ func installRuntime(ctx context.Context, h *Host) error {
 	switch h.OS.Family {
 	case FamilyApt:
 		err := h.Run.Run(ctx, aptInstall, nil, nil)
-		var ee *ExitError
-		if err == nil || !errors.As(err, &ee) || !missingPackageLists(ee.Stderr) {
+		if _, exited := cluster.ExitStatus(err); !exited || !missingPackageLists(err.Error()) {
 			return err
 		}
 		h.logger().Info("apt package lists missing, updating", "machine", h.Name)
@@ -191,8 +184,9 @@ func installRuntime(ctx context.Context, h *Host) error {
 	}
 }
 
-// missingPackageLists recognizes apt's complaints when it has never fetched
-// its package lists (the only signal apt gives is text).
+// missingPackageLists recognizes apt's complaints, in the error's stderr
+// tail, when it has never fetched its package lists (apt's only signal is
+// text).
 func missingPackageLists(stderr string) bool {
 	return slices.ContainsFunc([]string{
 		"Unable to locate package",
@@ -228,12 +222,10 @@ func waitEngine(ctx context.Context, h *Host) error {
 	ctx, cancel := context.WithTimeout(ctx, EngineTimeout)
 	defer cancel()
 	check := succeeds("docker info >/dev/null 2>&1")
-	err := retry.Until(ctx, retry.Constant(time.Second), func(ctx context.Context) (bool, error) {
-		done, err := check(ctx, h)
-		if err != nil && ctx.Err() != nil {
-			return false, nil // the deadline ended the check, not the engine
-		}
-		return done, err
+	// A failed check (not "not yet") is retried too: the engine restarting
+	// can drop the command; the deadline bounds it.
+	err := retry.Do(ctx, retry.Policy{Initial: 500 * time.Millisecond, Max: 2 * time.Second}, func(ctx context.Context) (bool, error) {
+		return check(ctx, h)
 	})
 	if err != nil {
 		return fmt.Errorf("wait for docker engine (see /var/log/dockerd.log or journalctl -u docker): %w", err)

@@ -133,6 +133,9 @@ type ExitError struct {
 	Stderr string
 }
 
+// ExitStatus makes the error recognizable by cluster.ExitStatus.
+func (e *ExitError) ExitStatus() int { return e.Status }
+
 func (e *ExitError) Error() string {
 	return fmt.Sprintf("run %q: exit %d: %s", e.Cmd, e.Status, strings.TrimSpace(e.Stderr))
 }
