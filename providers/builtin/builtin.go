@@ -1,0 +1,24 @@
+// Package builtin owns the list of providers compiled into provision. It
+// builds an explicit registry, so programs that embed provision (Pulumi)
+// depend on no init() side effects.
+package builtin
+
+import (
+	"context"
+
+	"github.com/provisionhq/provision/providers"
+	"github.com/provisionhq/provision/providers/docker"
+	"github.com/provisionhq/provision/providers/static"
+)
+
+// Registry returns a new registry holding every built-in provider.
+func Registry() *providers.Registry {
+	r := providers.NewRegistry()
+	r.Register("docker", func(ctx context.Context, env providers.Env) (providers.Provider, error) {
+		return docker.New(ctx, env)
+	})
+	r.Register("static", func(ctx context.Context, env providers.Env) (providers.Provider, error) {
+		return static.New(ctx, env)
+	})
+	return r
+}

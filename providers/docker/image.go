@@ -1,0 +1,202 @@
+package docker
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The node image recipe. Any change to these values or files changes the
+// image tag, so a changed recipe builds a new image and an unchanged one is
+// reused.
+var (
+	//go:embed nodeimage/build.sh
+	buildScript []byte
+	//go:embed nodeimage/init.sh
+	initScript []byte
+)
+
+const (
+	imageRepo  = "provision-node"
+	imageSuite = "bookworm"
+	// imageInclude is what debootstrap installs into the image.
+	imageInclude = "openssh-server,iproute2,iptables,procps,ca-certificates,curl,sudo,kmod"
+	// imagePreload is only downloaded into the apt cache, so bootstrap's
+	// `apt-get install docker.io` inside a node is a real, offline install.
+	imagePreload  = "docker.io"
+	defaultMirror = "http://deb.debian.org/debian"
+	// imageBuildTimeout bounds debootstrap + apt downloads + import; the
+	// build takes about 2 minutes here.
+	imageBuildTimeout = 20 * time.Minute
+	initPath          = "/usr/local/sbin/provision-init"
+)
+
+// buildMu serialises builds inside one process so parallel tests or pools do
+// not debootstrap the same recipe twice at once.
+var buildMu sync.Mutex
+
+// ImageTag is the tag of the node image for the current recipe.
+func ImageTag() string {
+	h := sha256.New()
+	for _, part := range [][]byte{buildScript, initScript, []byte(imageSuite), []byte(imageInclude), []byte(imagePreload)} {
+		fmt.Fprintf(h, "%d:", len(part))
+		h.Write(part)
+	}
+	return imageRepo + ":" + hex.EncodeToString(h.Sum(nil))[:12]
+}
+
+// EnsureImage returns the node image reference, building it first if the
+// local docker has no image for the current recipe. Building needs root
+// (debootstrap) and network access to the Debian mirror
+// (PROVISION_DEBIAN_MIRROR, default http://deb.debian.org/debian); it takes
+// about two minutes the first time and is instant afterwards.
+func EnsureImage(ctx context.Context, logger *slog.Logger) (string, error) {
+	return ensureImage(ctx, execRunner{}, logger)
+}
+
+func ensureImage(ctx context.Context, r runner, logger *slog.Logger) (string, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	tag := ImageTag()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	ok, err := imageExists(ctx, r, tag)
+	if err != nil {
+		return "", err
+	}
+	if ok {
+		return tag, nil
+	}
+	if os.Geteuid() != 0 {
+		return "", fmt.Errorf("build node image %s: must run as root (debootstrap and chroot need it); run `sudo provision image build` once", tag)
+	}
+	if _, err := exec.LookPath("debootstrap"); err != nil {
+		return "", fmt.Errorf("build node image %s: debootstrap not found (apt-get install debootstrap): %w", tag, err)
+	}
+	mirror := os.Getenv("PROVISION_DEBIAN_MIRROR")
+	if mirror == "" {
+		mirror = defaultMirror
+	}
+	start := time.Now()
+	logger.InfoContext(ctx, "building node image; the first build takes about 2 minutes", "image", tag, "mirror", mirror)
+	ctx, cancel := context.WithTimeout(ctx, imageBuildTimeout)
+	defer cancel()
+
+	dir, err := os.MkdirTemp("", "provision-image-")
+	if err != nil {
+		return "", fmt.Errorf("build node image: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	rootfs := filepath.Join(dir, "rootfs")
+	for name, body := range map[string][]byte{"build.sh": buildScript, "init.sh": initScript} {
+		if err := os.WriteFile(filepath.Join(dir, name), body, 0o755); err != nil {
+			return "", fmt.Errorf("build node image: %w", err)
+		}
+	}
+	cmd := exec.CommandContext(ctx, "/bin/sh", filepath.Join(dir, "build.sh"))
+	cmd.Env = append(os.Environ(),
+		"ROOTFS="+rootfs, "SUITE="+imageSuite, "MIRROR="+mirror, "INCLUDE="+imageInclude,
+		"INIT="+filepath.Join(dir, "init.sh"), "PRELOAD="+imagePreload, "DEBIAN_FRONTEND=noninteractive")
+	if err := runLogged(ctx, cmd, logger); err != nil {
+		return "", fmt.Errorf("build node image %s: %w", tag, err)
+	}
+	logger.InfoContext(ctx, "importing node image", "image", tag, "elapsed", time.Since(start).Round(time.Second))
+	if err := importRootfs(ctx, r, rootfs, tag); err != nil {
+		return "", fmt.Errorf("build node image %s: %w", tag, err)
+	}
+	logger.InfoContext(ctx, "node image ready", "image", tag, "elapsed", time.Since(start).Round(time.Second))
+	return tag, nil
+}
+
+func imageExists(ctx context.Context, r runner, ref string) (bool, error) {
+	_, err := r.run(ctx, nil, "docker", "image", "inspect", "--format", "{{.Id}}", ref)
+	switch {
+	case err == nil:
+		return true, nil
+	case isDaemonDown(err):
+		return false, classify(err, "")
+	case strings.Contains(stderrOf(err), "No such image"):
+		return false, nil
+	default:
+		return false, fmt.Errorf("inspect image %s: %w", ref, err)
+	}
+}
+
+// runLogged runs the build script: progress lines at Info, the rest of its
+// chatter at Debug, and the tail of it in the error when it fails.
+func runLogged(ctx context.Context, cmd *exec.Cmd, logger *slog.Logger) error {
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	var tail []string
+	done := make(chan struct{})
+	go func() { // owned here: we wait for done below
+		defer close(done)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			line := sc.Text()
+			if rest, ok := strings.CutPrefix(line, "provision-image: "); ok {
+				logger.InfoContext(ctx, rest)
+			} else {
+				logger.DebugContext(ctx, line)
+			}
+			tail = append(tail, line)
+			if len(tail) > 15 {
+				tail = tail[1:]
+			}
+		}
+		io.Copy(io.Discard, pr) // a too-long line must not block the writer
+	}()
+	err := cmd.Wait()
+	pw.Close()
+	<-done
+	if err != nil {
+		return fmt.Errorf("%w\n%s", err, strings.Join(tail, "\n"))
+	}
+	return nil
+}
+
+// importRootfs streams `tar -C rootfs -c .` into `docker import`.
+func importRootfs(ctx context.Context, r runner, rootfs, tag string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	tarCmd := exec.CommandContext(ctx, "tar", "-C", rootfs, "--numeric-owner", "-c", ".")
+	out, err := tarCmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := tarCmd.Start(); err != nil {
+		return fmt.Errorf("tar rootfs: %w", err)
+	}
+	_, ierr := r.run(ctx, out, "docker", "import",
+		"--change", fmt.Sprintf(`CMD [%q]`, initPath),
+		"--change", "LABEL provision.image=node",
+		"-", tag)
+	if ierr != nil {
+		cancel() // unblock tar if import stopped reading
+	}
+	terr := tarCmd.Wait()
+	if ierr != nil {
+		return fmt.Errorf("docker import: %w", classify(ierr, ""))
+	}
+	if terr != nil {
+		return fmt.Errorf("tar rootfs: %w", terr)
+	}
+	return nil
+}
+
