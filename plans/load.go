@@ -174,6 +174,8 @@ func (d *decoder) syntaxError(err error) {
 	d.errorf(yamlPos{Line: line}, "", "invalid YAML: %s", msg)
 }
 
+var bigInt = regexp.MustCompile(`^[-+]?[0-9_]+$`)
+
 var settingsType = reflect.TypeOf(providers.Settings(nil))
 
 func join(path, field string) string {
@@ -257,6 +259,12 @@ func (d *decoder) value(path string, n *yaml.Node, v reflect.Value) {
 		v.SetString(n.Value)
 	case t.Kind() == reflect.Int:
 		var i int64
+		if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!float" && bigInt.MatchString(n.Value) {
+			// YAML reads an integer too big for int64 as a float.
+			d.errorf(posOf(n), "", "%s: integer %s is out of range", path, n.Value)
+			d.bad[path] = true
+			return
+		}
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
 			d.mismatch(path, n, "an integer")
 			return

@@ -206,14 +206,21 @@ func (v *validator) keyFile(path, file string) {
 	if file == "" || v.skip(path) {
 		return
 	}
-	f, err := os.Open(file)
+	// Stat before opening: opening a FIFO or a device would block or read
+	// something that is not a key.
+	st, err := os.Stat(file)
 	if err == nil {
-		var st os.FileInfo
-		st, err = f.Stat()
-		f.Close()
-		if err == nil && st.IsDir() {
+		switch {
+		case st.IsDir():
 			v.errorf(path, "name the private key file inside it, e.g. id_ed25519", "%s is a directory", file)
 			return
+		case !st.Mode().IsRegular():
+			v.errorf(path, "name a private key file, e.g. ~/.ssh/id_ed25519", "%s is not a regular file", file)
+			return
+		}
+		var f *os.File
+		if f, err = os.Open(file); err == nil {
+			f.Close()
 		}
 	}
 	switch {
