@@ -1,0 +1,222 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/provisionhq/provision/plans"
+	"github.com/provisionhq/provision/plans/apply"
+	"github.com/provisionhq/provision/providers"
+	"github.com/provisionhq/provision/providers/docker"
+)
+
+func newValidate(o *options) *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate PLAN",
+		Short: "Check a plan: syntax, fields, pools, key files and provider settings",
+		Long: `Check a plan without touching any machine or state. Every problem is
+reported with file:line:col and a hint; the exit status is 1 when any is found.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := load(args[0], o)
+			if err != nil {
+				return err
+			}
+			for _, pool := range s.plan.Pools {
+				prov, err := s.registry.New(cmd.Context(), pool.Provider, providers.Env{Cluster: s.plan.Cluster.Name, Logger: s.log})
+				if err != nil {
+					return fmt.Errorf("pool %q: %w", pool.Name, err)
+				}
+				if v, ok := prov.(providers.SettingsValidator); ok {
+					if err := v.ValidateSettings(pool.Settings); err != nil {
+						return fmt.Errorf("%s: pool %q settings: %w", args[0], pool.Name, err)
+					}
+				}
+			}
+			if o.output == "json" {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"valid": true, "cluster": s.plan.Cluster.Name, "machines": desired(s.plan)})
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s is valid: cluster %q, %d pools, %d machines.\n", args[0], s.plan.Cluster.Name, len(s.plan.Pools), desired(s.plan))
+			return nil
+		},
+	}
+}
+
+func desired(p *plans.Plan) int {
+	n := 0
+	for _, pool := range p.Pools {
+		n += pool.Count
+	}
+	return n
+}
+
+func newPlan(o *options) *cobra.Command {
+	return &cobra.Command{
+		Use:   "plan PLAN",
+		Short: "Show what `up` would change, from the recorded state",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := load(args[0], o)
+			if err != nil {
+				return err
+			}
+			e := &apply.Engine{Backend: s.backend}
+			changes, err := e.Plan(cmd.Context(), s.plan)
+			if err != nil {
+				return err
+			}
+			if o.output == "json" {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(changesJSON(changes))
+			}
+			changes.Render(cmd.OutOrStdout())
+			return nil
+		},
+	}
+}
+
+type changeJSON struct {
+	Action  string `json:"action"`
+	Machine string `json:"machine,omitempty"`
+	Pool    string `json:"pool"`
+	Role    string `json:"role"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+func changesJSON(c *plans.Changes) map[string]any {
+	items := []changeJSON{}
+	for _, it := range c.Items {
+		j := changeJSON{Action: it.Action.String(), Pool: it.Pool, Role: string(it.Role), Reason: it.Reason}
+		if it.Before != nil {
+			j.Machine = it.Before.ID
+		}
+		items = append(items, j)
+	}
+	return map[string]any{"lineage": c.Lineage, "serial": c.Serial, "changes": items,
+		"create": c.Count(plans.Create), "delete": c.Count(plans.Delete), "resume": c.Count(plans.Resume), "unchanged": c.Count(plans.NoOp)}
+}
+
+func newUp(o *options) *cobra.Command {
+	var parallelism int
+	cmd := &cobra.Command{
+		Use:   "up PLAN",
+		Short: "Create, bootstrap and join what the plan has and the cluster lacks",
+		Long: `Converge the cluster to the plan: create missing machines (one provider call
+per pool), wait for SSH with the pinned host key, install the container
+runtime, and join each machine to the cluster; remove machines the plan no
+longer wants (drained first). Each machine runs its own pipeline, so a worker
+starts bootstrapping as soon as it exists.
+
+Progress is a live line per machine on a terminal and timestamped lines
+otherwise (--progress plain); --output json prints events as JSON lines.
+Running up again on an unchanged plan changes nothing. An interrupted up
+(Ctrl-C, kill -9) resumes where it stopped on the next run.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := load(args[0], o)
+			if err != nil {
+				return err
+			}
+			prog := newProgress(cmd.OutOrStdout(), o)
+			e, _, err := s.engine(cmd.Context(), "up", prog.Event)
+			if err != nil {
+				return err
+			}
+			e.Parallelism = parallelism
+			rep, err := e.Apply(cmd.Context(), s.plan)
+			prog.Close()
+			if rep != nil {
+				printReport(cmd, o, "up", rep, err)
+			}
+			return err
+		},
+	}
+	cmd.Flags().IntVar(&parallelism, "parallelism", apply.DefaultParallelism, "machines bootstrapped at once")
+	return cmd
+}
+
+func printReport(cmd *cobra.Command, o *options, op string, rep *apply.Report, err error) {
+	if o.output == "json" {
+		out := map[string]any{"operation": op, "created": rep.Created, "deleted": rep.Deleted, "resumed": rep.Resumed,
+			"unchanged": rep.Unchanged, "adopted": rep.Adopted, "orphans_deleted": rep.Orphans, "seconds": rep.Duration.Seconds(), "ok": err == nil}
+		if err != nil {
+			out["error"] = err.Error()
+		}
+		_ = json.NewEncoder(cmd.OutOrStdout()).Encode(out)
+		return
+	}
+	w := cmd.OutOrStdout()
+	if op == "up" && rep.Created+rep.Deleted+rep.Resumed+rep.Orphans+rep.Adopted == 0 && err == nil {
+		fmt.Fprintf(w, "No changes: %d machines match the plan (%s).\n", rep.Unchanged, rep.Duration.Round(10*time.Millisecond))
+		return
+	}
+	fmt.Fprintf(w, "%s: %d created, %d resumed, %d deleted, %d unchanged", op, rep.Created, rep.Resumed, rep.Deleted, rep.Unchanged)
+	if rep.Adopted+rep.Orphans > 0 {
+		fmt.Fprintf(w, ", %d adopted, %d orphans deleted", rep.Adopted, rep.Orphans)
+	}
+	fmt.Fprintf(w, " in %s.\n", rep.Duration.Round(100*time.Millisecond))
+}
+
+func newDown(o *options) *cobra.Command {
+	return &cobra.Command{
+		Use:   "down PLAN",
+		Short: "Delete every machine of the cluster, its network and its state",
+		Long: `Delete every machine of the cluster — those in state and any other the
+providers find tagged with the cluster's name — then the state directory.
+A failed down keeps the state of what is left; run it again to finish.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := load(args[0], o)
+			if err != nil {
+				return err
+			}
+			prog := newProgress(cmd.OutOrStdout(), o)
+			e := &apply.Engine{Providers: s.registry, Backend: s.backend, Logger: s.log, Events: prog.Event,
+				ProviderDir: filepath.Join(s.dir, "providers"), Operation: "down"}
+			rep, err := e.Destroy(cmd.Context(), s.plan)
+			prog.Close()
+			if err == nil {
+				// The login key and provider files go with the cluster.
+				for _, f := range []string{s.managedKeyPath(), s.managedKeyPath() + ".pub"} {
+					_ = os.Remove(f)
+				}
+				_ = os.RemoveAll(filepath.Join(s.dir, "providers"))
+				_ = os.Remove(s.dir)
+			}
+			if rep != nil {
+				printReport(cmd, o, "down", rep, err)
+			}
+			return err
+		},
+	}
+}
+
+func newImage(o *options) *cobra.Command {
+	img := &cobra.Command{Use: "image", Short: "Manage the local node image used by the docker provider"}
+	img.AddCommand(&cobra.Command{
+		Use:   "build",
+		Short: "Build (or reuse) the docker provider's node image from Debian with debootstrap",
+		Long: `Build the node image the docker provider runs machines from: a Debian root
+filesystem made with debootstrap and imported with docker import (no registry
+needed). The tag is a hash of the recipe, so an unchanged recipe reuses the
+cached image. The first build takes about two minutes and needs root.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log, err := o.logger(os.Stderr)
+			if err != nil {
+				return err
+			}
+			ref, err := docker.EnsureImage(cmd.Context(), log)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), ref)
+			return nil
+		},
+	})
+	return img
+}

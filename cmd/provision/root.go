@@ -1,0 +1,87 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+)
+
+// options are the flags every command shares.
+type options struct {
+	output   string // text or json
+	logLevel string
+	progress string // auto, tty, plain, none
+}
+
+func newRoot() *cobra.Command {
+	o := &options{}
+	root := &cobra.Command{
+		Use:   "provision",
+		Short: "Create container-host clusters on any cloud from a plan.yaml",
+		Long: `provision turns a plan.yaml into a running cluster: it creates the machines
+(docker for local hosts, static for existing ones), installs the container
+runtime over verified SSH, and joins every machine to a Docker Swarm.
+
+  provision validate plan.yaml    check a plan without touching anything
+  provision plan plan.yaml        show what up would change
+  provision up plan.yaml          create, bootstrap and join what is missing
+  provision status plan.yaml      machines, addresses and cluster health
+  provision ssh plan.yaml NODE    a shell or a command on a machine
+  provision down plan.yaml        delete every machine and the state
+
+State is kept in .provision/<cluster>/ (see the plan's state: block). A run
+that is interrupted (Ctrl-C, kill -9, a lost network) leaves a state that the
+next up resumes from.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVarP(&o.output, "output", "o", "text", "output format: text or json")
+	root.PersistentFlags().StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error (logs go to stderr)")
+	root.PersistentFlags().StringVar(&o.progress, "progress", "auto", "progress display: auto (a live line per machine on a terminal), plain (timestamped lines), none")
+	root.AddCommand(newValidate(o), newPlan(o), newUp(o), newDown(o), newStatus(o), newSSH(o), newImage(o))
+	return root
+}
+
+func (o *options) validate() error {
+	switch o.output {
+	case "text", "json":
+	default:
+		return fmt.Errorf("--output %q: use text or json", o.output)
+	}
+	switch o.progress {
+	case "auto", "plain", "none", "tty":
+	default:
+		return fmt.Errorf("--progress %q: use auto, plain or none", o.progress)
+	}
+	return nil
+}
+
+func (o *options) logger(w io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(strings.ToUpper(o.logLevel))); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", o.logLevel)
+	}
+	// A live display owns the terminal: only warnings and errors interrupt it.
+	if o.liveDisplay() && lvl < slog.LevelWarn {
+		lvl = slog.LevelWarn
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl})), nil
+}
+
+func (o *options) liveDisplay() bool {
+	if o.output == "json" {
+		return false
+	}
+	switch o.progress {
+	case "tty":
+		return true
+	case "auto":
+		return term.IsTerminal(int(os.Stdout.Fd()))
+	}
+	return false
+}

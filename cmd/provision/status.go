@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/provisionhq/provision/bootstrap"
+	"github.com/provisionhq/provision/bootstrap/cluster"
+	"github.com/provisionhq/provision/plans"
+	"github.com/provisionhq/provision/state"
+)
+
+type nodeStatus struct {
+	ID           string `json:"id"`
+	Pool         string `json:"pool"`
+	Role         string `json:"role"`
+	Provider     string `json:"provider"`
+	Address      string `json:"address"`
+	Phase        string `json:"phase"`
+	Cluster      string `json:"cluster_status"` // ready, down, not a member, unknown
+	Availability string `json:"availability,omitempty"`
+	Leader       bool   `json:"leader,omitempty"`
+}
+
+func newStatus(o *options) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status PLAN",
+		Short: "Show machines, addresses, cluster membership and health",
+		Long: `Show every machine in state with its address and bootstrap phase, and how
+the cluster sees it (asked of a manager over SSH). Exit status is 0 when every
+machine is joined and ready, 1 otherwise; --output json for scripts.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := load(args[0], o)
+			if err != nil {
+				return err
+			}
+			st, err := s.backend.Read(cmd.Context())
+			if err != nil {
+				return err
+			}
+			members, merr := s.members(cmd.Context(), st)
+			rows := make([]nodeStatus, 0, len(st.Machines))
+			healthy := merr == nil
+			for _, m := range st.Machines {
+				r := nodeStatus{ID: m.ID, Pool: m.Pool, Role: m.Role, Provider: m.Provider, Address: m.Address, Phase: string(m.Phase), Cluster: "unknown"}
+				if merr == nil {
+					r.Cluster = "not a member"
+					if mem, ok := members[m.ID]; ok {
+						r.Cluster, r.Availability, r.Leader = mem.Status, mem.Availability, mem.Leader
+					}
+				}
+				if m.Phase != state.PhaseJoined || r.Cluster != "ready" {
+					healthy = false
+				}
+				rows = append(rows, r)
+			}
+			if o.output == "json" {
+				out := map[string]any{"cluster": s.plan.Cluster.Name, "machines": rows, "healthy": healthy}
+				if merr != nil {
+					out["cluster_error"] = merr.Error()
+				}
+				if err := json.NewEncoder(cmd.OutOrStdout()).Encode(out); err != nil {
+					return err
+				}
+			} else {
+				w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "MACHINE\tPOOL\tROLE\tPROVIDER\tADDRESS\tPHASE\tCLUSTER")
+				for _, r := range rows {
+					c := r.Cluster
+					if r.Availability != "" && r.Availability != "active" {
+						c += " (" + r.Availability + ")"
+					}
+					if r.Leader {
+						c += " leader"
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Pool, r.Role, r.Provider, r.Address, r.Phase, c)
+				}
+				_ = w.Flush()
+				if len(rows) == 0 {
+					fmt.Fprintf(cmd.OutOrStdout(), "No machines: run `provision up %s`.\n", args[0])
+				}
+				if merr != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "cluster membership unknown: %v\n", merr)
+				}
+			}
+			if !healthy {
+				return &exitCode{code: 1}
+			}
+			return nil
+		},
+	}
+}
+
+// members asks the primary manager who is in the cluster.
+func (s *session) members(ctx context.Context, st *state.State) (map[string]cluster.Member, error) {
+	id := plans.PrimaryManager(st)
+	if id == "" {
+		return nil, errors.New("no joined manager")
+	}
+	cfg, _, err := s.sshConfig()
+	if err != nil {
+		return nil, err
+	}
+	c := &connector{user: s.plan.SSH.User, port: s.plan.SSH.Port, cfg: cfg}
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	m := *st.Machine(id)
+	conn, err := c.Connect(ctx, m)
+	if err != nil {
+		return nil, fmt.Errorf("connect to manager %s: %w", id, err)
+	}
+	defer conn.Close()
+	list, err := cluster.NewSwarm(s.log).Members(ctx, cluster.Node{Name: m.ID, Address: m.Address, Role: m.Role, Run: conn})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]cluster.Member{}
+	for _, mem := range list {
+		out[mem.Name] = mem
+	}
+	return out, nil
+}
+
+func newSSH(o *options) *cobra.Command {
+	return &cobra.Command{
+		Use:   "ssh PLAN NODE [-- COMMAND...]",
+		Short: "Open a shell on a machine, or run a command there",
+		Long: `Connect to a machine over SSH with the cluster's key, verifying the host key
+pinned in state. NODE is a machine ID, a unique part of one, or a pool name
+(its first machine). Without COMMAND an interactive shell opens. The exit
+status is the command's.
+
+  provision ssh examples/local.yaml manager -- docker node ls`,
+		Args: cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := load(args[0], o)
+			if err != nil {
+				return err
+			}
+			st, err := s.backend.Read(cmd.Context())
+			if err != nil {
+				return err
+			}
+			m, err := findMachine(st, args[1])
+			if err != nil {
+				return err
+			}
+			cfg, _, err := s.sshConfig()
+			if err != nil {
+				return err
+			}
+			c := &connector{user: s.plan.SSH.User, port: s.plan.SSH.Port, cfg: cfg}
+			dctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
+			client, err := bootstrap.Dial(dctx, c.target(m), cfg)
+			cancel()
+			if err != nil {
+				return err
+			}
+			defer client.Close()
+			if len(args) == 2 {
+				err = client.Shell(cmd.Context(), os.Stdin, os.Stdout, os.Stderr)
+			} else {
+				err = client.Exec(cmd.Context(), strings.Join(args[2:], " "), os.Stdin, os.Stdout, os.Stderr)
+			}
+			var exit *bootstrap.ExitError
+			if errors.As(err, &exit) {
+				return &exitCode{code: exit.Status}
+			}
+			return err
+		},
+	}
+}
+
+// findMachine resolves NODE: an exact ID, a pool name, or a unique substring.
+func findMachine(st *state.State, q string) (state.Machine, error) {
+	if m := st.Machine(q); m != nil {
+		return *m, nil
+	}
+	var pool, sub []state.Machine
+	for _, m := range st.Machines {
+		if m.Pool == q {
+			pool = append(pool, m)
+		}
+		if strings.Contains(m.ID, q) {
+			sub = append(sub, m)
+		}
+	}
+	if len(pool) > 0 {
+		return pool[0], nil
+	}
+	if len(sub) == 1 {
+		return sub[0], nil
+	}
+	ids := make([]string, 0, len(st.Machines))
+	for _, m := range st.Machines {
+		ids = append(ids, m.ID)
+	}
+	if len(sub) > 1 {
+		return state.Machine{}, fmt.Errorf("%q matches %d machines; be more specific (machines: %s)", q, len(sub), strings.Join(ids, ", "))
+	}
+	return state.Machine{}, fmt.Errorf("no machine %q (machines: %s)", q, strings.Join(ids, ", "))
+}
