@@ -43,7 +43,7 @@ func (s *State) Validate() error {
 // NewLineage returns a fresh random lineage in UUID v4 form.
 func NewLineage() string {
 	var b [16]byte
-	rand.Read(b[:]) // never fails (crypto/rand panics instead)
+	rand.Read(b[:])         // never fails (crypto/rand panics instead)
 	b[6] = b[6]&0x0f | 0x40 // version 4
 	b[8] = b[8]&0x3f | 0x80 // RFC 4122 variant
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])

@@ -1,4 +1,4 @@
-//go:build !unix
+//go:build !unix || aix
 
 package state
 
@@ -8,9 +8,9 @@ import (
 	"os"
 )
 
-// The file backend's locking relies on flock(2); other platforms compile
-// but cannot lock, so a file backend there refuses to apply rather than
-// apply unlocked.
+// The file backend's locking relies on flock(2), which Windows lacks (and
+// x/sys/unix on AIX). Those platforms compile but cannot lock, so a file
+// backend there refuses to apply rather than apply unlocked.
 
 var errWouldBlock = errors.New("lock held elsewhere")
 
