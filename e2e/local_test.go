@@ -281,9 +281,9 @@ func TestKillDuringUp(t *testing.T) {
 		workers int
 		marker  string // kill when a progress line contains this
 	}{
-		{1, "create   start"},  // intents written, create in flight
-		{2, "runtime  start"},  // machines exist, bootstrap running
-		{3, "join     start"},  // runtime done, joins in flight
+		{1, "create   start"}, // intents written, create in flight
+		{2, "runtime  start"}, // machines exist, bootstrap running
+		{3, "join     start"}, // runtime done, joins in flight
 	}
 	for i, p := range points {
 		c.write(1, p.workers)

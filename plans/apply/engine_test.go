@@ -122,7 +122,9 @@ func (d *fakeDriver) Remove(_ context.Context, mgr, n cluster.Node) error {
 	delete(d.members, n.Name)
 	return nil
 }
-func (d *fakeDriver) Members(context.Context, cluster.Node) ([]cluster.Member, error) { return nil, nil }
+func (d *fakeDriver) Members(context.Context, cluster.Node) ([]cluster.Member, error) {
+	return nil, nil
+}
 
 func (d *fakeDriver) count(prefix string) int {
 	d.mu.Lock()
