@@ -94,7 +94,8 @@ func isNoSuch(err error) bool {
 
 func allLines(s string, ok func(string) bool) bool {
 	for _, l := range strings.Split(s, "\n") {
-		if l = strings.TrimSpace(l); l != "" && !ok(l) {
+		// `docker network rm` appends its own "exit status 1" line.
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "exit status") && !ok(l) {
 			return false
 		}
 	}
