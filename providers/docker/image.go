@@ -199,4 +199,3 @@ func importRootfs(ctx context.Context, r runner, rootfs, tag string) error {
 	}
 	return nil
 }
-
