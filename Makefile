@@ -27,13 +27,14 @@ down: build
 	$(BIN) down $(PLAN)
 
 ## test: every test, unit and end-to-end (installs and starts docker when missing)
-test: deps vet
+## The node image is built once up front so parallel test packages share it.
+test: deps vet image
 	$(GO) test -count=1 -timeout 60m ./...
 
 unit:
 	PROVISION_REQUIRE_DOCKER= $(GO) test -count=1 -short ./...
 
-e2e: deps
+e2e: deps image
 	$(GO) test -count=1 -timeout 60m -v ./e2e/
 
 vet:

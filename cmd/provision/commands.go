@@ -186,6 +186,9 @@ A failed down keeps the state of what is left; run it again to finish.`,
 				}
 				_ = os.RemoveAll(filepath.Join(s.dir, "providers"))
 				_ = os.Remove(s.dir)
+				if s.plan.State.Path == "" {
+					_ = os.Remove(filepath.Dir(s.dir)) // .provision, when no other cluster uses it
+				}
 			}
 			if rep != nil {
 				printReport(cmd, o, "down", rep, err)
