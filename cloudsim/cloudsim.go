@@ -1,0 +1,108 @@
+// Package cloudsim owns what the cloud emulators share: fault injection,
+// per-action call counters and the optional backing of instances by real
+// local hosts. The emulators themselves (ec2/, gce/, openstack/) speak each
+// cloud's real wire protocol so the official SDK clients run unchanged
+// against them with only an endpoint override.
+package cloudsim
+
+import (
+	"context"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Faults is what makes a cloud hard. The zero value is a perfect cloud.
+type Faults struct {
+	// ThrottleRate is the fraction (0..1) of API calls refused as throttled.
+	ThrottleRate float64
+	// PendingFor is how long a new instance stays pending before running.
+	PendingFor time.Duration
+	// InvisibleFor is how long a new instance ID is unknown to reads
+	// (describe/get/list) after its create call returned: eventual consistency.
+	InvisibleFor time.Duration
+	// InstanceQuota caps the instances alive at once (0 = unlimited); a
+	// create that would pass it fails with the cloud's quota error.
+	InstanceQuota int
+	// NoCapacity makes every create fail with the cloud's capacity error.
+	NoCapacity bool
+}
+
+// Sim holds the faults and counters of one emulator; safe for concurrent use.
+type Sim struct {
+	mu     sync.Mutex
+	faults Faults
+	calls  map[string]int
+	rng    *rand.Rand
+}
+
+// NewSim returns a Sim with the given faults. seed makes throttling
+// reproducible in tests.
+func NewSim(f Faults, seed uint64) *Sim {
+	return &Sim{faults: f, calls: map[string]int{}, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+}
+
+// SetFaults replaces the faults (tests change them between steps).
+func (s *Sim) SetFaults(f Faults) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = f
+}
+
+// Faults returns the current faults.
+func (s *Sim) Faults() Faults {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.faults
+}
+
+// Call counts one API call by action and reports whether it must be
+// refused as throttled.
+func (s *Sim) Call(action string) (throttled bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls[action]++
+	return s.faults.ThrottleRate > 0 && s.rng.Float64() < s.faults.ThrottleRate
+}
+
+// Calls returns how many times action was called (throttled calls included).
+func (s *Sim) Calls(action string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[action]
+}
+
+// CallCounts returns a copy of every counter, for /_sim/calls and tests.
+func (s *Sim) CallCounts() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.calls))
+	for k, v := range s.calls {
+		out[k] = v
+	}
+	return out
+}
+
+// Actions lists the actions called so far, sorted.
+func (s *Sim) Actions() []string {
+	counts := s.CallCounts()
+	out := make([]string, 0, len(counts))
+	for k := range counts {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Backing makes emulated instances real: each one is a local host that
+// answers SSH with the host key from its user-data. Emulators call Start when
+// an instance is created and Stop when it is terminated; a nil Backing
+// leaves instances as records only (with made-up addresses).
+type Backing interface {
+	// Start creates the host for instance id and returns its address.
+	// userData is the instance's cloud-init user-data (it carries the
+	// ssh host key and authorized keys).
+	Start(ctx context.Context, id string, userData []byte) (address string, err error)
+	Stop(ctx context.Context, id string) error
+}
