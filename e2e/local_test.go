@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -280,10 +279,12 @@ func TestKillDuringUp(t *testing.T) {
 	points := []struct {
 		workers int
 		marker  string // kill when a progress line contains this
+		sig     syscall.Signal
 	}{
-		{1, "create   start"}, // intents written, create in flight
-		{2, "runtime  start"}, // machines exist, bootstrap running
-		{3, "join     start"}, // runtime done, joins in flight
+		{1, "create   start", syscall.SIGKILL}, // intents written, create in flight
+		{2, "runtime  start", syscall.SIGKILL}, // machines exist, bootstrap running
+		{3, "join     start", syscall.SIGKILL}, // runtime done, joins in flight
+		{4, "runtime  start", syscall.SIGINT},  // Ctrl-C: a clean stop
 	}
 	for i, p := range points {
 		c.write(1, p.workers)
@@ -298,8 +299,10 @@ func TestKillDuringUp(t *testing.T) {
 			t.Fatal(err)
 		}
 		seen := make(chan struct{})
+		finished := make(chan struct{}) // the reader hit EOF: the process is gone
 		var log bytes.Buffer
 		go func() {
+			defer close(finished)
 			sc := bufio.NewScanner(stdout)
 			once := false
 			for sc.Scan() {
@@ -328,10 +331,20 @@ func TestKillDuringUp(t *testing.T) {
 				t.Fatalf("concurrent up: err=%v after %s, want a fast lock error:\n%s", err, time.Since(start), out)
 			}
 		}
-		_ = cmd.Process.Signal(syscall.SIGKILL)
-		_ = cmd.Wait()
-		t.Logf("killed up at %q; its output:\n%s", p.marker, log.String())
-		_, _ = io.Copy(io.Discard, stdout)
+		_ = cmd.Process.Signal(p.sig)
+		select {
+		case <-finished:
+		case <-time.After(time.Minute):
+			t.Fatalf("up did not stop within a minute of %v", p.sig)
+		}
+		err = cmd.Wait()
+		t.Logf("%v sent to up at %q; its output:\n%s", p.sig, p.marker, log.String())
+		if p.sig == syscall.SIGINT {
+			// Ctrl-C stops at once with a word on how to resume.
+			if code := cmd.ProcessState.ExitCode(); code != 130 || !strings.Contains(log.String(), "run the same command again to resume") {
+				t.Fatalf("up after Ctrl-C: exit %d (%v), want 130 and a resume hint", code, err)
+			}
+		}
 
 		out := c.must("up", c.plan)
 		t.Logf("resumed:\n%s", out)
