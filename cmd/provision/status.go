@@ -139,7 +139,7 @@ pinned in state. NODE is a machine ID, a unique part of one, or a pool name
 (its first machine). Without COMMAND an interactive shell opens. The exit
 status is the command's.
 
-  provision ssh examples/local.yaml manager -- docker node ls`,
+  provision ssh examples/local.yaml managers -- docker node ls`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := load(args[0], o)

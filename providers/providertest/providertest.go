@@ -5,17 +5,13 @@ package providertest
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/provisionhq/provision/bootstrap"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/crypto/ssh"
 
 	"github.com/provisionhq/provision/providers"
 )
@@ -46,25 +42,9 @@ type Options struct {
 	Cleanup func()
 }
 
-// GenerateHostKey returns a fresh ed25519 host key pair.
-func GenerateHostKey() (providers.HostKey, error) {
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return providers.HostKey{}, fmt.Errorf("generate host key: %w", err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		return providers.HostKey{}, fmt.Errorf("marshal host key: %w", err)
-	}
-	sshPub, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		return providers.HostKey{}, fmt.Errorf("host public key: %w", err)
-	}
-	return providers.HostKey{
-		PrivatePEM: pem.EncodeToMemory(block),
-		Public:     strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub))),
-	}, nil
-}
+// GenerateHostKey returns a fresh ed25519 host key pair, as the engine
+// makes them.
+func GenerateHostKey() (providers.HostKey, error) { return bootstrap.GenerateHostKey() }
 
 // suite is the state the behaviours share, in order.
 type suite struct {
