@@ -1,0 +1,74 @@
+package dockerhost
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"strings"
+
+	"github.com/provisionhq/provision/bootstrap"
+	"github.com/provisionhq/provision/providers"
+	"github.com/provisionhq/provision/providers/cloudinit"
+)
+
+// TestInstanceAnswersSSHWithItsUserDataHostKey: a backed instance is a real
+// host that presents exactly the host key from its user-data and lets the
+// user-data's key log in.
+func TestInstanceAnswersSSHWithItsUserDataHostKey(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs docker")
+	}
+	if err := exec.Command("docker", "info").Run(); err != nil {
+		if os.Getenv("PROVISION_REQUIRE_DOCKER") != "" {
+			t.Fatalf("docker is required: %v", err)
+		}
+		t.Skipf("no docker: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	group := fmt.Sprintf("dh%d", time.Now().UnixNano()%1e6)
+	b, err := New(ctx, group, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.StopAll(context.Background()) })
+
+	hk, err := bootstrap.GenerateHostKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := bootstrap.GenerateUserKey(t.TempDir() + "/id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ud, err := cloudinit.UserData(providers.MachineSpec{ID: "i-1", SSHUser: "root", HostKey: hk,
+		AuthorizedKeys: []string{authorized(signer.PublicKey())}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := group + "-i-1"
+	addr, err := b.Start(ctx, id, ud)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := bootstrap.Dial(ctx, bootstrap.Target{Name: id, Address: addr, User: "root", HostKey: hk.Public}, bootstrap.Config{Signers: []ssh.Signer{signer}})
+	if err != nil {
+		t.Fatalf("dial the backed instance with its user-data host key pinned: %v", err)
+	}
+	c.Close()
+	if err := b.Stop(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Stop(ctx, id); err != nil {
+		t.Fatalf("second stop: %v (gone must be success)", err)
+	}
+}
+
+func authorized(k ssh.PublicKey) string {
+	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
+}
