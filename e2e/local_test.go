@@ -54,10 +54,12 @@ func requireDocker(t *testing.T) {
 
 // cluster is one test cluster: a plan file in a temp dir, its state beside it.
 type cluster struct {
-	t    *testing.T
-	name string
-	dir  string
-	plan string
+	t     *testing.T
+	name  string
+	dir   string
+	plan  string
+	env   []string // extra environment for provision (cloudsim endpoints)
+	group string   // docker label group of the machines' containers; name when empty
 }
 
 func newCluster(t *testing.T, prefix string) *cluster {
@@ -100,6 +102,7 @@ pools:
 func (c *cluster) run(ctx context.Context, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, bin, append([]string{"--progress", "plain"}, args...)...)
 	cmd.Dir = c.dir
+	cmd.Env = append(os.Environ(), c.env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
@@ -120,7 +123,11 @@ func (c *cluster) must(args ...string) string {
 // containers lists this cluster's containers by the provider's labels.
 func (c *cluster) containers() []string {
 	c.t.Helper()
-	out, err := exec.Command("docker", "ps", "-a", "--filter", "label=provision.cluster="+c.name, "--format", "{{.Names}}").Output()
+	group := c.group
+	if group == "" {
+		group = c.name
+	}
+	out, err := exec.Command("docker", "ps", "-a", "--filter", "label=provision.cluster="+group, "--format", "{{.Names}}").Output()
 	if err != nil {
 		c.t.Fatalf("docker ps: %v", err)
 	}
