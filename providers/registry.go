@@ -14,6 +14,10 @@ type Env struct {
 	// Dir is a directory the provider may keep files in (caches, keys).
 	Dir    string
 	Logger *slog.Logger
+	// Pools holds the settings of every plan pool on this provider, by
+	// pool name, so List and Delete in a fresh process (a `down`) know which
+	// regions, zones or projects to look in.
+	Pools map[string]Settings
 }
 
 // Factory builds a provider.

@@ -30,7 +30,9 @@ reported with file:line:col and a hint; the exit status is 1 when any is found.`
 			for _, pool := range s.plan.Pools {
 				prov, err := s.registry.New(cmd.Context(), pool.Provider, providers.Env{Cluster: s.plan.Cluster.Name, Logger: s.log})
 				if err != nil {
-					return fmt.Errorf("pool %q: %w", pool.Name, err)
+					// Usually missing credentials: not a plan problem, but say so.
+					fmt.Fprintf(cmd.ErrOrStderr(), "warning: pool %q: settings not checked: %v\n", pool.Name, err)
+					continue
 				}
 				if v, ok := prov.(providers.SettingsValidator); ok {
 					if err := v.ValidateSettings(pool.Settings); err != nil {

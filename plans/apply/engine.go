@@ -205,7 +205,15 @@ func (r *run) provider(ctx context.Context, name string) (providers.Provider, er
 	if p, ok := r.provs[name]; ok {
 		return p, nil
 	}
-	p, err := r.e.Providers.New(ctx, name, providers.Env{Cluster: r.st.Cluster, Dir: r.e.ProviderDir, Logger: r.log.With("provider", name)})
+	env := providers.Env{Cluster: r.st.Cluster, Dir: r.e.ProviderDir, Logger: r.log.With("provider", name), Pools: map[string]providers.Settings{}}
+	if r.plan != nil {
+		for _, pool := range r.plan.Pools {
+			if pool.Provider == name {
+				env.Pools[pool.Name] = pool.Settings
+			}
+		}
+	}
+	p, err := r.e.Providers.New(ctx, name, env)
 	if err != nil {
 		return nil, err
 	}

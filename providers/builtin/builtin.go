@@ -8,6 +8,7 @@ import (
 
 	"github.com/provisionhq/provision/providers"
 	"github.com/provisionhq/provision/providers/docker"
+	"github.com/provisionhq/provision/providers/gcp"
 	"github.com/provisionhq/provision/providers/static"
 )
 
@@ -16,6 +17,9 @@ func Registry() *providers.Registry {
 	r := providers.NewRegistry()
 	r.Register("docker", func(ctx context.Context, env providers.Env) (providers.Provider, error) {
 		return docker.New(ctx, env)
+	})
+	r.Register("gcp", func(ctx context.Context, env providers.Env) (providers.Provider, error) {
+		return gcp.New(ctx, env)
 	})
 	r.Register("static", func(ctx context.Context, env providers.Env) (providers.Provider, error) {
 		return static.New(ctx, env)

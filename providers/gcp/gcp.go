@@ -119,6 +119,11 @@ func New(ctx context.Context, env providers.Env) (*Provider, error) {
 	if p.project != "" {
 		p.projects[p.project] = true
 	}
+	for _, set := range env.Pools {
+		if proj, ok := set["project"].(string); ok && proj != "" {
+			p.projects[proj] = true
+		}
+	}
 	return p, nil
 }
 
