@@ -1,0 +1,197 @@
+package ec2
+
+import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/provisionhq/provision/cloudsim"
+)
+
+// client is the real SDK pointed at the emulator, with retries off so
+// every fault is seen.
+func client(t *testing.T, f cloudsim.Faults) (*ec2.Client, *cloudsim.Sim, *Server) {
+	t.Helper()
+	sim := cloudsim.NewSim(f, 7)
+	srv := New(sim, Options{Region: "eu-west-1"})
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+	c := ec2.New(ec2.Options{
+		Region:           "eu-west-1",
+		BaseEndpoint:     aws.String(hs.URL),
+		Credentials:      credentials.NewStaticCredentialsProvider("AKID", "secret", ""),
+		RetryMaxAttempts: 1,
+	})
+	return c, sim, srv
+}
+
+func run(t *testing.T, c *ec2.Client, n int32, token string, tags ...types.Tag) (*ec2.RunInstancesOutput, error) {
+	t.Helper()
+	in := &ec2.RunInstancesInput{ImageId: aws.String("ami-0123456789abcdef0"), InstanceType: types.InstanceTypeT3Micro,
+		MinCount: aws.Int32(n), MaxCount: aws.Int32(n), ClientToken: aws.String(token)}
+	if len(tags) > 0 {
+		in.TagSpecifications = []types.TagSpecification{{ResourceType: types.ResourceTypeInstance, Tags: tags}}
+	}
+	return c.RunInstances(t.Context(), in)
+}
+
+func code(err error) string {
+	var api smithy.APIError
+	if errors.As(err, &api) {
+		return api.ErrorCode()
+	}
+	return ""
+}
+
+func TestLifecycleThroughTheSDK(t *testing.T) {
+	c, sim, srv := client(t, cloudsim.Faults{PendingFor: 100 * time.Millisecond, InvisibleFor: 200 * time.Millisecond})
+	out, err := run(t, c, 3, "tok-1", types.Tag{Key: aws.String("team"), Value: aws.String("blue")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Instances) != 3 || out.Instances[2].AmiLaunchIndex == nil || *out.Instances[2].AmiLaunchIndex != 2 {
+		t.Fatalf("RunInstances = %+v", out.Instances)
+	}
+	id := *out.Instances[0].InstanceId
+	if ip := aws.ToString(out.Instances[0].PrivateIpAddress); !strings.HasPrefix(ip, "10.0.") {
+		t.Errorf("private IP %q, want 10.0.x.y", ip)
+	}
+	// Eventual consistency: a fresh ID is unknown for a moment.
+	_, err = c.DescribeInstances(t.Context(), &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
+	if code(err) != "InvalidInstanceID.NotFound" {
+		t.Fatalf("describe a fresh ID = %v, want InvalidInstanceID.NotFound", err)
+	}
+	// The same token is the same reservation.
+	again, err := run(t, c, 3, "tok-1", types.Tag{Key: aws.String("team"), Value: aws.String("blue")})
+	if err != nil || *again.ReservationId != *out.ReservationId || *again.Instances[0].InstanceId != id {
+		t.Fatalf("replay = %v, %v; want reservation %s", again, err, *out.ReservationId)
+	}
+	if _, err := run(t, c, 2, "tok-1"); code(err) != "IdempotentParameterMismatch" {
+		t.Fatalf("same token, other count = %v", err)
+	}
+	if srv.Count() != 3 {
+		t.Fatalf("%d instances, want 3", srv.Count())
+	}
+	time.Sleep(250 * time.Millisecond)
+	d, err := c.DescribeInstances(t.Context(), &ec2.DescribeInstancesInput{Filters: []types.Filter{
+		{Name: aws.String("tag:team"), Values: []string{"blue"}},
+		{Name: aws.String("instance-state-name"), Values: []string{"running"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Reservations) != 1 || len(d.Reservations[0].Instances) != 3 {
+		t.Fatalf("describe by tag = %+v", d.Reservations)
+	}
+	if _, err := c.TerminateInstances(t.Context(), &ec2.TerminateInstancesInput{InstanceIds: []string{id}}); err != nil {
+		t.Fatal(err)
+	}
+	d, err = c.DescribeInstances(t.Context(), &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := d.Reservations[0].Instances[0].State.Name; s != types.InstanceStateNameShuttingDown {
+		t.Fatalf("after terminate the instance is %s", s)
+	}
+	for _, a := range []string{"RunInstances", "DescribeInstances", "TerminateInstances"} {
+		if sim.Calls(a) == 0 {
+			t.Errorf("no %s counted", a)
+		}
+	}
+}
+
+func TestPagination(t *testing.T) {
+	c, _, _ := client(t, cloudsim.Faults{})
+	for i := range 4 {
+		if _, err := run(t, c, 3, fmt.Sprint("p", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pg := ec2.NewDescribeInstancesPaginator(c, &ec2.DescribeInstancesInput{MaxResults: aws.Int32(5)})
+	pages, n := 0, 0
+	for pg.HasMorePages() {
+		out, err := pg.NextPage(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		for _, r := range out.Reservations {
+			n += len(r.Instances)
+		}
+	}
+	if pages != 3 || n != 12 {
+		t.Fatalf("%d pages, %d instances; want 3 pages, 12 instances", pages, n)
+	}
+}
+
+func TestFaultsOnTheWire(t *testing.T) {
+	tests := []struct {
+		name   string
+		faults cloudsim.Faults
+		status int
+		code   string
+	}{
+		{"throttled", cloudsim.Faults{ThrottleRate: 1}, http.StatusServiceUnavailable, "RequestLimitExceeded"},
+		{"quota", cloudsim.Faults{InstanceQuota: 1}, http.StatusBadRequest, "InstanceLimitExceeded"},
+		{"capacity", cloudsim.Faults{NoCapacity: true}, http.StatusInternalServerError, "InsufficientInstanceCapacity"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hs := httptest.NewServer(New(cloudsim.NewSim(tt.faults, 1), Options{}))
+			defer hs.Close()
+			form := url.Values{"Action": {"RunInstances"}, "Version": {"2016-11-15"}, "ImageId": {"ami-0123456789abcdef0"},
+				"InstanceType": {"t3.micro"}, "MinCount": {"2"}, "MaxCount": {"2"}}
+			resp, err := http.PostForm(hs.URL, form)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tt.status {
+				t.Errorf("status %d, want %d", resp.StatusCode, tt.status)
+			}
+			want := "<Response><Errors><Error><Code>" + tt.code + "</Code>"
+			if !strings.Contains(string(body), want) || !strings.Contains(string(body), "<RequestID>") {
+				t.Errorf("body %s, want %s...<RequestID>", body, want)
+			}
+		})
+	}
+}
+
+func TestUserDataForPicksTheLaunchIndex(t *testing.T) {
+	mime := "Content-Type: multipart/mixed; boundary=\"B\"\r\nMIME-Version: 1.0\r\n\r\n" +
+		"--B\r\nContent-Type: text/cloud-config\r\nLaunch-Index: 0\r\n\r\n#cloud-config\nzero: 0\r\n" +
+		"--B\r\nContent-Type: text/cloud-config\r\nLaunch-Index: 1\r\n\r\n#cloud-config\none: 1\r\n" +
+		"--B--\r\n"
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = zw.Write([]byte(mime))
+	_ = zw.Close()
+	for _, in := range [][]byte{[]byte(mime), gz.Bytes()} {
+		got, err := UserDataFor(in, 1)
+		if err != nil || string(got) != "#cloud-config\none: 1" {
+			t.Fatalf("UserDataFor(…, 1) = %q, %v", got, err)
+		}
+	}
+	if _, err := UserDataFor([]byte(mime), 5); err == nil {
+		t.Fatal("launch index 5 has no part: want an error")
+	}
+	plain := []byte("#cloud-config\nx: 1\n")
+	if got, _ := UserDataFor(plain, 3); !bytes.Equal(got, plain) {
+		t.Fatalf("plain user-data changed: %q", got)
+	}
+}
