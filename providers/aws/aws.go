@@ -518,6 +518,9 @@ func (p *Provider) waitRunning(ctx context.Context, b *batch, ids map[providers.
 					return true, pe
 				case !ok:
 					return true, fmt.Errorf("instance %s has no provision machine tags", aws.ToString(in.InstanceId))
+				case m.State == providers.StateStopping:
+					// Stopped by someone else: waiting would not help.
+					return true, fmt.Errorf("machine %s (instance %s) is %s: start it or delete the machine", m.ID, m.ProviderID, in.State.Name)
 				case m.State == providers.StateRunning && m.Address != "":
 					ready = append(ready, m)
 				default:
