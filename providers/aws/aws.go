@@ -131,7 +131,7 @@ func newProvider(ctx context.Context, env providers.Env, opts ...func(*config.Lo
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Provider{
+	p := &Provider{
 		cfg:      cfg,
 		cluster:  env.Cluster,
 		log:      log.With("provider", cloud),
@@ -139,7 +139,15 @@ func newProvider(ctx context.Context, env providers.Env, opts ...func(*config.Lo
 		sem:      make(chan struct{}, maxInFlight),
 		clients:  map[string]*ec2.Client{},
 		launched: map[providers.MachineID]launchedInstance{},
-	}, nil
+	}
+	// The plan's pools say which regions List and Delete must search, even
+	// in a process that created nothing (a `down`).
+	for _, set := range env.Pools {
+		if r, ok := set["region"].(string); ok && r != "" {
+			p.client(r)
+		}
+	}
+	return p, nil
 }
 
 // ValidateSettings checks a pool's settings without calling AWS.

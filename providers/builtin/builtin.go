@@ -7,6 +7,7 @@ import (
 	"context"
 
 	"github.com/provisionhq/provision/providers"
+	"github.com/provisionhq/provision/providers/aws"
 	"github.com/provisionhq/provision/providers/docker"
 	"github.com/provisionhq/provision/providers/gcp"
 	"github.com/provisionhq/provision/providers/static"
@@ -15,6 +16,9 @@ import (
 // Registry returns a new registry holding every built-in provider.
 func Registry() *providers.Registry {
 	r := providers.NewRegistry()
+	r.Register("aws", func(ctx context.Context, env providers.Env) (providers.Provider, error) {
+		return aws.New(ctx, env)
+	})
 	r.Register("docker", func(ctx context.Context, env providers.Env) (providers.Provider, error) {
 		return docker.New(ctx, env)
 	})

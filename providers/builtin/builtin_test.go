@@ -12,7 +12,7 @@ func TestRegistry(t *testing.T) {
 	// an endpoint so no credential chain is consulted (nothing is called).
 	t.Setenv("PROVISION_GCP_ENDPOINT", "http://127.0.0.1:9/compute/v1/")
 	r := Registry()
-	if got := r.Names(); !slices.Equal(got, []string{"docker", "gcp", "static"}) {
+	if got := r.Names(); !slices.Equal(got, []string{"aws", "docker", "gcp", "static"}) {
 		t.Fatalf("Names() = %v", got)
 	}
 	for _, name := range r.Names() {
