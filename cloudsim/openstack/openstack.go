@@ -1,0 +1,949 @@
+// Package openstack owns the OpenStack emulator: Keystone v3 token issue
+// (password and application credentials) with a service catalog pointing
+// back at the same server, Nova servers and flavors, Glance images and
+// Neutron networks and ports, all in their real JSON shapes so
+// gophercloud/v2 runs against it unchanged with only OS_AUTH_URL set.
+//
+// It models what makes Nova hard: servers that stay BUILD before ACTIVE,
+// reads that do not see a new server for a while (eventual consistency),
+// throttling (429 or 413 overLimit with Retry-After), the instance quota
+// (403 "Quota exceeded for instances") and capacity (a server that goes to
+// ERROR with the fault "No valid host was found"). Like real Nova it has no
+// idempotency token and no server-side metadata filter: clients find their
+// servers by listing (paginated with limit/marker, optionally narrowed with
+// the name regex) and reading metadata.
+//
+// Faults and call counters come from cloudsim.Sim (actions "tokens.create",
+// "servers.create", "servers.list", "servers.get", "servers.delete",
+// "flavors.list", "flavors.get", "images.list", "images.get",
+// "networks.list", "ports.list"); cloudsim.Backing can make each server a
+// real local host.
+package openstack
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/provisionhq/provision/cloudsim"
+)
+
+// Options configure a Server.
+type Options struct {
+	// PublicURL is the base URL put in the catalog; when empty it is built
+	// from each request's Host ("http://host").
+	PublicURL string
+	// Region names the catalog's region; "RegionOne" when empty.
+	Region string
+	// Password, when set, is the only password (and application
+	// credential secret) accepted; any non-empty one otherwise.
+	Password string
+	// Backing makes servers real local hosts; nil keeps them records with
+	// made-up 192.168.x.y addresses.
+	Backing cloudsim.Backing
+	Logger  *slog.Logger
+	// MaxLimit is Nova's max_limit: the largest page a list returns;
+	// 1000 when zero.
+	MaxLimit int
+	// RetryAfter is the Retry-After a throttled call carries; 1s when zero.
+	RetryAfter time.Duration
+	// DeleteFor is how long a deleted server stays listed (task_state
+	// "deleting") before it is gone; 50ms when zero.
+	DeleteFor time.Duration
+}
+
+// Seeded IDs, stable so tests can refer to them.
+const (
+	FlavorSmall    = "2"
+	FlavorMedium   = "3"
+	FlavorLarge    = "4"
+	ImageDebian12  = "6f1b2c4e-7d0a-4c52-9a49-1c0f1d2e3a12"
+	NetworkPrivate = "a1f0c3d2-5b6e-4f70-8a91-b2c3d4e5f607"
+)
+
+type flavor struct {
+	ID, Name   string
+	VCPUs, RAM int
+	Disk       int
+}
+
+type image struct{ ID, Name string }
+
+type network struct{ ID, Name, SubnetID string }
+
+// Server is the emulator; it implements http.Handler. Close stops the
+// backing hosts' start-ups it still owns.
+type Server struct {
+	sim  *cloudsim.Sim
+	opts Options
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	servers  map[string]*server
+	tokens   map[string]time.Time // token → expiry
+	seq      int
+	flavors  []flavor
+	images   []image
+	networks []network
+
+	wg     sync.WaitGroup
+	cancel map[string]context.CancelFunc // backing start-ups in flight
+	closed bool
+}
+
+type server struct {
+	id, name    string
+	metadata    map[string]string
+	flavorID    string
+	imageID     string
+	netID       string
+	keyName     string
+	secGroups   []string
+	az          string
+	userData    []byte
+	reservation string
+	launchIndex int
+	created     time.Time
+	visibleAt   time.Time
+	activeAt    time.Time
+	started     bool   // the backing (if any) has answered
+	address     string // set when started
+	fault       string // ERROR when non-empty (once activeAt passed)
+	deletedAt   time.Time
+	goneAt      time.Time
+}
+
+// New returns an emulator driven by sim.
+func New(sim *cloudsim.Sim, opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Region == "" {
+		opts.Region = "RegionOne"
+	}
+	if opts.MaxLimit <= 0 {
+		opts.MaxLimit = 1000
+	}
+	if opts.RetryAfter <= 0 {
+		opts.RetryAfter = time.Second
+	}
+	if opts.DeleteFor <= 0 {
+		opts.DeleteFor = 50 * time.Millisecond
+	}
+	return &Server{
+		sim: sim, opts: opts, log: opts.Logger,
+		servers: map[string]*server{},
+		tokens:  map[string]time.Time{},
+		cancel:  map[string]context.CancelFunc{},
+		flavors: []flavor{
+			{ID: "1", Name: "m1.tiny", VCPUs: 1, RAM: 512, Disk: 1},
+			{ID: FlavorSmall, Name: "m1.small", VCPUs: 1, RAM: 2048, Disk: 20},
+			{ID: FlavorMedium, Name: "m1.medium", VCPUs: 2, RAM: 4096, Disk: 40},
+			{ID: FlavorLarge, Name: "m1.large", VCPUs: 4, RAM: 8192, Disk: 80},
+		},
+		images: []image{
+			{ID: ImageDebian12, Name: "debian-12"},
+			{ID: "0c8e0b43-2f5a-4f0e-b7a1-3d2c1b0a9f88", Name: "ubuntu-24.04"},
+		},
+		networks: []network{
+			{ID: NetworkPrivate, Name: "private", SubnetID: "c0ffee00-0000-4000-8000-000000000001"},
+			{ID: "b2e1d4c3-6a7f-4081-9b02-c3d4e5f60718", Name: "public", SubnetID: "c0ffee00-0000-4000-8000-000000000002"},
+		},
+	}
+}
+
+var _ http.Handler = (*Server)(nil)
+
+// Close cancels backing start-ups still running and waits for them.
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.closed = true
+	for _, c := range s.cancel {
+		c()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+// ServeHTTP routes /identity, /compute/v2.1, /image/v2 and /network/v2.0.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	if len(p) == 1 && r.Method == http.MethodGet && (p[0] == "image" || p[0] == "network") {
+		s.versions(w, r, p[0]) // discovery documents need no token
+		return
+	}
+	switch {
+	case len(p) >= 1 && p[0] == "identity":
+		s.identity(w, r, p[1:])
+		return
+	case len(p) >= 2 && p[0] == "compute" && p[1] == "v2.1":
+		if !s.authorized(w, r, novaError) {
+			return
+		}
+		s.compute(w, r, p[2:])
+		return
+	case len(p) >= 2 && p[0] == "image" && p[1] == "v2":
+		if !s.authorized(w, r, novaError) {
+			return
+		}
+		s.image(w, r, p[2:])
+		return
+	case len(p) >= 2 && p[0] == "network" && p[1] == "v2.0":
+		if !s.authorized(w, r, neutronError) {
+			return
+		}
+		s.network(w, r, p[2:])
+		return
+	}
+	novaError(w, http.StatusNotFound, "itemNotFound", "The resource could not be found.")
+}
+
+// versions answers Glance's and Neutron's version discovery, which
+// gophercloud reads to check an unversioned catalog endpoint.
+func (s *Server) versions(w http.ResponseWriter, r *http.Request, service string) {
+	id, path := "v2.16", "/image/v2/"
+	if service == "network" {
+		id, path = "v2.0", "/network/v2.0/"
+	}
+	writeJSON(w, http.StatusMultipleChoices, map[string]any{"versions": []any{map[string]any{
+		"id": id, "status": "CURRENT", "links": []any{map[string]any{"rel": "self", "href": s.baseURL(r) + path}},
+	}}})
+}
+
+func (s *Server) baseURL(r *http.Request) string {
+	if s.opts.PublicURL != "" {
+		return strings.TrimRight(s.opts.PublicURL, "/")
+	}
+	return "http://" + r.Host
+}
+
+// ---- Keystone ----
+
+type authRequest struct {
+	Auth struct {
+		Identity struct {
+			Methods  []string `json:"methods"`
+			Password struct {
+				User struct {
+					ID       string `json:"id"`
+					Name     string `json:"name"`
+					Password string `json:"password"`
+				} `json:"user"`
+			} `json:"password"`
+			AppCred struct {
+				ID     string `json:"id"`
+				Name   string `json:"name"`
+				Secret string `json:"secret"`
+			} `json:"application_credential"`
+		} `json:"identity"`
+		Scope struct {
+			Project struct {
+				ID   string `json:"id"`
+				Name string `json:"name"`
+			} `json:"project"`
+		} `json:"scope"`
+	} `json:"auth"`
+}
+
+func (s *Server) identity(w http.ResponseWriter, r *http.Request, p []string) {
+	if len(p) == 0 && r.Method == http.MethodGet { // version discovery
+		writeJSON(w, http.StatusMultipleChoices, map[string]any{"versions": map[string]any{"values": []any{
+			map[string]any{"id": "v3.14", "status": "stable", "links": []any{map[string]any{"rel": "self", "href": s.baseURL(r) + "/identity/v3/"}}},
+		}}})
+		return
+	}
+	if len(p) != 3 || p[0] != "v3" || p[1] != "auth" || p[2] != "tokens" || r.Method != http.MethodPost {
+		keystoneError(w, http.StatusNotFound, "Not Found", "The resource could not be found.")
+		return
+	}
+	s.sim.Call("tokens.create") // Keystone is not throttled here: counted only
+	var req authRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		keystoneError(w, http.StatusBadRequest, "Bad Request", "Expecting to find auth in request body.")
+		return
+	}
+	id := req.Auth.Identity
+	method := ""
+	switch {
+	case contains(id.Methods, "application_credential"):
+		method = "application_credential"
+		if (id.AppCred.ID == "" && id.AppCred.Name == "") || id.AppCred.Secret == "" ||
+			(s.opts.Password != "" && id.AppCred.Secret != s.opts.Password) {
+			keystoneError(w, http.StatusUnauthorized, "Unauthorized", "The request you have made requires authentication.")
+			return
+		}
+	case contains(id.Methods, "password"):
+		method = "password"
+		u := id.Password.User
+		if (u.ID == "" && u.Name == "") || u.Password == "" || (s.opts.Password != "" && u.Password != s.opts.Password) {
+			keystoneError(w, http.StatusUnauthorized, "Unauthorized", "The request you have made requires authentication.")
+			return
+		}
+	default:
+		keystoneError(w, http.StatusUnauthorized, "Unauthorized", "The request you have made requires authentication.")
+		return
+	}
+	token := strings.ReplaceAll(uuid.NewString(), "-", "")
+	now := time.Now().UTC()
+	exp := now.Add(time.Hour)
+	s.mu.Lock()
+	s.tokens[token] = exp
+	s.mu.Unlock()
+
+	base := s.baseURL(r)
+	ep := func(kind, name, u string) map[string]any {
+		return map[string]any{"type": kind, "name": name, "id": kind, "endpoints": []any{map[string]any{
+			"id": kind + "-public", "interface": "public", "region": s.opts.Region, "region_id": s.opts.Region, "url": u,
+		}}}
+	}
+	project := req.Auth.Scope.Project.Name
+	if project == "" {
+		project = "demo"
+	}
+	w.Header().Set("X-Subject-Token", token)
+	writeJSON(w, http.StatusCreated, map[string]any{"token": map[string]any{
+		"methods":    []string{method},
+		"issued_at":  now.Format(time.RFC3339),
+		"expires_at": exp.Format(time.RFC3339),
+		"project":    map[string]any{"id": "p-" + project, "name": project, "domain": map[string]any{"id": "default", "name": "Default"}},
+		"user":       map[string]any{"id": "u-1", "name": id.Password.User.Name, "domain": map[string]any{"id": "default", "name": "Default"}},
+		"catalog": []any{
+			ep("identity", "keystone", base+"/identity/v3"),
+			ep("compute", "nova", base+"/compute/v2.1"),
+			ep("image", "glance", base+"/image"),
+			ep("network", "neutron", base+"/network"),
+		},
+	}})
+}
+
+func (s *Server) authorized(w http.ResponseWriter, r *http.Request, fail func(http.ResponseWriter, int, string, string)) bool {
+	tok := r.Header.Get("X-Auth-Token")
+	s.mu.Lock()
+	exp, ok := s.tokens[tok]
+	s.mu.Unlock()
+	if !ok || time.Now().After(exp) {
+		fail(w, http.StatusUnauthorized, "unauthorized", "The request you have made requires authentication.")
+		return false
+	}
+	return true
+}
+
+// throttled counts the call and, when the sim refuses it, answers as Nova
+// does: 429 for writes and 413 overLimit for reads, both with Retry-After.
+func (s *Server) throttled(w http.ResponseWriter, r *http.Request, action string) bool {
+	if !s.sim.Call(action) {
+		return false
+	}
+	secs := int((s.opts.RetryAfter + time.Second - 1) / time.Second)
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	code := http.StatusTooManyRequests
+	if r.Method == http.MethodGet {
+		code = http.StatusRequestEntityTooLarge
+	}
+	writeJSON(w, code, map[string]any{"overLimit": map[string]any{
+		"code": code, "message": "This request was rate-limited.", "retryAfter": strconv.Itoa(secs),
+	}})
+	return true
+}
+
+// ---- Nova ----
+
+func (s *Server) compute(w http.ResponseWriter, r *http.Request, p []string) {
+	switch {
+	case len(p) == 1 && p[0] == "servers" && r.Method == http.MethodPost:
+		s.createServers(w, r)
+	case len(p) >= 1 && p[0] == "servers" && r.Method == http.MethodGet && (len(p) == 1 || p[1] == "detail") && len(p) <= 2:
+		s.listServers(w, r, len(p) == 2)
+	case len(p) == 2 && p[0] == "servers" && r.Method == http.MethodGet:
+		s.getServer(w, r, p[1])
+	case len(p) == 2 && p[0] == "servers" && r.Method == http.MethodDelete:
+		s.deleteServer(w, r, p[1])
+	case len(p) >= 1 && p[0] == "flavors" && r.Method == http.MethodGet:
+		s.flavorsHandler(w, r, p[1:])
+	default:
+		novaError(w, http.StatusNotFound, "itemNotFound", "The resource could not be found.")
+	}
+}
+
+type createRequest struct {
+	Server struct {
+		Name      string            `json:"name"`
+		FlavorRef string            `json:"flavorRef"`
+		ImageRef  string            `json:"imageRef"`
+		Metadata  map[string]string `json:"metadata"`
+		UserData  string            `json:"user_data"`
+		KeyName   string            `json:"key_name"`
+		AZ        string            `json:"availability_zone"`
+		MinCount  int               `json:"min_count"`
+		MaxCount  int               `json:"max_count"`
+		Networks  json.RawMessage   `json:"networks"`
+		SecGroups []struct {
+			Name string `json:"name"`
+		} `json:"security_groups"`
+	} `json:"server"`
+}
+
+func (s *Server) createServers(w http.ResponseWriter, r *http.Request) {
+	if s.throttled(w, r, "servers.create") {
+		return
+	}
+	var req createRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		novaError(w, http.StatusBadRequest, "badRequest", "Invalid JSON in request body: "+err.Error())
+		return
+	}
+	in := req.Server
+	if in.Name == "" {
+		novaError(w, http.StatusBadRequest, "badRequest", "Invalid input for field/attribute server. Value: name is a required property")
+		return
+	}
+	minC, maxC := max(in.MinCount, 1), in.MaxCount
+	if maxC == 0 {
+		maxC = minC
+	}
+	if maxC < minC {
+		novaError(w, http.StatusBadRequest, "badRequest", "min_count must be <= max_count")
+		return
+	}
+	var userData []byte
+	if in.UserData != "" {
+		b, err := base64.StdEncoding.DecodeString(in.UserData)
+		if err != nil {
+			novaError(w, http.StatusBadRequest, "badRequest", "User data needs to be valid base 64.")
+			return
+		}
+		userData = b
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fl := s.findFlavor(in.FlavorRef)
+	if fl == nil {
+		novaError(w, http.StatusBadRequest, "badRequest", fmt.Sprintf("Flavor %s could not be found.", in.FlavorRef))
+		return
+	}
+	img := s.findImage(in.ImageRef)
+	if img == nil {
+		novaError(w, http.StatusBadRequest, "badRequest", fmt.Sprintf("Image %s could not be found.", in.ImageRef))
+		return
+	}
+	netID, msg := s.pickNetwork(in.Networks)
+	if msg != "" {
+		novaError(w, http.StatusBadRequest, "badRequest", msg)
+		return
+	}
+	f := s.sim.Faults()
+	now := time.Now()
+	count := maxC
+	if f.InstanceQuota > 0 {
+		used := 0
+		for _, sv := range s.servers {
+			if sv.goneAt.IsZero() || now.Before(sv.goneAt) {
+				used++
+			}
+		}
+		room := f.InstanceQuota - used
+		if room < minC {
+			novaError(w, http.StatusForbidden, "forbidden", fmt.Sprintf(
+				"Quota exceeded for instances: Requested %d, but already used %d of %d instances", minC, used, f.InstanceQuota))
+			return
+		}
+		count = min(count, room)
+	}
+	s.seq++
+	reservation := fmt.Sprintf("r-%08d", s.seq)
+	var first *server
+	for i := range count {
+		name := in.Name
+		if count > 1 {
+			name = fmt.Sprintf("%s-%d", in.Name, i+1) // Nova's multi-create naming
+		}
+		sv := &server{
+			id: uuid.NewString(), name: name, metadata: copyMap(in.Metadata),
+			flavorID: fl.ID, imageID: img.ID, netID: netID, keyName: in.KeyName, az: in.AZ,
+			userData: userData, reservation: reservation, launchIndex: i,
+			created: now, visibleAt: now.Add(f.InvisibleFor), activeAt: now.Add(f.PendingFor),
+		}
+		for _, g := range in.SecGroups {
+			sv.secGroups = append(sv.secGroups, g.Name)
+		}
+		if sv.az == "" {
+			sv.az = "nova"
+		}
+		if f.NoCapacity {
+			sv.fault = "No valid host was found. There are not enough hosts available."
+		} else {
+			s.start(r.Context(), sv)
+		}
+		s.servers[sv.id] = sv
+		if first == nil {
+			first = sv
+		}
+	}
+	s.log.Info("servers created", "name", in.Name, "count", count, "reservation", reservation)
+	base := s.baseURL(r)
+	w.Header().Set("Location", base+"/compute/v2.1/servers/"+first.id)
+	writeJSON(w, http.StatusAccepted, map[string]any{"server": map[string]any{
+		"id": first.id, "links": serverLinks(base, first.id), "OS-DCF:diskConfig": "MANUAL",
+		"security_groups": []any{map[string]any{"name": "default"}}, "adminPass": "not-a-secret",
+	}})
+}
+
+// start gives sv an address: from the backing (asynchronously; sv stays
+// BUILD until it answers) or a made-up one. Called with s.mu held.
+func (s *Server) start(reqCtx context.Context, sv *server) {
+	if s.opts.Backing == nil {
+		n := len(s.servers) + 10
+		sv.address = fmt.Sprintf("192.168.%d.%d", n/250, n%250+2)
+		sv.started = true
+		return
+	}
+	if s.closed {
+		sv.fault = "emulator is closed"
+		return
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(reqCtx))
+	s.cancel[sv.id] = cancel
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer cancel()
+		addr, err := s.opts.Backing.Start(ctx, sv.id, sv.userData)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		delete(s.cancel, sv.id)
+		if err != nil {
+			s.log.Warn("backing start failed", "server", sv.id, "err", err)
+			sv.fault = "Build of instance " + sv.id + " aborted: " + err.Error()
+			return
+		}
+		sv.address, sv.started = addr, true
+	}()
+}
+
+func (s *Server) pickNetwork(raw json.RawMessage) (string, string) {
+	var nets []struct {
+		UUID string `json:"uuid"`
+		Port string `json:"port"`
+	}
+	if len(raw) == 0 || string(raw) == "null" || string(raw) == `"auto"` {
+		return s.networks[0].ID, ""
+	}
+	if err := json.Unmarshal(raw, &nets); err != nil {
+		return "", "Bad networks format"
+	}
+	if len(nets) == 0 {
+		return s.networks[0].ID, ""
+	}
+	for _, n := range nets {
+		if s.findNetwork(n.UUID) == nil {
+			return "", fmt.Sprintf("Network %s could not be found.", n.UUID)
+		}
+	}
+	return nets[0].UUID, ""
+}
+
+// status reports sv's Nova status at t.
+func (sv *server) status(t time.Time) (status, task string) {
+	switch {
+	case !sv.deletedAt.IsZero():
+		return "ACTIVE", "deleting"
+	case t.Before(sv.activeAt):
+		return "BUILD", "spawning"
+	case sv.fault != "":
+		return "ERROR", ""
+	case !sv.started:
+		return "BUILD", "spawning"
+	}
+	return "ACTIVE", ""
+}
+
+func (sv *server) visible(t time.Time) bool {
+	return !t.Before(sv.visibleAt) && (sv.goneAt.IsZero() || t.Before(sv.goneAt))
+}
+
+func (s *Server) serverJSON(base string, sv *server, t time.Time, detail bool) map[string]any {
+	out := map[string]any{"id": sv.id, "name": sv.name, "links": serverLinks(base, sv.id)}
+	if !detail {
+		return out
+	}
+	status, task := sv.status(t)
+	addrs := map[string]any{}
+	if status == "ACTIVE" && sv.address != "" {
+		n := s.findNetwork(sv.netID)
+		addrs[n.Name] = []any{map[string]any{
+			"addr": sv.address, "version": 4, "OS-EXT-IPS:type": "fixed", "OS-EXT-IPS-MAC:mac_addr": mac(sv.id),
+		}}
+	}
+	out["status"] = status
+	out["OS-EXT-STS:task_state"] = nilIfEmpty(task)
+	out["OS-EXT-STS:vm_state"] = strings.ToLower(status)
+	out["OS-EXT-AZ:availability_zone"] = sv.az
+	out["OS-EXT-SRV-ATTR:reservation_id"] = sv.reservation
+	out["OS-EXT-SRV-ATTR:launch_index"] = sv.launchIndex
+	out["created"] = sv.created.UTC().Format(time.RFC3339)
+	out["updated"] = t.UTC().Format(time.RFC3339)
+	out["tenant_id"] = "p-demo"
+	out["user_id"] = "u-1"
+	out["hostId"] = ""
+	out["metadata"] = sv.metadata
+	out["addresses"] = addrs
+	out["flavor"] = map[string]any{"id": sv.flavorID, "links": []any{}}
+	out["image"] = map[string]any{"id": sv.imageID, "links": []any{}}
+	out["key_name"] = nilIfEmpty(sv.keyName)
+	out["accessIPv4"] = ""
+	out["accessIPv6"] = ""
+	out["progress"] = 0
+	var sgs []any
+	for _, g := range sv.secGroups {
+		sgs = append(sgs, map[string]any{"name": g})
+	}
+	out["security_groups"] = sgs
+	if status == "ERROR" {
+		out["fault"] = map[string]any{"code": 500, "message": sv.fault, "created": sv.activeAt.UTC().Format(time.RFC3339)}
+	}
+	return out
+}
+
+func (s *Server) listServers(w http.ResponseWriter, r *http.Request, detail bool) {
+	if s.throttled(w, r, "servers.list") {
+		return
+	}
+	q := r.URL.Query()
+	limit := s.opts.MaxLimit
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			novaError(w, http.StatusBadRequest, "badRequest", "limit param must be an integer")
+			return
+		}
+		limit = min(n, s.opts.MaxLimit)
+	}
+	var nameRE *regexp.Regexp
+	if v := q.Get("name"); v != "" {
+		re, err := regexp.Compile(v)
+		if err != nil {
+			novaError(w, http.StatusBadRequest, "badRequest", "Invalid regex for name: "+err.Error())
+			return
+		}
+		nameRE = re
+	}
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var all []*server
+	for _, sv := range s.servers {
+		if !sv.visible(now) || (nameRE != nil && !nameRE.MatchString(sv.name)) {
+			continue
+		}
+		if st := q.Get("status"); st != "" {
+			if got, _ := sv.status(now); got != st {
+				continue
+			}
+		}
+		all = append(all, sv)
+	}
+	// Nova's default order: created_at desc, id desc.
+	before := func(a, b *server) bool {
+		if !a.created.Equal(b.created) {
+			return a.created.After(b.created)
+		}
+		return a.id > b.id
+	}
+	sort.Slice(all, func(i, j int) bool { return before(all[i], all[j]) })
+	if m := q.Get("marker"); m != "" {
+		// Nova looks the marker up with read_deleted=yes: a server deleted
+		// between two pages is still a valid marker.
+		ms, ok := s.servers[m]
+		if !ok {
+			novaError(w, http.StatusBadRequest, "badRequest", fmt.Sprintf("marker [%s] not found", m))
+			return
+		}
+		i := sort.Search(len(all), func(k int) bool { return before(ms, all[k]) })
+		all = all[i:]
+	}
+	base := s.baseURL(r)
+	page := all
+	if len(page) > limit {
+		page = page[:limit]
+	}
+	items := make([]any, 0, len(page))
+	for _, sv := range page {
+		items = append(items, s.serverJSON(base, sv, now, detail))
+	}
+	body := map[string]any{"servers": items}
+	if len(page) > 0 && len(page) == limit {
+		next := url.Values{}
+		for k, v := range q {
+			next[k] = v
+		}
+		next.Set("limit", strconv.Itoa(limit))
+		next.Set("marker", page[len(page)-1].id)
+		body["servers_links"] = []any{map[string]any{"rel": "next", "href": base + r.URL.Path + "?" + next.Encode()}}
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+func (s *Server) getServer(w http.ResponseWriter, r *http.Request, id string) {
+	if s.throttled(w, r, "servers.get") {
+		return
+	}
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sv, ok := s.servers[id]
+	if !ok || !sv.visible(now) {
+		novaError(w, http.StatusNotFound, "itemNotFound", fmt.Sprintf("Instance %s could not be found.", id))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"server": s.serverJSON(s.baseURL(r), sv, now, true)})
+}
+
+// deleteServer accepts the delete of any server that exists (writes see
+// the truth; only reads lag) and makes it gone after DeleteFor.
+func (s *Server) deleteServer(w http.ResponseWriter, r *http.Request, id string) {
+	if s.throttled(w, r, "servers.delete") {
+		return
+	}
+	now := time.Now()
+	s.mu.Lock()
+	sv, ok := s.servers[id]
+	if !ok || (!sv.goneAt.IsZero() && !now.Before(sv.goneAt)) {
+		s.mu.Unlock()
+		novaError(w, http.StatusNotFound, "itemNotFound", fmt.Sprintf("Instance %s could not be found.", id))
+		return
+	}
+	first := sv.deletedAt.IsZero()
+	if first {
+		sv.deletedAt = now
+		sv.goneAt = now.Add(s.opts.DeleteFor)
+		if c := s.cancel[id]; c != nil {
+			c()
+		}
+	}
+	started := sv.started
+	s.mu.Unlock()
+	if first && started && s.opts.Backing != nil {
+		if err := s.opts.Backing.Stop(r.Context(), id); err != nil {
+			s.log.Warn("backing stop failed", "server", id, "err", err)
+		}
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) flavorsHandler(w http.ResponseWriter, r *http.Request, p []string) {
+	fj := func(f flavor) map[string]any {
+		return map[string]any{"id": f.ID, "name": f.Name, "vcpus": f.VCPUs, "ram": f.RAM, "disk": f.Disk,
+			"OS-FLV-EXT-DATA:ephemeral": 0, "swap": "", "rxtx_factor": 1.0, "os-flavor-access:is_public": true, "links": []any{}}
+	}
+	if len(p) == 0 || (len(p) == 1 && p[0] == "detail") {
+		if s.throttled(w, r, "flavors.list") {
+			return
+		}
+		var out []any
+		for _, f := range s.flavors {
+			out = append(out, fj(f))
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"flavors": out})
+		return
+	}
+	if s.throttled(w, r, "flavors.get") {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range s.flavors {
+		if f.ID == p[0] {
+			writeJSON(w, http.StatusOK, map[string]any{"flavor": fj(f)})
+			return
+		}
+	}
+	novaError(w, http.StatusNotFound, "itemNotFound", fmt.Sprintf("Flavor %s could not be found.", p[0]))
+}
+
+func (s *Server) findFlavor(ref string) *flavor {
+	ref = lastSegment(ref)
+	for i := range s.flavors {
+		if s.flavors[i].ID == ref {
+			return &s.flavors[i]
+		}
+	}
+	return nil
+}
+
+func (s *Server) findImage(ref string) *image {
+	ref = lastSegment(ref)
+	for i := range s.images {
+		if s.images[i].ID == ref {
+			return &s.images[i]
+		}
+	}
+	return nil
+}
+
+func (s *Server) findNetwork(id string) *network {
+	for i := range s.networks {
+		if s.networks[i].ID == id {
+			return &s.networks[i]
+		}
+	}
+	return nil
+}
+
+// ---- Glance ----
+
+func (s *Server) image(w http.ResponseWriter, r *http.Request, p []string) {
+	if len(p) == 0 || p[0] != "images" || r.Method != http.MethodGet || len(p) > 2 {
+		novaError(w, http.StatusNotFound, "itemNotFound", "The resource could not be found.")
+		return
+	}
+	ij := func(im image) map[string]any {
+		return map[string]any{"id": im.ID, "name": im.Name, "status": "active", "visibility": "public",
+			"disk_format": "qcow2", "container_format": "bare", "self": "/v2/images/" + im.ID}
+	}
+	if len(p) == 2 {
+		if s.throttled(w, r, "images.get") {
+			return
+		}
+		for _, im := range s.images {
+			if im.ID == p[1] {
+				writeJSON(w, http.StatusOK, ij(im))
+				return
+			}
+		}
+		http.Error(w, "404 Not Found\n\nNo image found with ID "+p[1], http.StatusNotFound)
+		return
+	}
+	if s.throttled(w, r, "images.list") {
+		return
+	}
+	name, id := r.URL.Query().Get("name"), r.URL.Query().Get("id")
+	out := []any{}
+	for _, im := range s.images {
+		if (name == "" || im.Name == name) && (id == "" || im.ID == id) {
+			out = append(out, ij(im))
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"images": out, "first": "/v2/images", "schema": "/v2/schemas/images"})
+}
+
+// ---- Neutron ----
+
+func (s *Server) network(w http.ResponseWriter, r *http.Request, p []string) {
+	if len(p) != 1 || r.Method != http.MethodGet {
+		neutronError(w, http.StatusNotFound, "HTTPNotFound", "The resource could not be found.")
+		return
+	}
+	q := r.URL.Query()
+	switch p[0] {
+	case "networks":
+		if s.throttled(w, r, "networks.list") {
+			return
+		}
+		out := []any{}
+		for _, n := range s.networks {
+			if (q.Get("name") == "" || n.Name == q.Get("name")) && (q.Get("id") == "" || n.ID == q.Get("id")) {
+				out = append(out, map[string]any{"id": n.ID, "name": n.Name, "status": "ACTIVE",
+					"admin_state_up": true, "subnets": []string{n.SubnetID}, "shared": false, "tenant_id": "p-demo", "project_id": "p-demo"})
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"networks": out})
+	case "ports":
+		if s.throttled(w, r, "ports.list") {
+			return
+		}
+		now := time.Now()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		out := []any{}
+		for _, sv := range s.servers {
+			if !sv.visible(now) || sv.address == "" || (q.Get("device_id") != "" && sv.id != q.Get("device_id")) {
+				continue
+			}
+			n := s.findNetwork(sv.netID)
+			out = append(out, map[string]any{
+				"id": "port-" + sv.id, "network_id": n.ID, "device_id": sv.id, "device_owner": "compute:" + sv.az,
+				"mac_address": mac(sv.id), "status": "ACTIVE", "admin_state_up": true,
+				"fixed_ips": []any{map[string]any{"subnet_id": n.SubnetID, "ip_address": sv.address}},
+			})
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"ports": out})
+	default:
+		neutronError(w, http.StatusNotFound, "HTTPNotFound", "The resource could not be found.")
+	}
+}
+
+// ---- helpers ----
+
+func serverLinks(base, id string) []any {
+	return []any{
+		map[string]any{"rel": "self", "href": base + "/compute/v2.1/servers/" + id},
+		map[string]any{"rel": "bookmark", "href": base + "/compute/servers/" + id},
+	}
+}
+
+func mac(id string) string {
+	h := strings.ReplaceAll(id, "-", "")
+	return "fa:16:3e:" + h[0:2] + ":" + h[2:4] + ":" + h[4:6]
+}
+
+func lastSegment(ref string) string {
+	if i := strings.LastIndex(ref, "/"); i >= 0 {
+		return ref[i+1:]
+	}
+	return ref
+}
+
+func contains(xs []string, x string) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+func copyMap(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func nilIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// novaError writes Nova's error shape: {"itemNotFound": {"code", "message"}}.
+func novaError(w http.ResponseWriter, code int, kind, msg string) {
+	writeJSON(w, code, map[string]any{kind: map[string]any{"code": code, "message": msg}})
+}
+
+func neutronError(w http.ResponseWriter, code int, kind, msg string) {
+	writeJSON(w, code, map[string]any{"NeutronError": map[string]any{"type": kind, "message": msg, "detail": ""}})
+}
+
+func keystoneError(w http.ResponseWriter, code int, title, msg string) {
+	writeJSON(w, code, map[string]any{"error": map[string]any{"code": code, "title": title, "message": msg}})
+}

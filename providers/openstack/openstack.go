@@ -1,0 +1,342 @@
+// Package openstack owns the OpenStack provider: pool settings, creating
+// Nova servers with per-machine cloud-init user-data, finding them by the
+// metadata provision puts on them, and deleting them, all through
+// gophercloud/v2 (Keystone v3, Nova, Glance, Neutron).
+//
+// Credentials come from the standard chain only: clouds.yaml when OS_CLOUD
+// is set (OS_CLIENT_CONFIG_FILE, ./clouds.yaml,
+// ~/.config/openstack/clouds.yaml, /etc/openstack/clouds.yaml), else the
+// OS_* variables (password or application credential). cloudsim/openstack
+// is just another OS_AUTH_URL: no code path differs.
+//
+// Batch and user-data design: each machine's user-data carries its own SSH
+// host key (a secret), and Nova's min_count/max_count gives every server of
+// a call the same user_data and the same metadata. Sharing would put every
+// machine's private host key on every machine (readable by any process
+// there through the metadata service) and leave the servers untaggable as
+// individual machines until N metadata updates. So min/max_count never fits
+// per-machine secrets, and Create sends one servers.create per missing
+// machine, at most createConcurrency at once and under the provider's token
+// bucket. Everything else is batched per call: one paginated list finds
+// what exists before creating, one list per poll round watches every new
+// server at once, and one list finds the servers Delete removes.
+//
+// Idempotency: Nova has no idempotency token. Servers are named after the
+// machine ID and carry metadata provision-cluster, provision-pool and
+// provision-machine; Create lists first and only creates machines that have
+// no server. A create is retried only when Nova refused it outright (429 or
+// 413, which are not processed), so a retry cannot make a duplicate.
+package openstack
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/gophercloud/gophercloud/v2"
+	gopenstack "github.com/gophercloud/gophercloud/v2/openstack"
+	osconfig "github.com/gophercloud/gophercloud/v2/openstack/config"
+	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
+
+	"github.com/provisionhq/provision/internal/retry"
+	"github.com/provisionhq/provision/providers"
+)
+
+const (
+	metaCluster = "provision-cluster"
+	metaPool    = "provision-pool"
+	metaMachine = "provision-machine"
+	metaRole    = "provision-role"
+
+	// createConcurrency bounds servers.create calls in flight. Nova's
+	// API is usually rate-limited per project at a few requests a
+	// second; 8 in flight under the token bucket keeps a 100-machine pool
+	// to seconds without tripping it.
+	createConcurrency = 8
+	// deleteConcurrency bounds servers.delete calls in flight (Nova has
+	// no batch delete), for the same reason.
+	deleteConcurrency = 8
+	// defaultTimeout bounds a Create or Delete whose ctx has no deadline.
+	defaultTimeout = 15 * time.Minute
+	// pageSize is the list page size: Nova's default max_limit.
+	pageSize = 1000
+)
+
+// Provider is the openstack provider.
+type Provider struct {
+	pc      *gophercloud.ProviderClient
+	cfg     config
+	log     *slog.Logger
+	cluster string
+	limiter *tokenBucket
+
+	mu      sync.Mutex
+	clients map[string]*clients // by region
+	names   map[string]string   // region/kind/name → ID
+	regions map[string]bool     // regions this provider has created in
+}
+
+// config is what New reads from the environment; tests build it directly.
+type config struct {
+	auth     gophercloud.AuthOptions
+	endpoint gophercloud.EndpointOpts
+	tls      *tls.Config
+
+	poll          time.Duration // between wait rounds; 2s when zero
+	backoff       retry.Policy  // for throttled calls
+	maxRetryAfter time.Duration // cap on a Retry-After we honour; 30s when zero
+	rate, burst   float64       // token bucket; 10/s, 20 when zero
+}
+
+// clients are the service clients of one region.
+type clients struct {
+	region  string
+	compute *gophercloud.ServiceClient
+	image   *gophercloud.ServiceClient
+	network *gophercloud.ServiceClient
+}
+
+// New returns the openstack provider, authenticated against Keystone.
+func New(ctx context.Context, env providers.Env) (*Provider, error) {
+	cfg, err := configFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	return newProvider(ctx, env, cfg)
+}
+
+var _ providers.Provider = (*Provider)(nil)
+var _ providers.SettingsValidator = (*Provider)(nil)
+
+func newProvider(ctx context.Context, env providers.Env, cfg config) (*Provider, error) {
+	if cfg.poll <= 0 {
+		cfg.poll = 2 * time.Second
+	}
+	if cfg.backoff.Initial <= 0 {
+		cfg.backoff = retry.Policy{Initial: 500 * time.Millisecond, Max: 10 * time.Second, MaxAttempts: 6}
+	}
+	if cfg.maxRetryAfter <= 0 {
+		cfg.maxRetryAfter = 30 * time.Second
+	}
+	if cfg.rate <= 0 {
+		cfg.rate, cfg.burst = 10, 20
+	}
+	cfg.auth.AllowReauth = true
+	if cfg.endpoint.Availability == "" {
+		cfg.endpoint.Availability = gophercloud.AvailabilityPublic
+	}
+	log := env.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	pc, err := newProviderClient(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("openstack: authenticate at %s: %w", cfg.auth.IdentityEndpoint, err)
+	}
+	p := &Provider{
+		pc: pc, cfg: cfg, log: log.With("provider", "openstack"), cluster: env.Cluster,
+		limiter: newTokenBucket(cfg.rate, cfg.burst),
+		clients: map[string]*clients{}, names: map[string]string{}, regions: map[string]bool{},
+	}
+	if _, err := p.clientsFor(cfg.endpoint.Region); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func newProviderClient(ctx context.Context, cfg config) (*gophercloud.ProviderClient, error) {
+	if cfg.tls != nil {
+		return osconfig.NewProviderClient(ctx, cfg.auth, osconfig.WithTLSConfig(cfg.tls))
+	}
+	return osconfig.NewProviderClient(ctx, cfg.auth)
+}
+
+// configFromEnv reads clouds.yaml (when OS_CLOUD is set) or OS_* variables.
+func configFromEnv() (config, error) {
+	if os.Getenv("OS_CLOUD") != "" {
+		ao, eo, tlsCfg, err := clouds.Parse()
+		if err != nil {
+			return config{}, fmt.Errorf("openstack: clouds.yaml cloud %q: %w", os.Getenv("OS_CLOUD"), err)
+		}
+		return config{auth: ao, endpoint: eo, tls: tlsCfg}, nil
+	}
+	ao, err := authFromEnv(os.Getenv)
+	if err != nil {
+		return config{}, err
+	}
+	eo := gophercloud.EndpointOpts{Region: os.Getenv("OS_REGION_NAME"), Availability: gophercloud.Availability(os.Getenv("OS_INTERFACE"))}
+	return config{auth: ao, endpoint: eo}, nil
+}
+
+// authFromEnv builds AuthOptions from the OS_* variables python-openstackclient
+// reads, with separate user and project domains (gophercloud's own
+// AuthOptionsFromEnv has only one domain).
+func authFromEnv(get func(string) string) (gophercloud.AuthOptions, error) {
+	ao := gophercloud.AuthOptions{
+		IdentityEndpoint:            get("OS_AUTH_URL"),
+		Username:                    get("OS_USERNAME"),
+		UserID:                      get("OS_USER_ID"),
+		Password:                    get("OS_PASSWORD"),
+		ApplicationCredentialID:     get("OS_APPLICATION_CREDENTIAL_ID"),
+		ApplicationCredentialName:   get("OS_APPLICATION_CREDENTIAL_NAME"),
+		ApplicationCredentialSecret: get("OS_APPLICATION_CREDENTIAL_SECRET"),
+	}
+	if ao.IdentityEndpoint == "" {
+		return ao, errors.New("openstack: no credentials: set OS_CLOUD (clouds.yaml) or OS_AUTH_URL and the other OS_* variables")
+	}
+	appCred := ao.ApplicationCredentialID != "" || ao.ApplicationCredentialName != ""
+	if appCred {
+		if ao.ApplicationCredentialSecret == "" {
+			return ao, errors.New("openstack: OS_APPLICATION_CREDENTIAL_SECRET is not set")
+		}
+		ao.Password = ""
+	} else if ao.Password == "" || (ao.Username == "" && ao.UserID == "") {
+		return ao, errors.New("openstack: OS_USERNAME and OS_PASSWORD (or an application credential) are required")
+	}
+	userDomain := first(get("OS_USER_DOMAIN_NAME"), get("OS_DOMAIN_NAME"))
+	userDomainID := first(get("OS_USER_DOMAIN_ID"), get("OS_DOMAIN_ID"))
+	if ao.Username != "" && ao.UserID == "" {
+		ao.DomainName, ao.DomainID = userDomain, userDomainID
+		if ao.DomainName == "" && ao.DomainID == "" {
+			ao.DomainName = "Default"
+		}
+	}
+	if !appCred { // an application credential is already scoped
+		projectID := first(get("OS_PROJECT_ID"), get("OS_TENANT_ID"))
+		projectName := first(get("OS_PROJECT_NAME"), get("OS_TENANT_NAME"))
+		if projectID != "" || projectName != "" {
+			sc := &gophercloud.AuthScope{ProjectID: projectID, ProjectName: projectName}
+			if projectID == "" {
+				sc.DomainName = first(get("OS_PROJECT_DOMAIN_NAME"), userDomain)
+				sc.DomainID = first(get("OS_PROJECT_DOMAIN_ID"), userDomainID)
+				if sc.DomainName == "" && sc.DomainID == "" {
+					sc.DomainName = "Default"
+				}
+				if sc.DomainID != "" {
+					sc.DomainName = ""
+				}
+			}
+			ao.Scope = sc
+		}
+	}
+	return ao, nil
+}
+
+func first(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// clientsFor returns the service clients of region ("" is the default).
+func (p *Provider) clientsFor(region string) (*clients, error) {
+	if region == "" {
+		region = p.cfg.endpoint.Region
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.clients[region]; ok {
+		return c, nil
+	}
+	eo := p.cfg.endpoint
+	eo.Region = region
+	c := &clients{region: region}
+	var err error
+	if c.compute, err = gopenstack.NewComputeV2(p.pc, eo); err != nil {
+		return nil, fmt.Errorf("openstack: compute endpoint in region %q: %w", region, err)
+	}
+	if c.image, err = gopenstack.NewImageV2(p.pc, eo); err != nil {
+		return nil, fmt.Errorf("openstack: image endpoint in region %q: %w", region, err)
+	}
+	if c.network, err = gopenstack.NewNetworkV2(p.pc, eo); err != nil {
+		return nil, fmt.Errorf("openstack: network endpoint in region %q: %w", region, err)
+	}
+	p.clients[region] = c
+	return c, nil
+}
+
+// call runs one API request under the token bucket, classifies its error
+// and retries it while it is throttled, honouring Retry-After (capped).
+// Nova does not process a 429/413 request, so retrying a create is safe.
+func (p *Provider) call(ctx context.Context, region, pool string, creating bool, f func(context.Context) error) error {
+	var wait time.Duration
+	return retry.Do(ctx, p.cfg.backoff, func(ctx context.Context) (bool, error) {
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return true, ctx.Err()
+			case <-t.C:
+			}
+		}
+		if err := p.limiter.Wait(ctx); err != nil {
+			return true, err
+		}
+		err := p.classify(f(ctx), region, pool, creating)
+		var pe *providers.Error
+		if errors.As(err, &pe) && errors.Is(pe.Kind, providers.ErrThrottled) {
+			wait = min(pe.RetryAfter, p.cfg.maxRetryAfter)
+			return false, err
+		}
+		return true, err
+	})
+}
+
+// withDeadline gives ctx the default deadline when it has none.
+func withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, defaultTimeout)
+}
+
+// tokenBucket is the provider's client-side rate limit: rate tokens a
+// second, at most burst saved up.
+type tokenBucket struct {
+	mu     sync.Mutex
+	rate   float64
+	burst  float64
+	tokens float64
+	last   time.Time
+}
+
+func newTokenBucket(rate, burst float64) *tokenBucket {
+	return &tokenBucket{rate: rate, burst: burst, tokens: burst, last: time.Now()}
+}
+
+// Wait blocks until a token is available or ctx ends.
+func (b *tokenBucket) Wait(ctx context.Context) error {
+	b.mu.Lock()
+	now := time.Now()
+	b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	b.last = now
+	b.tokens-- // may go negative: a reservation on future tokens
+	var wait time.Duration
+	if b.tokens < 0 {
+		wait = time.Duration(-b.tokens / b.rate * float64(time.Second))
+	}
+	b.mu.Unlock()
+	if wait == 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		b.mu.Lock()
+		b.tokens++
+		b.mu.Unlock()
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

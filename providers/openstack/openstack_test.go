@@ -1,0 +1,391 @@
+package openstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gophercloud/gophercloud/v2"
+
+	"github.com/provisionhq/provision/cloudsim"
+	simos "github.com/provisionhq/provision/cloudsim/openstack"
+	"github.com/provisionhq/provision/internal/retry"
+	"github.com/provisionhq/provision/providers"
+	"github.com/provisionhq/provision/providers/providertest"
+)
+
+var goodSettings = providers.Settings{"flavor": "m1.small", "image": "debian-12", "networks": []any{"private"}}
+
+// emulator starts cloudsim/openstack on an httptest server.
+func emulator(t *testing.T, f cloudsim.Faults, opts simos.Options) (*cloudsim.Sim, string) {
+	t.Helper()
+	sim := cloudsim.NewSim(f, 42)
+	srv := simos.New(sim, opts)
+	ts := httptest.NewServer(srv)
+	t.Cleanup(func() { ts.Close(); srv.Close() })
+	return sim, ts.URL
+}
+
+// testConfig is what New would read from OS_* variables, with fast polls.
+func testConfig(url string) config {
+	return config{
+		auth: gophercloud.AuthOptions{
+			IdentityEndpoint: url + "/identity/v3", Username: "demo", Password: "secret", DomainName: "Default",
+			Scope: &gophercloud.AuthScope{ProjectName: "demo", DomainName: "Default"},
+		},
+		endpoint:      gophercloud.EndpointOpts{Region: "RegionOne"},
+		poll:          20 * time.Millisecond,
+		backoff:       retry.Policy{Initial: 2 * time.Millisecond, Max: 20 * time.Millisecond, MaxAttempts: 30},
+		maxRetryAfter: 5 * time.Millisecond,
+		rate:          1000, burst: 1000,
+	}
+}
+
+func testProvider(t *testing.T, url, cluster string) *Provider {
+	t.Helper()
+	p, err := newProvider(t.Context(), providers.Env{Cluster: cluster}, testConfig(url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func specs(t *testing.T, cluster, pool string, n int) []providers.MachineSpec {
+	t.Helper()
+	var out []providers.MachineSpec
+	for i := range n {
+		hk, err := providertest.GenerateHostKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, providers.MachineSpec{
+			ID: providers.MachineID(fmt.Sprintf("%s-%s-%d", cluster, pool, i)), Cluster: cluster, Pool: pool,
+			Role: providers.RoleWorker, Settings: goodSettings, SSHUser: "debian",
+			AuthorizedKeys: []string{hk.Public}, HostKey: hk,
+		})
+	}
+	return out
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	// A page size of 2 makes every list paginate.
+	_, url := emulator(t, cloudsim.Faults{PendingFor: 100 * time.Millisecond, InvisibleFor: 50 * time.Millisecond},
+		simos.Options{MaxLimit: 2})
+	p := testProvider(t, url, "conf")
+	providertest.Run(t, p, providertest.Options{
+		Cluster: "conf", Settings: goodSettings,
+		InvalidSettings: providers.Settings{"flavor": "m1.small"}, // no image
+		Timeout:         time.Minute,
+	})
+}
+
+// TestCreateIsOneCallPerMachine pins the batch design: one servers.create
+// per missing machine (per-machine user-data), one list to reconcile, lists
+// (not per-server GETs) to wait, and nothing created on a rerun.
+func TestCreateIsOneCallPerMachine(t *testing.T) {
+	t.Parallel()
+	sim, url := emulator(t, cloudsim.Faults{PendingFor: 50 * time.Millisecond}, simos.Options{})
+	p := testProvider(t, url, "batch")
+	ss := specs(t, "batch", "w", 5)
+	ms, err := p.Create(t.Context(), ss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != 5 {
+		t.Fatalf("got %d machines", len(ms))
+	}
+	if got := sim.Calls("servers.create"); got != 5 {
+		t.Errorf("servers.create = %d, want 5", got)
+	}
+	if got := sim.Calls("servers.get"); got != 0 {
+		t.Errorf("servers.get = %d, want 0 (waiting lists)", got)
+	}
+	if got := sim.Calls("tokens.create"); got != 1 {
+		t.Errorf("tokens.create = %d, want 1", got)
+	}
+	lists := sim.Calls("servers.list")
+	if lists < 2 || lists > 20 {
+		t.Errorf("servers.list = %d, want a reconcile list plus a few poll rounds", lists)
+	}
+	flavors := sim.Calls("flavors.list")
+	// A rerun lists once and creates nothing; names are cached.
+	again, err := p.Create(t.Context(), ss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range ms {
+		if again[i].ProviderID != ms[i].ProviderID {
+			t.Errorf("rerun: machine %s is %s, was %s", ms[i].ID, again[i].ProviderID, ms[i].ProviderID)
+		}
+	}
+	if got := sim.Calls("servers.create"); got != 5 {
+		t.Errorf("servers.create after rerun = %d, want 5", got)
+	}
+	if got := sim.Calls("flavors.list"); got != flavors {
+		t.Errorf("flavors listed again on rerun (%d → %d)", flavors, got)
+	}
+}
+
+func TestThrottledAndInvisibleConverges(t *testing.T) {
+	t.Parallel()
+	sim, url := emulator(t, cloudsim.Faults{ThrottleRate: 0.3, InvisibleFor: 2 * time.Second, PendingFor: 200 * time.Millisecond},
+		simos.Options{MaxLimit: 3})
+	p := testProvider(t, url, "flaky")
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	ss := specs(t, "flaky", "w", 4)
+	ms, err := p.Create(ctx, ss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := p.Create(ctx, ss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range ms {
+		if ms[i].ID != ss[i].ID || again[i].ProviderID != ms[i].ProviderID {
+			t.Errorf("machine %d: %s/%s then %s", i, ms[i].ID, ms[i].ProviderID, again[i].ProviderID)
+		}
+	}
+	all, err := p.List(ctx, providers.Selector{Cluster: "flaky"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 4 {
+		t.Errorf("cluster has %d servers, want 4 (no duplicates)", len(all))
+	}
+	if got := sim.Calls("servers.create"); got < 4 {
+		t.Errorf("servers.create = %d", got)
+	}
+	t.Logf("calls: %v", sim.CallCounts())
+	if err := p.Delete(ctx, []providers.MachineID{ss[0].ID, ss[1].ID, ss[2].ID, ss[3].ID}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestQuota(t *testing.T) {
+	t.Parallel()
+	_, url := emulator(t, cloudsim.Faults{InstanceQuota: 2}, simos.Options{})
+	p := testProvider(t, url, "quota")
+	ms, err := p.Create(t.Context(), specs(t, "quota", "workers", 3))
+	if !errors.Is(err, providers.ErrQuota) {
+		t.Fatalf("Create = %v, want ErrQuota", err)
+	}
+	msg := err.Error()
+	for _, want := range []string{"openstack", "RegionOne", `pool "workers"`, `quota "instances"`} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q does not name %s", msg, want)
+		}
+	}
+	if strings.Contains(msg, "\n") {
+		t.Errorf("error is not one line: %q", msg)
+	}
+	var pe *providers.Error
+	if !errors.As(err, &pe) || pe.Cloud != "openstack" || pe.Pool != "workers" {
+		t.Errorf("error %#v is not a *providers.Error for the pool", err)
+	}
+	if len(ms) != 2 {
+		t.Errorf("got %d machines, want the 2 within quota", len(ms))
+	}
+}
+
+func TestNoCapacity(t *testing.T) {
+	t.Parallel()
+	_, url := emulator(t, cloudsim.Faults{NoCapacity: true, PendingFor: 30 * time.Millisecond}, simos.Options{})
+	p := testProvider(t, url, "cap")
+	_, err := p.Create(t.Context(), specs(t, "cap", "w", 2))
+	if !errors.Is(err, providers.ErrCapacity) {
+		t.Fatalf("Create = %v, want ErrCapacity", err)
+	}
+	// The failed servers are deleted: nothing leaks.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ms, err := p.List(t.Context(), providers.Selector{Cluster: "cap"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ms) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("failed servers left behind: %v", ms)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestUnknownNamesAreInvalidSpec(t *testing.T) {
+	t.Parallel()
+	_, url := emulator(t, cloudsim.Faults{}, simos.Options{})
+	p := testProvider(t, url, "bad")
+	for _, set := range []providers.Settings{
+		{"flavor": "m9.huge", "image": "debian-12"},
+		{"flavor": "m1.small", "image": "windows"},
+		{"flavor": "m1.small", "image": "debian-12", "networks": []any{"nope"}},
+		{"flavor": "m1.small", "image": "debian-12", "flavour": "typo"},
+	} {
+		ss := specs(t, "bad", "w", 1)
+		ss[0].Settings = set
+		if _, err := p.Create(t.Context(), ss); !errors.Is(err, providers.ErrInvalidSpec) {
+			t.Errorf("Create(%v) = %v, want ErrInvalidSpec", set, err)
+		}
+	}
+	// IDs work as well as names.
+	ss := specs(t, "bad", "ids", 1)
+	ss[0].Settings = providers.Settings{"flavor": simos.FlavorMedium, "image": simos.ImageDebian12, "networks": []any{simos.NetworkPrivate}}
+	if _, err := p.Create(t.Context(), ss); err != nil {
+		t.Errorf("Create by IDs: %v", err)
+	}
+}
+
+func TestClassify(t *testing.T) {
+	p := &Provider{}
+	h := http.Header{}
+	h.Set("Retry-After", "3")
+	cases := []struct {
+		code     int
+		creating bool
+		kind     error
+	}{
+		{429, false, providers.ErrThrottled},
+		{413, false, providers.ErrThrottled},
+		{403, true, providers.ErrQuota},
+		{404, false, providers.ErrNotFound},
+		{400, true, providers.ErrInvalidSpec},
+		{403, false, nil},
+		{500, true, nil},
+	}
+	for _, c := range cases {
+		err := p.classify(gophercloud.ErrUnexpectedResponseCode{Actual: c.code, ResponseHeader: h,
+			Body: []byte(`{"forbidden":{"code":403,"message":"Quota exceeded for cores: Requested 4, but already used 20 of 20 cores"}}`)},
+			"r1", "p1", c.creating)
+		var pe *providers.Error
+		isPE := errors.As(err, &pe)
+		if c.kind == nil {
+			if isPE {
+				t.Errorf("%d: got %v, want an untyped error", c.code, err)
+			}
+			continue
+		}
+		if !errors.Is(err, c.kind) {
+			t.Errorf("%d: got %v, want %v", c.code, err, c.kind)
+		}
+		if c.kind == providers.ErrThrottled && pe.RetryAfter != 3*time.Second {
+			t.Errorf("%d: RetryAfter %v", c.code, pe.RetryAfter)
+		}
+		if c.kind == providers.ErrQuota && !strings.Contains(err.Error(), `quota "cores"`) {
+			t.Errorf("quota error %q does not name the quota", err)
+		}
+	}
+}
+
+// TestNewFromEnvironment runs New as a user would: OS_* variables
+// (password, then application credential) and clouds.yaml. Not parallel:
+// it sets the environment.
+func TestNewFromEnvironment(t *testing.T) {
+	_, url := emulator(t, cloudsim.Faults{}, simos.Options{Password: "s3cret"})
+	for _, v := range []string{"OS_CLOUD", "OS_CLIENT_CONFIG_FILE", "OS_USERNAME", "OS_PASSWORD", "OS_PROJECT_NAME",
+		"OS_USER_DOMAIN_NAME", "OS_PROJECT_DOMAIN_NAME", "OS_REGION_NAME", "OS_APPLICATION_CREDENTIAL_ID",
+		"OS_APPLICATION_CREDENTIAL_SECRET", "OS_AUTH_URL", "OS_PROJECT_ID", "OS_USER_ID", "OS_DOMAIN_NAME", "OS_INTERFACE"} {
+		t.Setenv(v, "")
+		os.Unsetenv(v)
+	}
+	check := func(t *testing.T) {
+		t.Helper()
+		p, err := New(t.Context(), providers.Env{Cluster: "env"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.List(t.Context(), providers.Selector{Cluster: "env"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("password", func(t *testing.T) {
+		t.Setenv("OS_AUTH_URL", url+"/identity/v3")
+		t.Setenv("OS_USERNAME", "demo")
+		t.Setenv("OS_PASSWORD", "s3cret")
+		t.Setenv("OS_PROJECT_NAME", "demo")
+		t.Setenv("OS_USER_DOMAIN_NAME", "Default")
+		t.Setenv("OS_PROJECT_DOMAIN_NAME", "Default")
+		t.Setenv("OS_REGION_NAME", "RegionOne")
+		check(t)
+	})
+	t.Run("wrong password", func(t *testing.T) {
+		t.Setenv("OS_AUTH_URL", url+"/identity/v3")
+		t.Setenv("OS_USERNAME", "demo")
+		t.Setenv("OS_PASSWORD", "nope")
+		if _, err := New(t.Context(), providers.Env{}); err == nil {
+			t.Fatal("New with a wrong password succeeded")
+		}
+	})
+	t.Run("application credential", func(t *testing.T) {
+		t.Setenv("OS_AUTH_URL", url+"/identity/v3")
+		t.Setenv("OS_APPLICATION_CREDENTIAL_ID", "ac-1")
+		t.Setenv("OS_APPLICATION_CREDENTIAL_SECRET", "s3cret")
+		check(t)
+	})
+	t.Run("clouds.yaml", func(t *testing.T) {
+		file := filepath.Join(t.TempDir(), "clouds.yaml")
+		yaml := fmt.Sprintf(`clouds:
+  sim:
+    auth:
+      auth_url: %s/identity/v3
+      username: demo
+      password: s3cret
+      project_name: demo
+      user_domain_name: Default
+      project_domain_name: Default
+    region_name: RegionOne
+`, url)
+		if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("OS_CLOUD", "sim")
+		t.Setenv("OS_CLIENT_CONFIG_FILE", file)
+		check(t)
+	})
+	t.Run("nothing set", func(t *testing.T) {
+		if _, err := New(t.Context(), providers.Env{}); err == nil || !strings.Contains(err.Error(), "OS_CLOUD") {
+			t.Fatalf("New with no credentials = %v", err)
+		}
+	})
+}
+
+// TestLive runs the conformance suite against a real cloud from the
+// standard credential chain. PROVISION_LIVE_OPENSTACK_FLAVOR, _IMAGE and
+// _NETWORK name the pool's settings (m1.small, debian-12, none by default).
+func TestLive(t *testing.T) {
+	if os.Getenv("PROVISION_LIVE_OPENSTACK") != "1" {
+		t.Skip("set PROVISION_LIVE_OPENSTACK=1 (and OS_CLOUD or OS_*) to run against a real cloud")
+	}
+	cluster := fmt.Sprintf("ptest-%d", time.Now().Unix())
+	p, err := New(t.Context(), providers.Env{Cluster: cluster})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := providers.Settings{
+		"flavor": envOr("PROVISION_LIVE_OPENSTACK_FLAVOR", "m1.small"),
+		"image":  envOr("PROVISION_LIVE_OPENSTACK_IMAGE", "debian-12"),
+	}
+	if n := os.Getenv("PROVISION_LIVE_OPENSTACK_NETWORK"); n != "" {
+		set["networks"] = []any{n}
+	}
+	providertest.Run(t, p, providertest.Options{
+		Cluster: cluster, Settings: set, InvalidSettings: providers.Settings{"image": "x"}, Timeout: 20 * time.Minute,
+	})
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,541 @@
+package openstack
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
+	"github.com/gophercloud/gophercloud/v2/pagination"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/provisionhq/provision/providers"
+	"github.com/provisionhq/provision/providers/cloudinit"
+)
+
+// group is the specs of one pool (one settings set) in one region.
+type group struct {
+	pool     string
+	settings Settings
+	specs    []int // indexes into the Create batch
+}
+
+// Create makes the machines that have no server yet and returns every
+// machine, in spec order, once each is ACTIVE with an address. On failure
+// it returns the machines that did come up together with the error.
+func (p *Provider) Create(ctx context.Context, specs []providers.MachineSpec) ([]providers.Machine, error) {
+	ctx, cancel := withDeadline(ctx)
+	defer cancel()
+
+	// Validate everything before any API call.
+	groups := map[string]*group{}
+	var order []string
+	userData := make([][]byte, len(specs))
+	for i, spec := range specs {
+		s, err := decodeSettings(spec.Settings)
+		if err != nil {
+			return nil, fmt.Errorf("machine %s in pool %q: %w", spec.ID, spec.Pool, err)
+		}
+		if spec.ID == "" || spec.Cluster == "" || spec.Pool == "" {
+			return nil, fmt.Errorf("%w: machine %q needs an ID, cluster and pool", providers.ErrInvalidSpec, spec.ID)
+		}
+		if userData[i], err = cloudinit.UserData(spec); err != nil {
+			return nil, err
+		}
+		key, _ := json.Marshal(struct {
+			Pool string
+			S    Settings
+		}{spec.Pool, s})
+		g, ok := groups[string(key)]
+		if !ok {
+			g = &group{pool: spec.Pool, settings: s}
+			groups[string(key)] = g
+			order = append(order, string(key))
+		}
+		g.specs = append(g.specs, i)
+	}
+
+	results := make([]*providers.Machine, len(specs))
+	errs := make([]error, len(specs))
+	// Groups by region: one reconcile list per region and cluster.
+	byRegion := map[string][]*group{}
+	var regions []string
+	for _, k := range order {
+		g := groups[k]
+		c, err := p.clientsFor(g.settings.Region)
+		if err != nil {
+			return nil, err
+		}
+		if _, ok := byRegion[c.region]; !ok {
+			regions = append(regions, c.region)
+		}
+		byRegion[c.region] = append(byRegion[c.region], g)
+	}
+	for _, region := range regions {
+		c, _ := p.clientsFor(region)
+		p.mu.Lock()
+		p.regions[region] = true
+		p.mu.Unlock()
+		p.createInRegion(ctx, c, specs, userData, byRegion[region], results, errs)
+	}
+
+	var out []providers.Machine
+	for _, m := range results {
+		if m != nil {
+			out = append(out, *m)
+		}
+	}
+	return out, joinDistinct(errs)
+}
+
+// createInRegion reconciles, creates and waits for the groups of one region.
+func (p *Provider) createInRegion(ctx context.Context, c *clients, specs []providers.MachineSpec, userData [][]byte,
+	groups []*group, results []*providers.Machine, errs []error) {
+	cluster := specs[groups[0].specs[0]].Cluster
+	existing, err := p.listServers(ctx, c, cluster, "")
+	if err != nil {
+		for _, g := range groups {
+			for _, i := range g.specs {
+				errs[i] = fmt.Errorf("list servers of cluster %q: %w", cluster, err)
+			}
+		}
+		return
+	}
+	have := map[providers.MachineID]servers.Server{}
+	for _, s := range existing {
+		if s.TaskState == "deleting" || s.Status == "DELETED" || s.Status == "SOFT_DELETED" {
+			continue
+		}
+		have[providers.MachineID(s.Metadata[metaMachine])] = s
+	}
+
+	// waitFor maps a server ID to the spec it is for.
+	var mu sync.Mutex
+	waitFor := map[string]int{}
+	eg, ectx := errgroup.WithContext(ctx)
+	eg.SetLimit(createConcurrency)
+	for _, g := range groups {
+		res, err := p.resolve(ctx, c, g.pool, g.settings)
+		if err != nil {
+			for _, i := range g.specs {
+				errs[i] = err
+			}
+			continue
+		}
+		for _, i := range g.specs {
+			spec := specs[i]
+			if s, ok := have[spec.ID]; ok {
+				p.log.Debug("machine exists", "machine", spec.ID, "server", s.ID)
+				waitFor[s.ID] = i
+				continue
+			}
+			eg.Go(func() error {
+				id, err := p.createServer(ectx, c, spec, g.settings, res, userData[i])
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					errs[i] = fmt.Errorf("create server for machine %s: %w", spec.ID, err)
+					return nil // the other machines go on
+				}
+				waitFor[id] = i
+				return nil
+			})
+		}
+	}
+	_ = eg.Wait() // every goroutine returns nil; failures are in errs
+	if len(waitFor) == 0 {
+		return
+	}
+	p.wait(ctx, c, cluster, specs, waitFor, results, errs)
+}
+
+func (p *Provider) createServer(ctx context.Context, c *clients, spec providers.MachineSpec, s Settings, res resolved, userData []byte) (string, error) {
+	opts := servers.CreateOpts{
+		Name:      string(spec.ID),
+		FlavorRef: res.flavorID,
+		ImageRef:  res.imageID,
+		// Encoded here so gophercloud passes it through as is.
+		UserData:         []byte(base64.StdEncoding.EncodeToString(userData)),
+		AvailabilityZone: s.AvailabilityZone,
+		SecurityGroups:   s.SecurityGroups,
+		Metadata: map[string]string{
+			metaCluster: spec.Cluster, metaPool: spec.Pool, metaMachine: string(spec.ID), metaRole: string(spec.Role),
+		},
+	}
+	if len(res.networkIDs) > 0 {
+		nets := make([]servers.Network, 0, len(res.networkIDs))
+		for _, id := range res.networkIDs {
+			nets = append(nets, servers.Network{UUID: id})
+		}
+		opts.Networks = nets
+	}
+	var create servers.CreateOptsBuilder = opts
+	if s.KeyName != "" {
+		create = keyNameOpts{opts, s.KeyName}
+	}
+	var id string
+	err := p.call(ctx, c.region, spec.Pool, true, func(ctx context.Context) error {
+		srv, err := servers.Create(ctx, c.compute, create, nil).Extract()
+		if err != nil {
+			return err
+		}
+		id = srv.ID
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	p.log.Info("server created", "machine", spec.ID, "server", id, "region", c.region, "pool", spec.Pool)
+	return id, nil
+}
+
+// keyNameOpts adds key_name, which gophercloud keeps in its keypairs
+// extension; the request body is the same.
+type keyNameOpts struct {
+	servers.CreateOpts
+	keyName string
+}
+
+func (o keyNameOpts) ToServerCreateMap() (map[string]any, error) {
+	b, err := o.CreateOpts.ToServerCreateMap()
+	if err != nil {
+		return nil, err
+	}
+	b["server"].(map[string]any)["key_name"] = o.keyName
+	return b, nil
+}
+
+// wait polls until every server in waitFor is ACTIVE with an address (or
+// ERROR, or ctx ends): one paginated list per round for all of them. A new
+// server missing from the list is not visible yet and is waited for.
+func (p *Provider) wait(ctx context.Context, c *clients, cluster string, specs []providers.MachineSpec,
+	waitFor map[string]int, results []*providers.Machine, errs []error) {
+	t := time.NewTicker(p.cfg.poll)
+	defer t.Stop()
+	var last error
+	for len(waitFor) > 0 {
+		all, err := p.listServers(ctx, c, cluster, "")
+		last = err
+		if err == nil {
+			for _, s := range all {
+				i, ok := waitFor[s.ID]
+				if !ok {
+					continue
+				}
+				switch {
+				case s.Status == "ERROR":
+					delete(waitFor, s.ID)
+					errs[i] = p.serverFailed(ctx, c, specs[i].Pool, s)
+				case s.Status == "ACTIVE":
+					m := p.machine(ctx, c, s)
+					if m.Address == "" {
+						continue // no port yet
+					}
+					delete(waitFor, s.ID)
+					results[i] = &m
+				}
+			}
+		}
+		if len(waitFor) == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			for id, i := range waitFor {
+				errs[i] = fmt.Errorf("wait for server %s (machine %s) to be ACTIVE: %w (last list error: %v)", id, specs[i].ID, ctx.Err(), last)
+			}
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// serverFailed deletes a server that went to ERROR, so nothing leaks, and
+// reports why it failed: a scheduling failure is ErrCapacity.
+func (p *Provider) serverFailed(ctx context.Context, c *clients, pool string, s servers.Server) error {
+	if err := p.deleteServer(ctx, c, pool, s.ID); err != nil {
+		p.log.Warn("delete failed server", "server", s.ID, "err", err)
+	}
+	if noValidHost.MatchString(s.Fault.Message) {
+		return &providers.Error{Kind: providers.ErrCapacity, Cloud: "openstack", Location: c.region, Pool: pool,
+			Code: "NoValidHost", Message: s.Fault.Message}
+	}
+	return fmt.Errorf("server %s (machine %s) went to ERROR: %s", s.ID, s.Metadata[metaMachine], s.Fault.Message)
+}
+
+// listServers lists the servers of cluster (and pool, when set) in c's
+// region. Nova has no server-side metadata filter, so it pages through the
+// project's servers and filters on provision's metadata here.
+func (p *Provider) listServers(ctx context.Context, c *clients, cluster, pool string) ([]servers.Server, error) {
+	var out []servers.Server
+	err := p.call(ctx, c.region, pool, false, func(ctx context.Context) error {
+		out = out[:0]
+		return servers.List(c.compute, servers.ListOpts{Limit: pageSize}).EachPage(ctx, func(_ context.Context, pg pagination.Page) (bool, error) {
+			ss, err := servers.ExtractServers(pg)
+			if err != nil {
+				return false, err
+			}
+			for _, s := range ss {
+				if s.Metadata[metaMachine] == "" || (cluster != "" && s.Metadata[metaCluster] != cluster) ||
+					(pool != "" && s.Metadata[metaPool] != pool) {
+					continue
+				}
+				out = append(out, s)
+			}
+			return true, nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// machine converts a server; it asks Neutron for the address when Nova's
+// record has none yet.
+func (p *Provider) machine(ctx context.Context, c *clients, s servers.Server) providers.Machine {
+	m := providers.Machine{
+		ID: providers.MachineID(s.Metadata[metaMachine]), ProviderID: s.ID,
+		Cluster: s.Metadata[metaCluster], Pool: s.Metadata[metaPool], State: state(s),
+	}
+	m.Address, m.PrivateAddress = addresses(s.Addresses)
+	if m.Address == "" && s.Status == "ACTIVE" {
+		m.Address = p.portAddress(ctx, c, s.ID)
+	}
+	if m.PrivateAddress == m.Address {
+		m.PrivateAddress = ""
+	}
+	return m
+}
+
+func (p *Provider) portAddress(ctx context.Context, c *clients, serverID string) string {
+	var addr string
+	err := p.call(ctx, c.region, "", false, func(ctx context.Context) error {
+		return ports.List(c.network, ports.ListOpts{DeviceID: serverID}).EachPage(ctx, func(_ context.Context, pg pagination.Page) (bool, error) {
+			ps, err := ports.ExtractPorts(pg)
+			for _, pt := range ps {
+				for _, ip := range pt.FixedIPs {
+					if net.ParseIP(ip.IPAddress).To4() != nil && addr == "" {
+						addr = ip.IPAddress
+					}
+				}
+			}
+			return addr == "", err
+		})
+	})
+	if err != nil {
+		p.log.Debug("ports of server", "server", serverID, "err", err)
+	}
+	return addr
+}
+
+// addresses picks the SSH address (a floating IPv4 first, else a fixed
+// IPv4) and the private one (a fixed IPv4) from Nova's addresses, in a
+// stable order so Create and List agree.
+func addresses(all map[string]any) (public, private string) {
+	nets := make([]string, 0, len(all))
+	for n := range all {
+		nets = append(nets, n)
+	}
+	sort.Strings(nets)
+	for _, n := range nets {
+		list, _ := all[n].([]any)
+		for _, a := range list {
+			e, _ := a.(map[string]any)
+			addr, _ := e["addr"].(string)
+			kind, _ := e["OS-EXT-IPS:type"].(string)
+			if ip := net.ParseIP(addr); ip == nil || ip.To4() == nil {
+				continue
+			}
+			if kind == "floating" && public == "" {
+				public = addr
+			}
+			if kind != "floating" && private == "" {
+				private = addr
+			}
+		}
+	}
+	if public == "" {
+		public = private
+	}
+	return public, private
+}
+
+func state(s servers.Server) providers.MachineState {
+	switch {
+	case s.Status == "DELETED" || s.Status == "SOFT_DELETED":
+		return providers.StateTerminated
+	case s.TaskState == "deleting" || s.Status == "SHUTOFF" || s.Status == "ERROR":
+		return providers.StateStopping
+	case s.Status == "ACTIVE":
+		return providers.StateRunning
+	}
+	return providers.StatePending
+}
+
+// List finds the machines of sel.Cluster (and sel.Pool) in the default
+// region and every region this provider has created in.
+func (p *Provider) List(ctx context.Context, sel providers.Selector) ([]providers.Machine, error) {
+	if sel.Cluster == "" {
+		return nil, fmt.Errorf("%w: list needs a cluster", providers.ErrInvalidSpec)
+	}
+	var out []providers.Machine
+	for _, region := range p.knownRegions() {
+		c, err := p.clientsFor(region)
+		if err != nil {
+			return nil, err
+		}
+		ss, err := p.listServers(ctx, c, sel.Cluster, sel.Pool)
+		if err != nil {
+			return nil, fmt.Errorf("list machines of cluster %q in %s: %w", sel.Cluster, region, err)
+		}
+		for _, s := range ss {
+			if state(s) == providers.StateTerminated {
+				continue
+			}
+			out = append(out, p.machine(ctx, c, s))
+		}
+	}
+	return out, nil
+}
+
+func (p *Provider) knownRegions() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	set := map[string]bool{p.cfg.endpoint.Region: true}
+	for r := range p.regions {
+		set[r] = true
+	}
+	out := make([]string, 0, len(set))
+	for r := range set {
+		out = append(out, r)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Delete removes the servers of the given machines (of this provider's
+// cluster, when it has one) and waits until they are gone. A machine with
+// no server, or a server that is already gone, is a success.
+func (p *Provider) Delete(ctx context.Context, ids []providers.MachineID) error {
+	ctx, cancel := withDeadline(ctx)
+	defer cancel()
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[string(id)] = true
+	}
+	var errs []error
+	for _, region := range p.knownRegions() {
+		c, err := p.clientsFor(region)
+		if err != nil {
+			return err
+		}
+		if err := p.deleteInRegion(ctx, c, want); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (p *Provider) deleteInRegion(ctx context.Context, c *clients, want map[string]bool) error {
+	find := func() ([]servers.Server, error) {
+		all, err := p.listServers(ctx, c, p.cluster, "")
+		if err != nil {
+			return nil, fmt.Errorf("list servers in %s: %w", c.region, err)
+		}
+		var out []servers.Server
+		for _, s := range all {
+			if want[s.Metadata[metaMachine]] {
+				out = append(out, s)
+			}
+		}
+		return out, nil
+	}
+	victims, err := find()
+	if err != nil {
+		return err
+	}
+	eg, ectx := errgroup.WithContext(ctx)
+	eg.SetLimit(deleteConcurrency)
+	for _, s := range victims {
+		if s.TaskState == "deleting" {
+			continue
+		}
+		eg.Go(func() error {
+			if err := p.deleteServer(ectx, c, s.Metadata[metaPool], s.ID); err != nil {
+				return fmt.Errorf("delete server %s (machine %s): %w", s.ID, s.Metadata[metaMachine], err)
+			}
+			p.log.Info("server deleted", "machine", s.Metadata[metaMachine], "server", s.ID, "region", c.region)
+			return nil
+		})
+	}
+	if err := eg.Wait(); err != nil {
+		return err
+	}
+	// Wait until they are gone from the list.
+	t := time.NewTicker(p.cfg.poll)
+	defer t.Stop()
+	for len(victims) > 0 {
+		if victims, err = find(); err != nil {
+			return err
+		}
+		if len(victims) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			names := make([]string, 0, len(victims))
+			for _, s := range victims {
+				names = append(names, s.Metadata[metaMachine])
+			}
+			return fmt.Errorf("wait for servers of %s to be gone: %w", strings.Join(names, ", "), ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// deleteServer deletes one server; a 404 means it is already gone.
+func (p *Provider) deleteServer(ctx context.Context, c *clients, pool, id string) error {
+	err := p.call(ctx, c.region, pool, false, func(ctx context.Context) error {
+		return servers.Delete(ctx, c.compute, id).ExtractErr()
+	})
+	if errors.Is(err, providers.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// joinDistinct joins the errors, keeping one per pool, kind and code so a
+// pool that hit its quota reports it in one line, not once per machine.
+func joinDistinct(errs []error) error {
+	seen := map[string]bool{}
+	var out []error
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		key := err.Error()
+		var pe *providers.Error
+		if errors.As(err, &pe) {
+			key = fmt.Sprintf("%s|%s|%v|%s", pe.Location, pe.Pool, pe.Kind, pe.Code)
+		}
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		out = append(out, err)
+	}
+	if len(out) == 1 {
+		return out[0]
+	}
+	return errors.Join(out...)
+}
