@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
 
 	"github.com/provisionhq/provision/cloudsim"
 	simos "github.com/provisionhq/provision/cloudsim/openstack"
@@ -238,11 +239,31 @@ func TestUnknownNamesAreInvalidSpec(t *testing.T) {
 			t.Errorf("Create(%v) = %v, want ErrInvalidSpec", set, err)
 		}
 	}
-	// IDs work as well as names.
-	ss := specs(t, "bad", "ids", 1)
-	ss[0].Settings = providers.Settings{"flavor": simos.FlavorMedium, "image": simos.ImageDebian12, "networks": []any{simos.NetworkPrivate}}
-	if _, err := p.Create(t.Context(), ss); err != nil {
-		t.Errorf("Create by IDs: %v", err)
+	ss := specs(t, "bad", "w", 1)
+	ss[0].Settings = providers.Settings{"flavor": "m1.small", "image": "debian-12", "region": "Atlantis"}
+	if _, err := p.Create(t.Context(), ss); !errors.Is(err, providers.ErrInvalidSpec) {
+		t.Errorf("Create in an unknown region = %v, want ErrInvalidSpec", err)
+	}
+	// IDs work as well as names; key_name, security groups and metadata
+	// reach Nova.
+	ss = specs(t, "bad", "ids", 1)
+	ss[0].Settings = providers.Settings{"flavor": simos.FlavorMedium, "image": simos.ImageDebian12,
+		"networks": []any{simos.NetworkPrivate}, "key_name": "ops", "security_groups": []any{"ssh"}}
+	ms, err := p.Create(t.Context(), ss)
+	if err != nil {
+		t.Fatalf("Create by IDs: %v", err)
+	}
+	c, err := p.clientsFor("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := servers.Get(t.Context(), c.compute, ms[0].ProviderID).Extract()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srv.Name != string(ss[0].ID) || srv.KeyName != "ops" || len(srv.SecurityGroups) != 1 ||
+		srv.Metadata[metaMachine] != string(ss[0].ID) || srv.Metadata[metaPool] != "ids" || srv.Metadata[metaCluster] != "bad" {
+		t.Errorf("server %s: key %q groups %v metadata %v", srv.Name, srv.KeyName, srv.SecurityGroups, srv.Metadata)
 	}
 }
 

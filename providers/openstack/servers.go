@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
 	"github.com/gophercloud/gophercloud/v2/pagination"
@@ -71,6 +72,11 @@ func (p *Provider) Create(ctx context.Context, specs []providers.MachineSpec) ([
 	for _, k := range order {
 		g := groups[k]
 		c, err := p.clientsFor(g.settings.Region)
+		var nf *gophercloud.ErrEndpointNotFound
+		if errors.As(err, &nf) {
+			return nil, &providers.Error{Kind: providers.ErrInvalidSpec, Cloud: "openstack", Location: g.settings.Region,
+				Pool: g.pool, Message: "the catalog has no compute, image or network endpoint in this region"}
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -99,22 +105,24 @@ func (p *Provider) Create(ctx context.Context, specs []providers.MachineSpec) ([
 // createInRegion reconciles, creates and waits for the groups of one region.
 func (p *Provider) createInRegion(ctx context.Context, c *clients, specs []providers.MachineSpec, userData [][]byte,
 	groups []*group, results []*providers.Machine, errs []error) {
-	cluster := specs[groups[0].specs[0]].Cluster
-	existing, err := p.listServers(ctx, c, cluster, "")
+	// One list of every provision server in the region (a batch may in
+	// principle span clusters), keyed by cluster and machine.
+	existing, err := p.listServers(ctx, c, "", "")
 	if err != nil {
 		for _, g := range groups {
 			for _, i := range g.specs {
-				errs[i] = fmt.Errorf("list servers of cluster %q: %w", cluster, err)
+				errs[i] = fmt.Errorf("list servers in %s: %w", c.region, err)
 			}
 		}
 		return
 	}
-	have := map[providers.MachineID]servers.Server{}
+	type key struct{ cluster, machine string }
+	have := map[key]servers.Server{}
 	for _, s := range existing {
 		if s.TaskState == "deleting" || s.Status == "DELETED" || s.Status == "SOFT_DELETED" {
 			continue
 		}
-		have[providers.MachineID(s.Metadata[metaMachine])] = s
+		have[key{s.Metadata[metaCluster], s.Metadata[metaMachine]}] = s
 	}
 
 	// waitFor maps a server ID to the spec it is for.
@@ -132,7 +140,7 @@ func (p *Provider) createInRegion(ctx context.Context, c *clients, specs []provi
 		}
 		for _, i := range g.specs {
 			spec := specs[i]
-			if s, ok := have[spec.ID]; ok {
+			if s, ok := have[key{spec.Cluster, string(spec.ID)}]; ok {
 				p.log.Debug("machine exists", "machine", spec.ID, "server", s.ID)
 				waitFor[s.ID] = i
 				continue
@@ -154,7 +162,7 @@ func (p *Provider) createInRegion(ctx context.Context, c *clients, specs []provi
 	if len(waitFor) == 0 {
 		return
 	}
-	p.wait(ctx, c, cluster, specs, waitFor, results, errs)
+	p.wait(ctx, c, specs, waitFor, results, errs)
 }
 
 func (p *Provider) createServer(ctx context.Context, c *clients, spec providers.MachineSpec, s Settings, res resolved, userData []byte) (string, error) {
@@ -216,13 +224,13 @@ func (o keyNameOpts) ToServerCreateMap() (map[string]any, error) {
 // wait polls until every server in waitFor is ACTIVE with an address (or
 // ERROR, or ctx ends): one paginated list per round for all of them. A new
 // server missing from the list is not visible yet and is waited for.
-func (p *Provider) wait(ctx context.Context, c *clients, cluster string, specs []providers.MachineSpec,
+func (p *Provider) wait(ctx context.Context, c *clients, specs []providers.MachineSpec,
 	waitFor map[string]int, results []*providers.Machine, errs []error) {
 	t := time.NewTicker(p.cfg.poll)
 	defer t.Stop()
 	var last error
 	for len(waitFor) > 0 {
-		all, err := p.listServers(ctx, c, cluster, "")
+		all, err := p.listServers(ctx, c, "", "")
 		last = err
 		if err == nil {
 			for _, s := range all {
