@@ -110,7 +110,13 @@ func Prepare(ctx context.Context, h *Host) error {
 
 // PrepareSteps are Prepare's steps, for callers that add their own.
 func PrepareSteps(h *Host) []Step {
+	// The hostname is the machine ID before the engine starts: cluster
+	// drivers find nodes by name, and clouds name hosts after their own IDs.
+	name := shellQuote(h.Name)
 	steps := []Step{
+		{Name: "hostname", Check: succeeds("test \"$(hostname)\" = " + name), Apply: runs(
+			"hostname " + name + " && (echo " + name + " > /etc/hostname || true) && " +
+				"(grep -q \"[[:space:]]" + h.Name + "$\" /etc/hosts || echo \"127.0.1.1 " + h.Name + "\" >> /etc/hosts)")},
 		{Name: "detect-os", Check: osKnown, Apply: detectOS},
 		{Name: "install-runtime", Check: succeeds("command -v dockerd"), Apply: installRuntime},
 		{Name: "start-runtime", Check: succeeds("docker info >/dev/null 2>&1"), Apply: startRuntime},

@@ -131,23 +131,26 @@ func TestPrepare(t *testing.T) {
 			name: "fresh debian, offline apt cache",
 			user: "root",
 			setup: func(s *sshtest.Script) {
+				s.On(`test "$(hostname)"`, notFound, sshtest.Reply{})
 				s.On("command -v dockerd", notFound, sshtest.Reply{})
 				s.On("docker info", notFound, sshtest.Reply{})
 			},
-			want: []string{"cat /etc/os-release", "command -v dockerd", "DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install", "command -v dockerd",
+			want: []string{`test "$(hostname)" = 'm-1'`, "hostname 'm-1' &&", `test "$(hostname)" = 'm-1'`,
+				"cat /etc/os-release", "command -v dockerd", "DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install", "command -v dockerd",
 				"docker info", "if [ -d /run/systemd/system ]", "docker info", "docker info"},
 		},
 		{
 			name: "missing package lists trigger one update",
 			user: "admin",
 			setup: func(s *sshtest.Script) {
+				s.On(`test "$(hostname)"`)
 				s.On("command -v dockerd", notFound, sshtest.Reply{})
 				s.On("DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install",
 					sshtest.Reply{Exit: 100, Stderr: "E: Unable to locate package docker.io\n"}, sshtest.Reply{})
 				s.On("docker info", sshtest.Reply{})
 				s.On("id -nG", notFound, sshtest.Reply{})
 			},
-			want: []string{"cat /etc/os-release", "command -v dockerd", "DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install",
+			want: []string{`test "$(hostname)" = 'm-1'`, "cat /etc/os-release", "command -v dockerd", "DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install",
 				"DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update", "DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install",
 				"command -v dockerd", "docker info", "id -nG 'admin'", "usermod -aG docker 'admin'", "id -nG 'admin'"},
 		},
@@ -155,10 +158,11 @@ func TestPrepare(t *testing.T) {
 			name: "prepared host only checks",
 			user: "root",
 			setup: func(s *sshtest.Script) {
+				s.On(`test "$(hostname)"`)
 				s.On("command -v dockerd")
 				s.On("docker info")
 			},
-			want: []string{"cat /etc/os-release", "command -v dockerd", "docker info"},
+			want: []string{`test "$(hostname)" = 'm-1'`, "cat /etc/os-release", "command -v dockerd", "docker info"},
 		},
 	}
 	for _, tt := range tests {
@@ -166,7 +170,7 @@ func TestPrepare(t *testing.T) {
 			t.Parallel()
 			s := (&sshtest.Script{}).
 				On("cat /etc/os-release", sshtest.Reply{Stdout: string(debian)}).
-				On("DEBIAN_FRONTEND=").On("if [ -d /run/systemd/system ]").On("usermod")
+				On("DEBIAN_FRONTEND=").On("if [ -d /run/systemd/system ]").On("usermod").On("hostname ")
 			tt.setup(s)
 			h := &bootstrap.Host{Name: "m-1", User: tt.user, Run: sshtest.Runner{Script: s}}
 			if err := bootstrap.Prepare(t.Context(), h); err != nil {

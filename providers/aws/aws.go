@@ -254,7 +254,8 @@ func (p *Provider) Create(ctx context.Context, specs []providers.MachineSpec) ([
 				got[m.ID] = m
 			}
 			if err != nil {
-				errs = append(errs, fmt.Errorf("create %d machines in pool %q: %w", len(b.specs), b.pool, err))
+				// err is a *providers.Error naming region and pool already.
+				errs = append(errs, err)
 			}
 		}()
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/provisionhq/provision/providers/aws"
 	"github.com/provisionhq/provision/providers/docker"
 	"github.com/provisionhq/provision/providers/gcp"
+	"github.com/provisionhq/provision/providers/openstack"
 	"github.com/provisionhq/provision/providers/static"
 )
 
@@ -24,6 +25,9 @@ func Registry() *providers.Registry {
 	})
 	r.Register("gcp", func(ctx context.Context, env providers.Env) (providers.Provider, error) {
 		return gcp.New(ctx, env)
+	})
+	r.Register("openstack", func(ctx context.Context, env providers.Env) (providers.Provider, error) {
+		return openstack.New(ctx, env)
 	})
 	r.Register("static", func(ctx context.Context, env providers.Env) (providers.Provider, error) {
 		return static.New(ctx, env)

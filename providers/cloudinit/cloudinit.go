@@ -14,6 +14,8 @@ import (
 
 // Config is the part of #cloud-config provision writes.
 type Config struct {
+	// Hostname is the machine ID: cluster drivers find nodes by name.
+	Hostname       string            `yaml:"hostname,omitempty"`
 	SSHKeys        map[string]string `yaml:"ssh_keys"`
 	SSHDeleteKeys  bool              `yaml:"ssh_deletekeys"`
 	SSHGenKeyTypes []string          `yaml:"ssh_genkeytypes"`
@@ -42,6 +44,7 @@ func UserData(spec providers.MachineSpec) ([]byte, error) {
 		user = "root"
 	}
 	c := Config{
+		Hostname: string(spec.ID),
 		SSHKeys: map[string]string{
 			name + "_private": string(spec.HostKey.PrivatePEM),
 			name + "_public":  spec.HostKey.Public,

@@ -146,6 +146,13 @@ func newProvider(ctx context.Context, env providers.Env, cfg config) (*Provider,
 	if _, err := p.clientsFor(cfg.endpoint.Region); err != nil {
 		return nil, err
 	}
+	// The plan's pools say which regions List and Delete must search, even
+	// in a process that created nothing (a `down`).
+	for _, set := range env.Pools {
+		if r, ok := set["region"].(string); ok && r != "" {
+			p.regions[r] = true
+		}
+	}
 	return p, nil
 }
 

@@ -1,0 +1,209 @@
+// Command cloudsim serves emulators of the EC2, GCE and OpenStack APIs on
+// localhost, so provision's cloud providers run their real SDK code paths
+// with no account. With --backing docker each instance is a real local host
+// (a docker container configured from its user-data), so bootstrap and
+// cluster join run against "cloud" machines.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/provisionhq/provision/cloudsim"
+	"github.com/provisionhq/provision/cloudsim/dockerhost"
+	"github.com/provisionhq/provision/cloudsim/ec2"
+	"github.com/provisionhq/provision/cloudsim/gce"
+	"github.com/provisionhq/provision/cloudsim/openstack"
+)
+
+type config struct {
+	awsAddr, gcpAddr, osAddr string
+	backing, group, envFile  string
+	faults                   cloudsim.Faults
+	quota, noCapacity        string
+}
+
+func main() {
+	var c config
+	flag.StringVar(&c.awsAddr, "aws", "127.0.0.1:4566", "listen address of the EC2 emulator")
+	flag.StringVar(&c.gcpAddr, "gcp", "127.0.0.1:4567", "listen address of the GCE emulator")
+	flag.StringVar(&c.osAddr, "openstack", "127.0.0.1:4568", "listen address of the OpenStack (Keystone, Nova, Neutron) emulator")
+	flag.StringVar(&c.backing, "backing", "none", "what instances are: none (records with made-up addresses) or docker (real local hosts)")
+	flag.StringVar(&c.group, "group", "cloudsim", "docker backing: the network and label group of the instances' containers")
+	flag.StringVar(&c.envFile, "env-file", "", "write the environment that points provision at cloudsim to this file (sh syntax)")
+	flag.Float64Var(&c.faults.ThrottleRate, "throttle", 0, "fraction of API calls refused as throttled (0..1)")
+	flag.DurationVar(&c.faults.PendingFor, "pending", 2*time.Second, "how long new instances stay pending")
+	flag.DurationVar(&c.faults.InvisibleFor, "invisible", 0, "how long new instance IDs are invisible to reads (eventual consistency)")
+	flag.StringVar(&c.quota, "quota", "", "instance quotas per cloud, e.g. aws=2,gcp=10")
+	flag.StringVar(&c.noCapacity, "no-capacity", "", "clouds that have no capacity, e.g. aws,openstack")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), `Usage: cloudsim [flags]
+
+Serves EC2 (Query/XML), GCE (REST/JSON with operations) and OpenStack
+(Keystone v3, Nova, Neutron) emulators. Point provision at them with the
+environment printed at start (or written by --env-file). Each server answers
+GET /_sim/calls with its API call counters.
+
+`)
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, c, logger); err != nil {
+		fmt.Fprintln(os.Stderr, "cloudsim:", err)
+		os.Exit(1)
+	}
+}
+
+func perCloud(spec string) (map[string]string, error) {
+	out := map[string]string{}
+	if spec == "" {
+		return out, nil
+	}
+	for _, part := range strings.Split(spec, ",") {
+		k, v, ok := strings.Cut(part, "=")
+		if !ok {
+			v = "true"
+		}
+		switch k {
+		case "aws", "gcp", "openstack":
+			out[k] = v
+		default:
+			return nil, fmt.Errorf("unknown cloud %q (use aws, gcp, openstack)", k)
+		}
+	}
+	return out, nil
+}
+
+func run(ctx context.Context, c config, logger *slog.Logger) error {
+	quotas, err := perCloud(c.quota)
+	if err != nil {
+		return fmt.Errorf("--quota: %w", err)
+	}
+	noCap, err := perCloud(c.noCapacity)
+	if err != nil {
+		return fmt.Errorf("--no-capacity: %w", err)
+	}
+	sims := map[string]*cloudsim.Sim{}
+	for i, cloud := range []string{"aws", "gcp", "openstack"} {
+		f := c.faults
+		if q, ok := quotas[cloud]; ok {
+			n, err := strconv.Atoi(q)
+			if err != nil || n < 0 {
+				return fmt.Errorf("--quota %s=%q: want a whole number", cloud, q)
+			}
+			f.InstanceQuota = n
+		}
+		f.NoCapacity = noCap[cloud] != ""
+		sims[cloud] = cloudsim.NewSim(f, uint64(time.Now().UnixNano())+uint64(i))
+	}
+
+	var backing cloudsim.Backing
+	var stopAll func(context.Context) error
+	switch c.backing {
+	case "none":
+	case "docker":
+		b, err := dockerhost.New(ctx, c.group, logger)
+		if err != nil {
+			return err
+		}
+		backing, stopAll = b, b.StopAll
+	default:
+		return fmt.Errorf("--backing %q: use none or docker", c.backing)
+	}
+
+	listeners := map[string]net.Listener{}
+	for cloud, addr := range map[string]string{"aws": c.awsAddr, "gcp": c.gcpAddr, "openstack": c.osAddr} {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("%s emulator: %w", cloud, err)
+		}
+		listeners[cloud] = l
+	}
+	base := func(cloud string) string { return "http://" + listeners[cloud].Addr().String() }
+	handlers := map[string]http.Handler{
+		"aws":       ec2.New(sims["aws"], ec2.Options{Region: "us-east-1", Backing: backing, Logger: logger.With("cloud", "aws")}),
+		"gcp":       gce.New(sims["gcp"], gce.Options{Backing: backing, Logger: logger.With("cloud", "gcp")}),
+		"openstack": openstack.New(sims["openstack"], openstack.Options{Backing: backing, Logger: logger.With("cloud", "openstack")}),
+	}
+
+	env := environment(base)
+	if c.envFile != "" {
+		if err := os.WriteFile(c.envFile, []byte(env), 0o644); err != nil {
+			return fmt.Errorf("--env-file: %w", err)
+		}
+	}
+	fmt.Fprintf(os.Stdout, "# cloudsim is serving; point provision at it with:\n%s", env)
+
+	g, gctx := errgroup.WithContext(ctx)
+	var servers []*http.Server
+	for cloud, h := range handlers {
+		mux := http.NewServeMux()
+		sim := sims[cloud]
+		mux.HandleFunc("GET /_sim/calls", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			writeCounts(w, sim.CallCounts())
+		})
+		mux.Handle("/", h)
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		servers = append(servers, srv)
+		l := listeners[cloud]
+		g.Go(func() error {
+			if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("%s emulator: %w", cloud, err)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		for _, s := range servers {
+			_ = s.Shutdown(sctx)
+		}
+		return nil
+	})
+	err = g.Wait()
+	if stopAll != nil {
+		// Instances die with the cloud: no container outlives cloudsim.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if serr := stopAll(sctx); serr != nil {
+			logger.Warn("remove instance hosts", "err", serr)
+		}
+	}
+	return err
+}
+
+// environment is what points the SDKs at cloudsim: endpoints and dummy
+// credentials only; no provider code path differs from production.
+func environment(base func(string) string) string {
+	return fmt.Sprintf(`export AWS_ENDPOINT_URL=%s
+export AWS_ACCESS_KEY_ID=cloudsim AWS_SECRET_ACCESS_KEY=cloudsim AWS_REGION=us-east-1
+export AWS_EC2_METADATA_DISABLED=true
+export PROVISION_GCP_ENDPOINT=%s GOOGLE_CLOUD_PROJECT=cloudsim
+export OS_AUTH_URL=%s/identity/v3 OS_USERNAME=cloudsim OS_PASSWORD=cloudsim OS_PROJECT_NAME=cloudsim OS_USER_DOMAIN_NAME=Default OS_PROJECT_DOMAIN_NAME=Default OS_REGION_NAME=RegionOne
+`, base("aws"), base("gcp"), base("openstack"))
+}
+
+func writeCounts(w http.ResponseWriter, counts map[string]int) {
+	// encoding/json sorts map keys: stable output for people and scripts.
+	_ = json.NewEncoder(w).Encode(counts)
+}
