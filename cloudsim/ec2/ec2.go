@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/provisionhq/provision/cloudsim"
+	"github.com/provisionhq/provision/providers/cloudinit"
 )
 
 // Options configure a Server.
@@ -300,7 +301,7 @@ func (s *Server) startBackingLocked(ctx context.Context, insts []*instance, user
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, backingParallelism)
 	for i, in := range insts {
-		ud, err := UserDataFor(userData, in.launchIndex)
+		ud, err := cloudinit.ForLaunchIndex(userData, in.launchIndex)
 		if err != nil {
 			results[i].err = err
 			continue

@@ -1,8 +1,6 @@
 package ec2
 
 import (
-	"bytes"
-	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
@@ -169,29 +167,5 @@ func TestFaultsOnTheWire(t *testing.T) {
 				t.Errorf("body %s, want %s...<RequestID>", body, want)
 			}
 		})
-	}
-}
-
-func TestUserDataForPicksTheLaunchIndex(t *testing.T) {
-	mime := "Content-Type: multipart/mixed; boundary=\"B\"\r\nMIME-Version: 1.0\r\n\r\n" +
-		"--B\r\nContent-Type: text/cloud-config\r\nLaunch-Index: 0\r\n\r\n#cloud-config\nzero: 0\r\n" +
-		"--B\r\nContent-Type: text/cloud-config\r\nLaunch-Index: 1\r\n\r\n#cloud-config\none: 1\r\n" +
-		"--B--\r\n"
-	var gz bytes.Buffer
-	zw := gzip.NewWriter(&gz)
-	_, _ = zw.Write([]byte(mime))
-	_ = zw.Close()
-	for _, in := range [][]byte{[]byte(mime), gz.Bytes()} {
-		got, err := UserDataFor(in, 1)
-		if err != nil || string(got) != "#cloud-config\none: 1" {
-			t.Fatalf("UserDataFor(…, 1) = %q, %v", got, err)
-		}
-	}
-	if _, err := UserDataFor([]byte(mime), 5); err == nil {
-		t.Fatal("launch index 5 has no part: want an error")
-	}
-	plain := []byte("#cloud-config\nx: 1\n")
-	if got, _ := UserDataFor(plain, 3); !bytes.Equal(got, plain) {
-		t.Fatalf("plain user-data changed: %q", got)
 	}
 }

@@ -11,7 +11,11 @@
 // ERROR with the fault "No valid host was found"). Like real Nova it has no
 // idempotency token and no server-side metadata filter: clients find their
 // servers by listing (paginated with limit/marker, optionally narrowed with
-// the name regex) and reading metadata.
+// the name regex) and reading metadata. A multi-create (min_count/max_count)
+// names its servers "<name>-1".."<name>-N" and gives each its launch index;
+// a backing host gets the user_data cloud-init would apply for that index
+// (cloudinit.ForLaunchIndex), and user_data over 65535 base64 bytes is a
+// 400, as in Nova.
 //
 // Faults and call counters come from cloudsim.Sim (actions "tokens.create",
 // "servers.create", "servers.list", "servers.get", "servers.delete",
@@ -38,6 +42,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/provisionhq/provision/cloudsim"
+	"github.com/provisionhq/provision/providers/cloudinit"
 )
 
 // Options configure a Server.
@@ -63,6 +68,9 @@ type Options struct {
 	// "deleting") before it is gone; 50ms when zero.
 	DeleteFor time.Duration
 }
+
+// maxUserData is Nova's limit on user_data, counted base64-encoded.
+const maxUserData = 65535
 
 // Seeded IDs, stable so tests can refer to them.
 const (
@@ -417,6 +425,11 @@ func (s *Server) createServers(w http.ResponseWriter, r *http.Request) {
 		novaError(w, http.StatusBadRequest, "badRequest", "min_count must be <= max_count")
 		return
 	}
+	if len(in.UserData) > maxUserData {
+		novaError(w, http.StatusBadRequest, "badRequest", fmt.Sprintf(
+			"User data too large. User data must be no larger than %d bytes once base64 encoded. Your data is %d bytes", maxUserData, len(in.UserData)))
+		return
+	}
 	var userData []byte
 	if in.UserData != "" {
 		b, err := base64.StdEncoding.DecodeString(in.UserData)
@@ -519,7 +532,13 @@ func (s *Server) start(reqCtx context.Context, sv *server) {
 	go func() {
 		defer s.wg.Done()
 		defer cancel()
-		addr, err := s.opts.Backing.Start(ctx, sv.id, sv.userData)
+		// Every server of a multi-create has the same user_data; cloud-init
+		// applies only the parts for its own launch index, as a VM would.
+		ud, err := cloudinit.ForLaunchIndex(sv.userData, sv.launchIndex)
+		addr := ""
+		if err == nil {
+			addr, err = s.opts.Backing.Start(ctx, sv.id, ud)
+		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		delete(s.cancel, sv.id)

@@ -2,10 +2,14 @@ package openstack_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +22,8 @@ import (
 
 	"github.com/provisionhq/provision/cloudsim"
 	simos "github.com/provisionhq/provision/cloudsim/openstack"
+	"github.com/provisionhq/provision/providers"
+	"github.com/provisionhq/provision/providers/cloudinit"
 )
 
 type fakeBacking struct {
@@ -195,5 +201,63 @@ func TestUnauthenticated(t *testing.T) {
 	srv.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/compute/v2.1/servers/detail", nil))
 	if rec.Code != http.StatusUnauthorized {
 		t.Errorf("no token: %d, want 401", rec.Code)
+	}
+}
+
+// TestMultiCreateGivesEachServerItsLaunchIndexPart: one servers.create with
+// batch user-data; each backing host gets only its own launch index's part,
+// as cloud-init's OpenStack datasource applies it.
+func TestMultiCreateGivesEachServerItsLaunchIndexPart(t *testing.T) {
+	sim := cloudsim.NewSim(cloudsim.Faults{}, 1)
+	back := &fakeBacking{started: map[string][]byte{}}
+	compute, _, _ := clientsFor(t, sim, simos.Options{Backing: back})
+	var specs []providers.MachineSpec
+	for i := range 3 {
+		specs = append(specs, providers.MachineSpec{ID: providers.MachineID(fmt.Sprintf("m-%d", i)),
+			HostKey: providers.HostKey{PrivatePEM: []byte(fmt.Sprintf("priv-%d", i)), Public: fmt.Sprintf("ssh-ed25519 pub-%d", i)}})
+	}
+	ud, err := cloudinit.MultiPart(specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := servers.Create(t.Context(), compute, servers.CreateOpts{
+		Name: "b", FlavorRef: simos.FlavorSmall, ImageRef: simos.ImageDebian12, Min: 3, Max: 3,
+		UserData: []byte(base64.StdEncoding.EncodeToString(ud)),
+	}, nil).Extract(); err != nil {
+		t.Fatal(err)
+	}
+	if got := sim.Calls("servers.create"); got != 1 {
+		t.Errorf("servers.create = %d, want 1", got)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		back.mu.Lock()
+		n := len(back.started)
+		back.mu.Unlock()
+		if n == 3 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, s := range listAll(t, compute, servers.ListOpts{}) {
+		back.mu.Lock()
+		got := back.started[s.ID]
+		back.mu.Unlock()
+		cfg, err := cloudinit.Parse(got)
+		if err != nil {
+			t.Fatalf("server %s: backing user-data: %v", s.Name, err)
+		}
+		i, _ := strconv.Atoi(strings.TrimPrefix(s.Name, "b-"))
+		if s.LaunchIndex == nil || *s.LaunchIndex != i-1 || cfg.Hostname != string(specs[i-1].ID) {
+			t.Errorf("server %s (launch index %v) booted machine %s", s.Name, s.LaunchIndex, cfg.Hostname)
+		}
+	}
+	// Nova caps user_data at 65535 bytes once base64-encoded.
+	err = servers.Create(t.Context(), compute, servers.CreateOpts{
+		Name: "big", FlavorRef: simos.FlavorSmall, ImageRef: simos.ImageDebian12,
+		UserData: []byte(base64.StdEncoding.EncodeToString(make([]byte, 50000))),
+	}, nil).Err
+	if !gophercloud.ResponseCodeIs(err, http.StatusBadRequest) {
+		t.Errorf("oversized user_data: %v, want 400", err)
 	}
 }

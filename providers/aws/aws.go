@@ -26,6 +26,7 @@ import (
 
 	"github.com/provisionhq/provision/internal/retry"
 	"github.com/provisionhq/provision/providers"
+	"github.com/provisionhq/provision/providers/cloudinit"
 )
 
 const cloud = "aws"
@@ -360,7 +361,7 @@ func chunkForUserData(specs []providers.MachineSpec, batchSize int) ([]chunk, er
 			n = batchSize
 		}
 		for {
-			ud, err := batchUserData(specs[:n])
+			ud, err := cloudinit.MultiPart(specs[:n])
 			if err != nil {
 				return nil, err
 			}

@@ -329,11 +329,11 @@ func TestManifestRoundTrip(t *testing.T) {
 
 func TestBatchUserDataIsDeterministic(t *testing.T) {
 	sp := specs(t, "det", "a", 3, testSettings)
-	a, err := batchUserData(sp)
+	a, err := cloudinit.MultiPart(sp)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := batchUserData(sp)
+	b, err := cloudinit.MultiPart(sp)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,20 +1,15 @@
 package aws
 
 import (
-	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"mime/multipart"
-	"net/textproto"
 	"strconv"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/provisionhq/provision/providers"
-	"github.com/provisionhq/provision/providers/cloudinit"
 )
 
 // One RunInstances call launches a whole batch, and EC2 gives every
@@ -22,16 +17,17 @@ import (
 // per machine, though: the provision machine ID and the SSH host key. This
 // file holds how both travel in one call:
 //
-//   - Host keys: the user-data is a gzipped MIME multipart document with one
-//     text/cloud-config part per machine, each carrying a "Launch-Index: i"
-//     header. cloud-init's EC2 datasource keeps only the parts whose
-//     Launch-Index equals the instance's ami-launch-index (a documented
-//     cloud-init feature), so instance i configures machine i's host key and
-//     nothing else. Trade-off: IMDS serves the whole user-data to every
-//     instance of the batch, so root on one machine can read its batch
-//     siblings' private host keys. Siblings share a pool, a cluster and its
-//     login keys, so this widens no trust boundary; a pool that wants strict
-//     per-machine secrecy sets batch_size 1 (one call per machine).
+//   - Host keys: the user-data is cloudinit.MultiPart, a gzipped MIME
+//     multipart document with one text/cloud-config part per machine, each
+//     carrying a "Launch-Index: i" header. cloud-init's EC2 datasource keeps
+//     only the parts whose Launch-Index equals the instance's
+//     ami-launch-index (a documented cloud-init feature), so instance i
+//     configures machine i's host key and nothing else. Trade-off: IMDS
+//     serves the whole user-data to every instance of the batch, so root on
+//     one machine can read its batch siblings' private host keys. Siblings
+//     share a pool, a cluster and its login keys, so this widens no trust
+//     boundary; a pool that wants strict per-machine secrecy sets
+//     batch_size 1 (one call per machine).
 //   - Machine IDs: every instance gets the same tags, including the batch's
 //     ordered machine ID list (the "manifest", split over tags of at most
 //     256 characters); instance i is the machine at position
@@ -46,7 +42,6 @@ const (
 	maxTagValue   = 256
 	maxTags       = 50    // EC2's limit per resource
 	maxUserData   = 16384 // EC2's limit on raw (pre-base64) user-data
-	mimeBoundary  = "==provision-batch=="
 	maxGeneration = 8
 )
 
@@ -66,53 +61,6 @@ func batchToken(region, cluster, pool string, ids []providers.MachineID, generat
 		tok += "-g" + strconv.Itoa(generation)
 	}
 	return tok // at most 53 ASCII characters; EC2 allows 64
-}
-
-// batchUserData renders the user-data of a batch (see the file comment). The
-// output is deterministic, as the idempotency token requires. It holds
-// private host keys: never log it.
-func batchUserData(specs []providers.MachineSpec) ([]byte, error) {
-	var mime bytes.Buffer
-	fmt.Fprintf(&mime, "Content-Type: multipart/mixed; boundary=%q\r\nMIME-Version: 1.0\r\n\r\n", mimeBoundary)
-	w := multipart.NewWriter(&mime)
-	if err := w.SetBoundary(mimeBoundary); err != nil {
-		return nil, fmt.Errorf("user-data: %w", err)
-	}
-	for i, spec := range specs {
-		cc, err := cloudinit.UserData(spec)
-		if err != nil {
-			return nil, err
-		}
-		h := textproto.MIMEHeader{}
-		h.Set("Content-Type", `text/cloud-config; charset="us-ascii"`)
-		h.Set("MIME-Version", "1.0")
-		h.Set("Content-Transfer-Encoding", "7bit")
-		h.Set("Launch-Index", strconv.Itoa(i))
-		part, err := w.CreatePart(h)
-		if err != nil {
-			return nil, fmt.Errorf("user-data: %w", err)
-		}
-		if _, err := part.Write(cc); err != nil {
-			return nil, fmt.Errorf("user-data: %w", err)
-		}
-	}
-	if err := w.Close(); err != nil {
-		return nil, fmt.Errorf("user-data: %w", err)
-	}
-	// cloud-init detects gzip by its magic bytes. The zero gzip header
-	// (no name, no mtime) keeps the output deterministic.
-	var gz bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&gz, gzip.BestCompression)
-	if err != nil {
-		return nil, fmt.Errorf("user-data: %w", err)
-	}
-	if _, err := zw.Write(mime.Bytes()); err != nil {
-		return nil, fmt.Errorf("user-data: %w", err)
-	}
-	if err := zw.Close(); err != nil {
-		return nil, fmt.Errorf("user-data: %w", err)
-	}
-	return gz.Bytes(), nil
 }
 
 // manifestTags splits the batch's ordered machine IDs over as many tags as

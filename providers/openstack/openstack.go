@@ -9,22 +9,27 @@
 // OS_* variables (password or application credential). cloudsim/openstack
 // is just another OS_AUTH_URL: no code path differs.
 //
-// Batch and user-data design: each machine's user-data carries its own SSH
-// host key (a secret), and Nova's min_count/max_count gives every server of
-// a call the same user_data and the same metadata. Sharing would put every
-// machine's private host key on every machine (readable by any process
-// there through the metadata service) and leave the servers untaggable as
-// individual machines until N metadata updates. So min/max_count never fits
-// per-machine secrets, and Create sends one servers.create per missing
-// machine, at most createConcurrency at once and under the provider's token
-// bucket. Everything else is batched per call: one paginated list finds
-// what exists before creating, one list per poll round watches every new
-// server at once, and one list finds the servers Delete removes.
+// Batch and user-data design: Create sends ONE servers.create with
+// min_count = max_count = N for the missing machines of a pool (split only
+// where Nova's 64 KiB user_data or metadata limits require). Nova gives
+// every server of the call the same user_data and metadata, so the
+// user_data is cloudinit.MultiPart (one cloud-config per machine, labelled
+// with its launch index, which cloud-init's OpenStack datasource filters
+// on) and the metadata carries the batch's ordered machine IDs; Nova names
+// the servers "<batch>-1".."<batch>-N" in launch-index order, which maps
+// each server to its machine (batch.go). Trade-off: every server of a batch
+// can read its siblings' private host keys from the metadata service; they
+// share a pool, a cluster and its login keys. A batch of one is a plain
+// create named after its machine with its own user-data. Everything else
+// is batched too: one paginated list finds what exists before creating,
+// one list per poll round watches every new server at once, and one list
+// finds the servers Delete removes.
 //
-// Idempotency: Nova has no idempotency token. Servers are named after the
-// machine ID and carry metadata provision-cluster, provision-pool and
-// provision-machine; Create lists first and only creates machines that have
-// no server. A create is retried only when Nova refused it outright (429 or
+// Idempotency: Nova has no idempotency token. Servers carry metadata
+// provision-cluster and provision-pool, and provision-machine (a single
+// create) or their batch's manifest; Create lists first and only creates
+// machines that have no server, so a partly created batch is completed by
+// a smaller batch. A create is retried only when Nova refused it outright (429 or
 // 413, which are not processed), so a retry cannot make a duplicate.
 package openstack
 
@@ -53,10 +58,10 @@ const (
 	metaMachine = "provision-machine"
 	metaRole    = "provision-role"
 
-	// createConcurrency bounds servers.create calls in flight. Nova's
-	// API is usually rate-limited per project at a few requests a
-	// second; 8 in flight under the token bucket keeps a 100-machine pool
-	// to seconds without tripping it.
+	// createConcurrency bounds servers.create calls in flight (one per
+	// pool batch or user_data-sized chunk of one). Nova's API is usually
+	// rate-limited per project at a few requests a second; 8 in flight
+	// under the token bucket does not trip it.
 	createConcurrency = 8
 	// deleteConcurrency bounds servers.delete calls in flight (Nova has
 	// no batch delete), for the same reason.

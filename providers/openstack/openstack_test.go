@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	simos "github.com/provisionhq/provision/cloudsim/openstack"
 	"github.com/provisionhq/provision/internal/retry"
 	"github.com/provisionhq/provision/providers"
+	"github.com/provisionhq/provision/providers/cloudinit"
 	"github.com/provisionhq/provision/providers/providertest"
 )
 
@@ -88,12 +90,30 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-// TestCreateIsOneCallPerMachine pins the batch design: one servers.create
-// per missing machine (per-machine user-data), one list to reconcile, lists
-// (not per-server GETs) to wait, and nothing created on a rerun.
-func TestCreateIsOneCallPerMachine(t *testing.T) {
+// recordingBacking records the user-data each server's host was started
+// with, as a VM's cloud-init would apply it.
+type recordingBacking struct {
+	mu      sync.Mutex
+	started map[string][]byte // server ID → user-data
+}
+
+func (b *recordingBacking) Start(_ context.Context, id string, userData []byte) (string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.started[id] = userData
+	return fmt.Sprintf("10.0.0.%d", len(b.started)+1), nil
+}
+
+func (b *recordingBacking) Stop(context.Context, string) error { return nil }
+
+// TestCreateIsOneCallPerBatch pins the batch design: one servers.create
+// for a pool's batch (each server boots its own machine's host key), one
+// list to reconcile, lists (not per-server GETs) to wait, nothing created
+// on a rerun, and a partially existing batch creates only what is missing.
+func TestCreateIsOneCallPerBatch(t *testing.T) {
 	t.Parallel()
-	sim, url := emulator(t, cloudsim.Faults{PendingFor: 50 * time.Millisecond}, simos.Options{})
+	back := &recordingBacking{started: map[string][]byte{}}
+	sim, url := emulator(t, cloudsim.Faults{PendingFor: 50 * time.Millisecond}, simos.Options{Backing: back})
 	p := testProvider(t, url, "batch")
 	ss := specs(t, "batch", "w", 5)
 	ms, err := p.Create(t.Context(), ss)
@@ -103,9 +123,21 @@ func TestCreateIsOneCallPerMachine(t *testing.T) {
 	if len(ms) != 5 {
 		t.Fatalf("got %d machines", len(ms))
 	}
-	if got := sim.Calls("servers.create"); got != 5 {
-		t.Errorf("servers.create = %d, want 5", got)
+	if got := sim.Calls("servers.create"); got != 1 {
+		t.Errorf("servers.create = %d, want 1", got)
 	}
+	back.mu.Lock()
+	for i, m := range ms {
+		cfg, err := cloudinit.Parse(back.started[m.ProviderID])
+		if err != nil {
+			t.Fatalf("machine %s: backing user-data: %v", m.ID, err)
+		}
+		hk, err := cfg.HostKey()
+		if m.ID != ss[i].ID || err != nil || hk.Public != ss[i].HostKey.Public || cfg.Hostname != string(ss[i].ID) {
+			t.Errorf("machine %s (server %s) booted host %s with key %q (%v), want its own", ss[i].ID, m.ProviderID, cfg.Hostname, hk.Public, err)
+		}
+	}
+	back.mu.Unlock()
 	if got := sim.Calls("servers.get"); got != 0 {
 		t.Errorf("servers.get = %d, want 0 (waiting lists)", got)
 	}
@@ -127,12 +159,66 @@ func TestCreateIsOneCallPerMachine(t *testing.T) {
 			t.Errorf("rerun: machine %s is %s, was %s", ms[i].ID, again[i].ProviderID, ms[i].ProviderID)
 		}
 	}
-	if got := sim.Calls("servers.create"); got != 5 {
-		t.Errorf("servers.create after rerun = %d, want 5", got)
+	if got := sim.Calls("servers.create"); got != 1 {
+		t.Errorf("servers.create after rerun = %d, want 1", got)
 	}
 	if got := sim.Calls("flavors.list"); got != flavors {
 		t.Errorf("flavors listed again on rerun (%d → %d)", flavors, got)
 	}
+	// Growing the pool to 8 creates the 3 missing machines as one batch.
+	more := append(ss, specs(t, "batch", "w", 8)[5:]...)
+	grown, err := p.Create(t.Context(), more)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sim.Calls("servers.create"); got != 2 {
+		t.Errorf("servers.create after growing = %d, want 2", got)
+	}
+	for i, m := range grown {
+		if m.ID != more[i].ID || (i < 5 && m.ProviderID != ms[i].ProviderID) {
+			t.Errorf("grown machine %d: %s/%s", i, m.ID, m.ProviderID)
+		}
+	}
+	all, err := p.List(t.Context(), providers.Selector{Cluster: "batch"})
+	if err != nil || len(all) != 8 {
+		t.Fatalf("List = %d machines, %v; want 8", len(all), err)
+	}
+	ids := make([]providers.MachineID, len(more))
+	for i, s := range more {
+		ids[i] = s.ID
+	}
+	if err := p.Delete(t.Context(), ids); err != nil {
+		t.Fatal(err)
+	}
+	if all, err := p.List(t.Context(), providers.Selector{Cluster: "batch"}); err != nil || len(all) != 0 {
+		t.Fatalf("after Delete: %d machines, %v", len(all), err)
+	}
+}
+
+// TestBigBatchSplitsForUserDataLimit: Nova caps user_data at 64 KiB
+// (base64), so a big pool takes a few creates, not one per machine.
+func TestBigBatchSplitsForUserDataLimit(t *testing.T) {
+	t.Parallel()
+	sim, url := emulator(t, cloudsim.Faults{}, simos.Options{})
+	p := testProvider(t, url, "big")
+	ss := specs(t, "big", "w", 400)
+	ms, err := p.Create(t.Context(), ss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != len(ss) {
+		t.Fatalf("got %d machines, want %d", len(ms), len(ss))
+	}
+	for i := range ms {
+		if ms[i].ID != ss[i].ID {
+			t.Fatalf("machine %d is %s, want %s", i, ms[i].ID, ss[i].ID)
+		}
+	}
+	got := sim.Calls("servers.create")
+	if got < 2 || got > 10 {
+		t.Errorf("servers.create = %d for 400 machines, want a few (split by user_data size)", got)
+	}
+	t.Logf("400 machines: %d servers.create", got)
 }
 
 func TestThrottledAndInvisibleConverges(t *testing.T) {
@@ -163,7 +249,8 @@ func TestThrottledAndInvisibleConverges(t *testing.T) {
 	if len(all) != 4 {
 		t.Errorf("cluster has %d servers, want 4 (no duplicates)", len(all))
 	}
-	if got := sim.Calls("servers.create"); got < 4 {
+	// One batch: throttled attempts are counted too, so at least one.
+	if got := sim.Calls("servers.create"); got < 1 {
 		t.Errorf("servers.create = %d", got)
 	}
 	t.Logf("calls: %v", sim.CallCounts())
@@ -174,7 +261,7 @@ func TestThrottledAndInvisibleConverges(t *testing.T) {
 
 func TestQuota(t *testing.T) {
 	t.Parallel()
-	_, url := emulator(t, cloudsim.Faults{InstanceQuota: 2}, simos.Options{})
+	sim, url := emulator(t, cloudsim.Faults{InstanceQuota: 2}, simos.Options{})
 	p := testProvider(t, url, "quota")
 	ms, err := p.Create(t.Context(), specs(t, "quota", "workers", 3))
 	if !errors.Is(err, providers.ErrQuota) {
@@ -195,6 +282,11 @@ func TestQuota(t *testing.T) {
 	}
 	if len(ms) != 2 {
 		t.Errorf("got %d machines, want the 2 within quota", len(ms))
+	}
+	// The batch of 3 is refused whole; its first half (2) fits, the last
+	// machine does not.
+	if got := sim.Calls("servers.create"); got != 3 {
+		t.Errorf("servers.create = %d, want 3 (batch, then halves)", got)
 	}
 }
 

@@ -48,6 +48,9 @@ func (p *Provider) Create(ctx context.Context, specs []providers.MachineSpec) ([
 		if spec.ID == "" || spec.Cluster == "" || spec.Pool == "" {
 			return nil, fmt.Errorf("%w: machine %q needs an ID, cluster and pool", providers.ErrInvalidSpec, spec.ID)
 		}
+		if err := validMachineID(spec.ID); err != nil {
+			return nil, err
+		}
 		if userData[i], err = cloudinit.UserData(spec); err != nil {
 			return nil, err
 		}
@@ -116,18 +119,18 @@ func (p *Provider) createInRegion(ctx context.Context, c *clients, specs []provi
 		}
 		return
 	}
-	type key struct{ cluster, machine string }
 	have := map[key]servers.Server{}
 	for _, s := range existing {
-		if s.TaskState == "deleting" || s.Status == "DELETED" || s.Status == "SOFT_DELETED" {
+		if gone(s) {
 			continue
 		}
-		have[key{s.Metadata[metaCluster], s.Metadata[metaMachine]}] = s
+		have[key{s.Metadata[metaCluster], machineOf(s)}] = s
 	}
 
-	// waitFor maps a server ID to the spec it is for.
+	// waitFor maps a machine to the spec it is for: a batch create returns
+	// only its first server, so servers are matched by machine, not ID.
 	var mu sync.Mutex
-	waitFor := map[string]int{}
+	waitFor := map[key]int{}
 	eg, ectx := errgroup.WithContext(ctx)
 	eg.SetLimit(createConcurrency)
 	for _, g := range groups {
@@ -138,22 +141,42 @@ func (p *Provider) createInRegion(ctx context.Context, c *clients, specs []provi
 			}
 			continue
 		}
+		var missing []int
 		for _, i := range g.specs {
 			spec := specs[i]
 			if s, ok := have[key{spec.Cluster, string(spec.ID)}]; ok {
 				p.log.Debug("machine exists", "machine", spec.ID, "server", s.ID)
-				waitFor[s.ID] = i
+				waitFor[key{spec.Cluster, string(spec.ID)}] = i
 				continue
 			}
+			missing = append(missing, i)
+		}
+		// One servers.create per chunk: the pool's missing machines, as
+		// a smaller batch when some already exist.
+		chs, err := chunks(specs, missing, userData)
+		if err != nil {
+			for _, i := range missing {
+				errs[i] = err
+			}
+			continue
+		}
+		done := func(idx []int) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, i := range idx {
+				waitFor[key{specs[i].Cluster, string(specs[i].ID)}] = i
+			}
+		}
+		failed := func(idx []int, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, i := range idx {
+				errs[i] = err // the other machines go on
+			}
+		}
+		for _, ch := range chs {
 			eg.Go(func() error {
-				id, err := p.createServer(ectx, c, spec, g.settings, res, userData[i])
-				mu.Lock()
-				defer mu.Unlock()
-				if err != nil {
-					errs[i] = fmt.Errorf("create server for machine %s: %w", spec.ID, err)
-					return nil // the other machines go on
-				}
-				waitFor[id] = i
+				p.createChunk(ectx, c, specs, g.settings, res, ch, userData, done, failed)
 				return nil
 			})
 		}
@@ -165,18 +188,45 @@ func (p *Provider) createInRegion(ctx context.Context, c *clients, specs []provi
 	p.wait(ctx, c, specs, waitFor, results, errs)
 }
 
-func (p *Provider) createServer(ctx context.Context, c *clients, spec providers.MachineSpec, s Settings, res resolved, userData []byte) (string, error) {
+// key identifies a machine across clusters.
+type key struct{ cluster, machine string }
+
+// gone reports whether a server is deleted or being deleted: it does not
+// count as the machine's server.
+func gone(s servers.Server) bool {
+	return s.TaskState == "deleting" || s.Status == "DELETED" || s.Status == "SOFT_DELETED"
+}
+
+// createServers makes one servers.create for a chunk: a chunk of one is
+// a plain create named after its machine with its own user-data; a bigger
+// one is a multi-create (see batch.go).
+func (p *Provider) createServers(ctx context.Context, c *clients, specs []providers.MachineSpec, s Settings, res resolved, ch chunk) error {
+	spec0 := specs[ch.specs[0]]
 	opts := servers.CreateOpts{
-		Name:      string(spec.ID),
+		Name:      string(spec0.ID),
 		FlavorRef: res.flavorID,
 		ImageRef:  res.imageID,
 		// Encoded here so gophercloud passes it through as is.
-		UserData:         []byte(base64.StdEncoding.EncodeToString(userData)),
+		UserData:         []byte(base64.StdEncoding.EncodeToString(ch.userData)),
 		AvailabilityZone: s.AvailabilityZone,
 		SecurityGroups:   s.SecurityGroups,
 		Metadata: map[string]string{
-			metaCluster: spec.Cluster, metaPool: spec.Pool, metaMachine: string(spec.ID), metaRole: string(spec.Role),
+			metaCluster: spec0.Cluster, metaPool: spec0.Pool, metaRole: string(spec0.Role),
 		},
+	}
+	ids := make([]string, len(ch.specs))
+	for k, i := range ch.specs {
+		ids[k] = string(specs[i].ID)
+	}
+	if len(ch.specs) == 1 {
+		opts.Metadata[metaMachine] = string(spec0.ID)
+	} else {
+		opts.Name = batchName(spec0.Cluster, spec0.Pool, ids)
+		opts.Min, opts.Max = len(ch.specs), len(ch.specs)
+		opts.Metadata[metaBatch] = opts.Name
+		for k, v := range manifestMeta(ids) {
+			opts.Metadata[k] = v
+		}
 	}
 	if len(res.networkIDs) > 0 {
 		nets := make([]servers.Network, 0, len(res.networkIDs))
@@ -190,7 +240,7 @@ func (p *Provider) createServer(ctx context.Context, c *clients, spec providers.
 		create = keyNameOpts{opts, s.KeyName}
 	}
 	var id string
-	err := p.call(ctx, c.region, spec.Pool, true, func(ctx context.Context) error {
+	err := p.call(ctx, c.region, spec0.Pool, true, func(ctx context.Context) error {
 		srv, err := servers.Create(ctx, c.compute, create, nil).Extract()
 		if err != nil {
 			return err
@@ -199,10 +249,13 @@ func (p *Provider) createServer(ctx context.Context, c *clients, spec providers.
 		return nil
 	})
 	if err != nil {
-		return "", err
+		if len(ids) == 1 {
+			return fmt.Errorf("create server for machine %s: %w", spec0.ID, err)
+		}
+		return fmt.Errorf("create %d servers (batch %s, machines %s..%s): %w", len(ids), opts.Name, ids[0], ids[len(ids)-1], err)
 	}
-	p.log.Info("server created", "machine", spec.ID, "server", id, "region", c.region, "pool", spec.Pool)
-	return id, nil
+	p.log.Info("servers created", "machines", ids, "first_server", id, "name", opts.Name, "region", c.region, "pool", spec0.Pool)
+	return nil
 }
 
 // keyNameOpts adds key_name, which gophercloud keeps in its keypairs
@@ -221,11 +274,12 @@ func (o keyNameOpts) ToServerCreateMap() (map[string]any, error) {
 	return b, nil
 }
 
-// wait polls until every server in waitFor is ACTIVE with an address (or
-// ERROR, or ctx ends): one paginated list per round for all of them. A new
-// server missing from the list is not visible yet and is waited for.
+// wait polls until every machine in waitFor has an ACTIVE server with an
+// address (or ERROR, or ctx ends): one paginated list per round for all of
+// them. A new server missing from the list is not visible yet and is
+// waited for.
 func (p *Provider) wait(ctx context.Context, c *clients, specs []providers.MachineSpec,
-	waitFor map[string]int, results []*providers.Machine, errs []error) {
+	waitFor map[key]int, results []*providers.Machine, errs []error) {
 	t := time.NewTicker(p.cfg.poll)
 	defer t.Stop()
 	var last error
@@ -234,20 +288,21 @@ func (p *Provider) wait(ctx context.Context, c *clients, specs []providers.Machi
 		last = err
 		if err == nil {
 			for _, s := range all {
-				i, ok := waitFor[s.ID]
-				if !ok {
+				k := key{s.Metadata[metaCluster], machineOf(s)}
+				i, ok := waitFor[k]
+				if !ok || gone(s) {
 					continue
 				}
 				switch {
 				case s.Status == "ERROR":
-					delete(waitFor, s.ID)
+					delete(waitFor, k)
 					errs[i] = p.serverFailed(ctx, c, specs[i].Pool, s)
 				case s.Status == "ACTIVE":
 					m := p.machine(ctx, c, s)
 					if m.Address == "" {
 						continue // no port yet
 					}
-					delete(waitFor, s.ID)
+					delete(waitFor, k)
 					results[i] = &m
 				}
 			}
@@ -257,8 +312,8 @@ func (p *Provider) wait(ctx context.Context, c *clients, specs []providers.Machi
 		}
 		select {
 		case <-ctx.Done():
-			for id, i := range waitFor {
-				errs[i] = fmt.Errorf("wait for server %s (machine %s) to be ACTIVE: %w (last list error: %v)", id, specs[i].ID, ctx.Err(), last)
+			for k, i := range waitFor {
+				errs[i] = fmt.Errorf("wait for the server of machine %s to be ACTIVE: %w (last list error: %v)", k.machine, ctx.Err(), last)
 			}
 			return
 		case <-t.C:
@@ -276,7 +331,7 @@ func (p *Provider) serverFailed(ctx context.Context, c *clients, pool string, s 
 		return &providers.Error{Kind: providers.ErrCapacity, Cloud: "openstack", Location: c.region, Pool: pool,
 			Code: "NoValidHost", Message: s.Fault.Message}
 	}
-	return fmt.Errorf("server %s (machine %s) went to ERROR: %s", s.ID, s.Metadata[metaMachine], s.Fault.Message)
+	return fmt.Errorf("server %s (machine %s) went to ERROR: %s", s.ID, machineOf(s), s.Fault.Message)
 }
 
 // listServers lists the servers of cluster (and pool, when set) in c's
@@ -292,7 +347,7 @@ func (p *Provider) listServers(ctx context.Context, c *clients, cluster, pool st
 				return false, err
 			}
 			for _, s := range ss {
-				if s.Metadata[metaMachine] == "" || (cluster != "" && s.Metadata[metaCluster] != cluster) ||
+				if machineOf(s) == "" || (cluster != "" && s.Metadata[metaCluster] != cluster) ||
 					(pool != "" && s.Metadata[metaPool] != pool) {
 					continue
 				}
@@ -311,7 +366,7 @@ func (p *Provider) listServers(ctx context.Context, c *clients, cluster, pool st
 // record has none yet.
 func (p *Provider) machine(ctx context.Context, c *clients, s servers.Server) providers.Machine {
 	m := providers.Machine{
-		ID: providers.MachineID(s.Metadata[metaMachine]), ProviderID: s.ID,
+		ID: providers.MachineID(machineOf(s)), ProviderID: s.ID,
 		Cluster: s.Metadata[metaCluster], Pool: s.Metadata[metaPool], State: state(s),
 	}
 	m.Address, m.PrivateAddress = addresses(s.Addresses)
@@ -461,7 +516,7 @@ func (p *Provider) deleteInRegion(ctx context.Context, c *clients, want map[stri
 		}
 		var out []servers.Server
 		for _, s := range all {
-			if want[s.Metadata[metaMachine]] {
+			if want[machineOf(s)] {
 				out = append(out, s)
 			}
 		}
@@ -479,9 +534,9 @@ func (p *Provider) deleteInRegion(ctx context.Context, c *clients, want map[stri
 		}
 		eg.Go(func() error {
 			if err := p.deleteServer(ectx, c, s.Metadata[metaPool], s.ID); err != nil {
-				return fmt.Errorf("delete server %s (machine %s): %w", s.ID, s.Metadata[metaMachine], err)
+				return fmt.Errorf("delete server %s (machine %s): %w", s.ID, machineOf(s), err)
 			}
-			p.log.Info("server deleted", "machine", s.Metadata[metaMachine], "server", s.ID, "region", c.region)
+			p.log.Info("server deleted", "machine", machineOf(s), "server", s.ID, "region", c.region)
 			return nil
 		})
 	}
@@ -502,7 +557,7 @@ func (p *Provider) deleteInRegion(ctx context.Context, c *clients, want map[stri
 		case <-ctx.Done():
 			names := make([]string, 0, len(victims))
 			for _, s := range victims {
-				names = append(names, s.Metadata[metaMachine])
+				names = append(names, machineOf(s))
 			}
 			return fmt.Errorf("wait for servers of %s to be gone: %w", strings.Join(names, ", "), ctx.Err())
 		case <-t.C:
