@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"golang.org/x/time/rate"
 	"log/slog"
 	"maps"
 	"slices"
@@ -99,7 +100,7 @@ type Provider struct {
 	cfg     aws.Config
 	cluster string
 	log     *slog.Logger
-	limiter *tokenBucket
+	limiter *rate.Limiter
 	sem     chan struct{}
 
 	mu      sync.Mutex
@@ -136,7 +137,7 @@ func newProvider(ctx context.Context, env providers.Env, opts ...func(*config.Lo
 		cfg:      cfg,
 		cluster:  env.Cluster,
 		log:      log.With("provider", cloud),
-		limiter:  newTokenBucket(apiRate, apiBurst),
+		limiter:  rate.NewLimiter(apiRate, apiBurst),
 		sem:      make(chan struct{}, maxInFlight),
 		clients:  map[string]*ec2.Client{},
 		launched: map[providers.MachineID]launchedInstance{},

@@ -38,6 +38,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"golang.org/x/time/rate"
 	"log/slog"
 	"os"
 	"sync"
@@ -78,7 +79,7 @@ type Provider struct {
 	cfg     config
 	log     *slog.Logger
 	cluster string
-	limiter *tokenBucket
+	limiter *rate.Limiter
 
 	mu      sync.Mutex
 	clients map[string]*clients // by region
@@ -145,7 +146,7 @@ func newProvider(ctx context.Context, env providers.Env, cfg config) (*Provider,
 	}
 	p := &Provider{
 		pc: pc, cfg: cfg, log: log.With("provider", "openstack"), cluster: env.Cluster,
-		limiter: newTokenBucket(cfg.rate, cfg.burst),
+		limiter: rate.NewLimiter(rate.Limit(cfg.rate), int(cfg.burst)),
 		clients: map[string]*clients{}, names: map[string]string{}, regions: map[string]bool{},
 	}
 	if _, err := p.clientsFor(cfg.endpoint.Region); err != nil {
@@ -309,46 +310,4 @@ func withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, defaultTimeout)
-}
-
-// tokenBucket is the provider's client-side rate limit: rate tokens a
-// second, at most burst saved up.
-type tokenBucket struct {
-	mu     sync.Mutex
-	rate   float64
-	burst  float64
-	tokens float64
-	last   time.Time
-}
-
-func newTokenBucket(rate, burst float64) *tokenBucket {
-	return &tokenBucket{rate: rate, burst: burst, tokens: burst, last: time.Now()}
-}
-
-// Wait blocks until a token is available or ctx ends.
-func (b *tokenBucket) Wait(ctx context.Context) error {
-	b.mu.Lock()
-	now := time.Now()
-	b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
-	b.last = now
-	b.tokens-- // may go negative: a reservation on future tokens
-	var wait time.Duration
-	if b.tokens < 0 {
-		wait = time.Duration(-b.tokens / b.rate * float64(time.Second))
-	}
-	b.mu.Unlock()
-	if wait == 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		b.mu.Lock()
-		b.tokens++
-		b.mu.Unlock()
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
