@@ -38,7 +38,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"golang.org/x/time/rate"
 	"log/slog"
 	"os"
 	"sync"
@@ -48,6 +47,7 @@ import (
 	gopenstack "github.com/gophercloud/gophercloud/v2/openstack"
 	osconfig "github.com/gophercloud/gophercloud/v2/openstack/config"
 	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
+	"golang.org/x/time/rate"
 
 	"github.com/provisionhq/provision/internal/retry"
 	"github.com/provisionhq/provision/providers"
