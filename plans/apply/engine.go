@@ -137,6 +137,7 @@ type run struct {
 	st     *state.State
 	provs  map[string]providers.Provider
 	conns  map[string]Conn
+	fresh  map[string]bool // machines this run decided to create
 	report Report
 }
 
@@ -165,7 +166,7 @@ func (e *Engine) begin(ctx context.Context, p *plans.Plan) (*run, func(), error)
 		return nil, nil, fmt.Errorf("state belongs to cluster %q, the plan names %q", st.Cluster, p.Cluster.Name)
 	}
 	st.Cluster = p.Cluster.Name
-	r := &run{e: e, plan: p, log: e.logger(), st: st, provs: map[string]providers.Provider{}, conns: map[string]Conn{}}
+	r := &run{e: e, plan: p, log: e.logger(), st: st, provs: map[string]providers.Provider{}, conns: map[string]Conn{}, fresh: map[string]bool{}}
 	done := func() {
 		r.closeConns()
 		unlock()

@@ -351,7 +351,10 @@ func TestApplyErrors(t *testing.T) {
 		t.Parallel()
 		f := newFixture(t)
 		f.prov.createErr["workers"] = &providers.Error{Kind: providers.ErrQuota, Cloud: "fake", Location: "zone-a", Pool: "workers", Code: "InstanceLimitExceeded"}
-		_, err := f.engine.Apply(context.Background(), testPlan(1, 2))
+		rep, err := f.engine.Apply(context.Background(), testPlan(1, 2))
+		if rep == nil || rep.Created != 1 {
+			t.Errorf("report %+v: only the manager was created", rep)
+		}
 		if !errors.Is(err, providers.ErrQuota) {
 			t.Fatalf("err = %v, want ErrQuota", err)
 		}

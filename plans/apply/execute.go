@@ -39,7 +39,7 @@ func (r *run) execute(ctx context.Context, c *plans.Changes) error {
 				return err
 			}
 			pending = append(pending, m.ID)
-			r.report.Created++
+			r.fresh[m.ID] = true
 		case plans.Resume:
 			r.report.Resumed++
 			if ch.Before.Phase == state.PhaseIntent {
@@ -306,6 +306,9 @@ func (r *run) create(ctx context.Context, b batch, t Timeouts) ([]string, error)
 		}
 		setCreated(r.st.Machine(id), pm)
 		created = append(created, id)
+		if r.fresh[id] {
+			r.report.Created++ // counted once the provider has it, not at intent
+		}
 	}
 	serr := r.saveLocked(ctx)
 	r.mu.Unlock()
