@@ -24,8 +24,9 @@ func newRoot() *cobra.Command {
 		Use:   "provision",
 		Short: "Create container-host clusters on any cloud from a plan.yaml",
 		Long: `provision turns a plan.yaml into a running cluster: it creates the machines
-(docker for local hosts, static for existing ones), installs the container
-runtime over verified SSH, and joins every machine to a Docker Swarm.
+(aws, gcp, openstack; docker for local hosts; static for existing ones),
+installs the container runtime over verified SSH, and joins every machine to
+a Docker Swarm.
 
   provision validate plan.yaml    check a plan without touching anything
   provision plan plan.yaml        show what up would change
