@@ -83,7 +83,9 @@ type Price struct{}
 
 func (Price) Name() string { return PriceName }
 
-func perTask(o Option) float64 { return o.Pool.PricePerHour * float64(o.Nodes) / float64(max(o.Tasks, 1)) }
+func perTask(o Option) float64 {
+	return o.Pool.PricePerHour * float64(o.Nodes) / float64(max(o.Tasks, 1))
+}
 
 func (Price) Choose(opts []Option) (int, string) {
 	i := best(opts, func(a, b Option) int {
@@ -126,4 +128,3 @@ var (
 	_ Expander = Price{}
 	_ Expander = Priority{}
 )
-
