@@ -551,10 +551,15 @@ func (p *Provider) waitRunning(ctx context.Context, b *batch, ids map[providers.
 }
 
 func (p *Provider) describeIDs(ctx context.Context, region, pool string, ids []string) ([]types.Instance, error) {
+	return p.describeAll(ctx, region, pool, &ec2.DescribeInstancesInput{InstanceIds: ids})
+}
+
+// describeAll reads every page of one DescribeInstances query.
+func (p *Provider) describeAll(ctx context.Context, region, pool string, in *ec2.DescribeInstancesInput) ([]types.Instance, error) {
 	var out []types.Instance
 	err := p.call(ctx, region, pool, func(ctx context.Context, c *ec2.Client) error {
 		out = out[:0]
-		pg := ec2.NewDescribeInstancesPaginator(c, &ec2.DescribeInstancesInput{InstanceIds: ids})
+		pg := ec2.NewDescribeInstancesPaginator(c, in)
 		for pg.HasMorePages() {
 			page, err := pg.NextPage(ctx)
 			if err != nil {
@@ -576,22 +581,7 @@ func (p *Provider) describe(ctx context.Context, region, pool string, filters []
 		Name:   aws.String("instance-state-name"),
 		Values: []string{"pending", "running", "stopping", "stopped"},
 	})
-	var out []types.Instance
-	err := p.call(ctx, region, pool, func(ctx context.Context, c *ec2.Client) error {
-		out = out[:0]
-		pg := ec2.NewDescribeInstancesPaginator(c, &ec2.DescribeInstancesInput{Filters: filters, MaxResults: aws.Int32(describePage)})
-		for pg.HasMorePages() {
-			page, err := pg.NextPage(ctx)
-			if err != nil {
-				return err
-			}
-			for _, r := range page.Reservations {
-				out = append(out, r.Instances...)
-			}
-		}
-		return nil
-	})
-	return out, err
+	return p.describeAll(ctx, region, pool, &ec2.DescribeInstancesInput{Filters: filters, MaxResults: aws.Int32(describePage)})
 }
 
 func tagFilters(cluster, pool string) []types.Filter {
