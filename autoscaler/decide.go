@@ -87,6 +87,9 @@ func (p *Planner) Decide(d Demand) Decision {
 	if p.MaxNodes > 0 {
 		clusterRoom = max(p.MaxNodes-size, 0)
 	}
+	// live is the groups still to place on new machines; compacting it
+	// after each choice keeps the per-pool passes short.
+	live := slices.DeleteFunc(slices.Clone(groups), func(g *group) bool { return g.left() == 0 || g.unschedulable != "" })
 	added := make(map[string]int)
 	blocked := make(map[string]string) // pool -> why it cannot grow now
 	for {
@@ -94,7 +97,7 @@ func (p *Planner) Decide(d Demand) Decision {
 		var packs []poolPacking
 		for i := range d.Pools {
 			pl := &d.Pools[i]
-			if !wanted(groups, pl) {
+			if !wanted(live, pl) {
 				continue
 			}
 			if st, ok := p.backedOff(pl.Name); ok {
@@ -110,7 +113,7 @@ func (p *Planner) Decide(d Demand) Decision {
 				blocked[pl.Name] = fmt.Sprintf("pool %s: cluster at max %d nodes", pl.Name, p.MaxNodes)
 				continue
 			}
-			pk := packPool(groups, pl, min(room, clusterRoom))
+			pk := packPool(live, pl, min(room, clusterRoom))
 			if pk.tasks == 0 {
 				continue
 			}
@@ -123,8 +126,9 @@ func (p *Planner) Decide(d Demand) Decision {
 		i, why := exp.Choose(opts)
 		o := opts[i]
 		for gi, n := range packs[i].taken {
-			groups[gi].placed += n
+			live[gi].placed += n
 		}
+		live = slices.DeleteFunc(live, func(g *group) bool { return g.left() == 0 })
 		added[o.Pool.Name] += o.Nodes
 		clusterRoom -= o.Nodes
 		dec.ScaleUps = append(dec.ScaleUps, ScaleUp{Pool: o.Pool.Name, Provider: o.Pool.Provider, Nodes: o.Nodes, Tasks: o.Tasks, Why: why})

@@ -2,6 +2,7 @@ package autoscaler
 
 import (
 	"cmp"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -55,7 +56,7 @@ func groupTasks(tasks []Task, ref Resources) []*group {
 		}
 		g.ids = append(g.ids, t.ID)
 	}
-	slices.SortStableFunc(groups, func(a, b *group) int {
+	slices.SortFunc(groups, func(a, b *group) int {
 		if c := cmp.Compare(b.share, a.share); c != 0 {
 			return c
 		}
@@ -75,22 +76,6 @@ func dominantShare(r, ref Resources) float64 {
 		float64(r.MemoryBytes)/float64(max(ref.MemoryBytes, 1)))
 }
 
-// suffixMin returns, for each group index i, the smallest CPU and the smallest
-// memory requested by the unplaced groups from i on: a bin with less free than
-// that can take nothing more and is dropped from the scan.
-func suffixMin(groups []*group) []Resources {
-	out := make([]Resources, len(groups)+1)
-	out[len(groups)] = Resources{1 << 62, 1 << 62}
-	for i := len(groups) - 1; i >= 0; i-- {
-		out[i] = out[i+1]
-		if groups[i].left() > 0 && groups[i].unschedulable == "" {
-			r := groups[i].task.Requests
-			out[i] = Resources{min(out[i].MilliCPU, r.MilliCPU), min(out[i].MemoryBytes, r.MemoryBytes)}
-		}
-	}
-	return out
-}
-
 // bin is one node's free capacity during a simulation.
 type bin struct {
 	free   Resources
@@ -98,46 +83,91 @@ type bin struct {
 	taints []Taint
 }
 
-// packBins places groups first fit onto bins in order (existing nodes, then
-// machines being created) and returns how many tasks it placed. Identical
-// tasks are placed as many per bin as fit, which is what FFD does for
-// consecutive equal items; full bins leave the scan.
-func packBins(groups []*group, bins []bin) int {
-	mins := suffixMin(groups)
-	open := slices.Clone(bins)
-	total := 0
-	for i, g := range groups {
-		if g.unschedulable != "" {
-			continue
-		}
-		for j := range open {
-			if g.left() == 0 {
-				break
-			}
-			b := &open[j]
-			k := fitCount(b.free, g.task.Requests)
-			if k == 0 || !g.task.accepts(b.labels, b.taints) {
-				continue
-			}
-			k = min(k, int64(g.left()))
-			b.free = b.free.Sub(g.task.Requests.Mul(k))
-			g.placed += int(k)
-			total += int(k)
-		}
-		next := mins[i+1]
-		open = slices.DeleteFunc(open, func(b bin) bool {
-			return b.free.MilliCPU < next.MilliCPU || b.free.MemoryBytes < next.MemoryBytes
-		})
-	}
-	return total
+// kind is the bins that look alike to the pending tasks: same values for the
+// label keys some task selects on, same taints. Each has a fitIndex; a group
+// asks only the kinds it accepts, so node-specific labels (hostnames) cost
+// nothing unless a task selects on them.
+type kind struct {
+	labels map[string]string
+	taints []Taint
+	bins   []int // global bin index by leaf
+	index  *fitIndex
 }
 
-// binClass is n identical new machines with the same free capacity. New
-// machines of one pool start identical and stay in few classes, so packing
-// thousands of them costs a few entries per group.
-type binClass struct {
-	free Resources
-	n    int
+// packBins places groups first fit onto bins in order (existing nodes, then
+// machines being created) and returns how many tasks it placed. Identical
+// tasks go as many per bin as fit, which is what FFD does for consecutive
+// equal items.
+func packBins(groups []*group, bins []bin) int {
+	keys := map[string]bool{}
+	for _, g := range groups {
+		for k := range g.task.NodeSelector {
+			keys[k] = true
+		}
+	}
+	byKey := map[string]*kind{}
+	var kinds []*kind
+	for i := range bins {
+		b := &bins[i]
+		var sig strings.Builder
+		for _, k := range slices.Sorted(maps.Keys(keys)) {
+			if v, ok := b.labels[k]; ok {
+				sig.WriteString(k + "=" + v + ",")
+			}
+		}
+		sig.WriteString("|")
+		for _, tn := range b.taints {
+			sig.WriteString(tn.Key + "=" + tn.Value + ",")
+		}
+		k, ok := byKey[sig.String()]
+		if !ok {
+			k = &kind{labels: b.labels, taints: b.taints}
+			byKey[sig.String()] = k
+			kinds = append(kinds, k)
+		}
+		k.bins = append(k.bins, i)
+	}
+	for _, k := range kinds {
+		k.index = newFitIndex(len(k.bins))
+		for leaf, bi := range k.bins {
+			k.index.set(leaf, bins[bi].free)
+		}
+	}
+	free := make([]Resources, len(bins))
+	for i := range bins {
+		free[i] = bins[i].free
+	}
+
+	total := 0
+	var eligible []*kind
+	for _, g := range groups {
+		eligible = eligible[:0]
+		for _, k := range kinds {
+			if g.task.accepts(k.labels, k.taints) {
+				eligible = append(eligible, k)
+			}
+		}
+		req := g.task.Requests
+		for g.left() > 0 {
+			// The first fitting bin in global order across the kinds.
+			var at *kind
+			leaf, best := -1, len(bins)
+			for _, k := range eligible {
+				if l := k.index.first(req); l >= 0 && k.bins[l] < best {
+					at, leaf, best = k, l, k.bins[l]
+				}
+			}
+			if at == nil {
+				break
+			}
+			n := min(fitCount(free[best], req), int64(g.left()))
+			free[best] = free[best].Sub(req.Mul(n))
+			at.index.set(leaf, free[best])
+			g.placed += int(n)
+			total += int(n)
+		}
+	}
+	return total
 }
 
 // poolPacking is the result of packing the unplaced groups onto new machines
@@ -153,88 +183,43 @@ type poolPacking struct {
 // limit new machines of shape.
 func packPool(groups []*group, shape *PoolShape, limit int) poolPacking {
 	p := poolPacking{taken: make([]int, len(groups))}
-	mins := suffixMin(groups)
-	var classes []binClass
+	// No more machines than tasks that could go there.
+	want := 0
+	for _, g := range groups {
+		if g.left() > 0 && g.unschedulable == "" && g.task.Requests.FitsIn(shape.Allocatable) && g.task.accepts(shape.Labels, shape.Taints) {
+			want += g.left()
+		}
+	}
+	limit = min(limit, want)
+	if limit <= 0 {
+		return p
+	}
+	index := newFitIndex(limit)
+	var free []Resources
 	for gi, g := range groups {
 		n := int64(g.left())
-		if n == 0 || g.unschedulable != "" || !g.task.accepts(shape.Labels, shape.Taints) {
-			continue
-		}
 		req := g.task.Requests
-		if fitCount(shape.Allocatable, req) == 0 {
+		if n == 0 || g.unschedulable != "" || !req.FitsIn(shape.Allocatable) || !g.task.accepts(shape.Labels, shape.Taints) {
 			continue
 		}
-		place := func(cnt int64) {
-			p.taken[gi] += int(cnt)
-			p.tasks += int(cnt)
-			p.used = p.used.Add(req.Mul(cnt))
-			n -= cnt
-		}
-		// First onto machines already opened in this simulation.
-		var next []binClass
-		for ci, c := range classes {
-			if n == 0 {
-				next = append(next, classes[ci:]...)
-				break
+		for n > 0 {
+			i := index.first(req)
+			if i < 0 {
+				if len(free) == limit {
+					break
+				}
+				i = len(free) // open a new machine
+				free = append(free, shape.Allocatable)
 			}
-			k := fitCount(c.free, req)
-			if k == 0 {
-				next = append(next, c)
-				continue
-			}
-			var placed int64
-			next, placed = fill(next, c.free, c.n, k, n, req)
-			place(placed)
+			k := min(fitCount(free[i], req), n)
+			free[i] = free[i].Sub(req.Mul(k))
+			index.set(i, free[i])
+			n -= k
+			p.taken[gi] += int(k)
+			p.tasks += int(k)
+			p.used = p.used.Add(req.Mul(k))
 		}
-		classes = next
-		// Then onto new machines, within the limit.
-		if n > 0 && p.nodes < limit {
-			k := fitCount(shape.Allocatable, req)
-			need := int((n + k - 1) / k)
-			opened := min(need, limit-p.nodes)
-			p.nodes += opened
-			var placed int64
-			classes, placed = fill(classes, shape.Allocatable, opened, k, n, req)
-			place(placed)
-		}
-		least := mins[gi+1]
-		classes = slices.DeleteFunc(mergeClasses(classes), func(c binClass) bool {
-			return c.free.MilliCPU < least.MilliCPU || c.free.MemoryBytes < least.MemoryBytes
-		})
 	}
+	p.nodes = len(free)
 	return p
-}
-
-// fill puts up to n tasks, k per machine, onto count machines with free
-// capacity each, appends the resulting classes to out (filled machines first,
-// as first fit would) and returns how many tasks it placed.
-func fill(out []binClass, free Resources, count int, k, n int64, req Resources) ([]binClass, int64) {
-	full := min(int64(count), n/k)
-	placed := full * k
-	if full > 0 {
-		out = append(out, binClass{free.Sub(req.Mul(k)), int(full)})
-	}
-	rest := int64(count) - full
-	if r := n - placed; rest > 0 && r > 0 { // r < k: one machine takes the remainder
-		placed += r
-		out = append(out, binClass{free.Sub(req.Mul(r)), 1})
-		rest--
-	}
-	if rest > 0 {
-		out = append(out, binClass{free, int(rest)})
-	}
-	return out, placed
-}
-
-// mergeClasses joins adjacent classes with equal free capacity.
-func mergeClasses(cs []binClass) []binClass {
-	out := cs[:0]
-	for _, c := range cs {
-		if len(out) > 0 && out[len(out)-1].free == c.free {
-			out[len(out)-1].n += c.n
-			continue
-		}
-		out = append(out, c)
-	}
-	return out
 }
