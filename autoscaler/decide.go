@@ -204,6 +204,8 @@ func markUnschedulable(groups []*group, pools []PoolShape) {
 		}
 		switch {
 		case fits:
+		case len(pools) == 0:
+			g.unschedulable = "no pool can grow: the plan has no autoscaled pools"
 		case matching == 0 && len(g.task.NodeSelector) > 0:
 			g.unschedulable = fmt.Sprintf("no pool has labels %s (or tolerates its taints)", g.task.selectorString())
 		case matching == 0:
