@@ -105,12 +105,13 @@ func packBins(groups []*group, bins []bin) int {
 			keys[k] = true
 		}
 	}
+	selected := slices.Sorted(maps.Keys(keys))
 	byKey := map[string]*kind{}
 	var kinds []*kind
 	for i := range bins {
 		b := &bins[i]
 		var sig strings.Builder
-		for _, k := range slices.Sorted(maps.Keys(keys)) {
+		for _, k := range selected {
 			if v, ok := b.labels[k]; ok {
 				sig.WriteString(k + "=" + v + ",")
 			}
