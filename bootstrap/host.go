@@ -202,15 +202,18 @@ func missingPackageLists(stderr string) bool {
 }
 
 // startEngine starts dockerd with whatever init the machine has: systemd, a
-// SysV script, or, in containers without an init (or when the script leaves
-// no engine answering within 10 s), dockerd in the background. A second
+// SysV script, or, in containers without an init (or when the script fails
+// or leaves no engine answering within 10 s), dockerd in the background. A second
 // dockerd started while a slow first one comes up exits on its pid file.
 const startEngine = `if [ -d /run/systemd/system ]; then
   systemctl enable --now docker
 else
-  if command -v service >/dev/null 2>&1; then service docker start >/dev/null 2>&1 || true; fi
-  i=0
-  while [ $i -lt 10 ] && ! docker info >/dev/null 2>&1; do sleep 1; i=$((i+1)); done
+  # Only wait on a SysV script that says it started the engine: in a
+  # container without CAP_SYS_RESOURCE, Debian's script fails at its ulimit.
+  if command -v service >/dev/null 2>&1 && service docker start >/dev/null 2>&1; then
+    i=0
+    while [ $i -lt 10 ] && ! docker info >/dev/null 2>&1; do sleep 1; i=$((i+1)); done
+  fi
   if ! docker info >/dev/null 2>&1; then
     nohup dockerd >/var/log/dockerd.log 2>&1 </dev/null &
   fi
