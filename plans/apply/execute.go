@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -98,7 +99,7 @@ func (r *run) execute(ctx context.Context, c *plans.Changes) error {
 			created, err := r.create(ctx, batch, t)
 			if err != nil {
 				fail(err)
-				if slicesContains(batch.ids, mgr.primary) {
+				if slices.Contains(batch.ids, mgr.primary) {
 					mgr.open(err)
 				}
 			}
@@ -120,15 +121,6 @@ func (r *run) execute(ctx context.Context, c *plans.Changes) error {
 		return err
 	}
 	return r.remove(ctx, deletes, t)
-}
-
-func slicesContains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 func (e *Engine) parallelism() int {
