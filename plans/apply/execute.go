@@ -244,7 +244,7 @@ func (r *run) create(ctx context.Context, b batch, t Timeouts) ([]string, error)
 	if err != nil {
 		return nil, err
 	}
-	pool := findPool(r.plan, b.pool)
+	pool := r.plan.Pool(b.pool)
 	if pool == nil {
 		return nil, fmt.Errorf("pool %q is not in the plan", b.pool)
 	}
@@ -584,13 +584,4 @@ func (r *run) dropConn(id string) {
 		_ = c.Close()
 		delete(r.conns, id)
 	}
-}
-
-func findPool(p *plans.Plan, name string) *plans.Pool {
-	for i := range p.Pools {
-		if p.Pools[i].Name == name {
-			return &p.Pools[i]
-		}
-	}
-	return nil
 }
