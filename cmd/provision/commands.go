@@ -41,20 +41,12 @@ reported with file:line:col and a hint; the exit status is 1 when any is found.`
 				}
 			}
 			if o.output == "json" {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"valid": true, "cluster": s.plan.Cluster.Name, "machines": desired(s.plan)})
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"valid": true, "cluster": s.plan.Cluster.Name, "machines": s.plan.Desired()})
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s is valid: cluster %q, %d pools, %d machines.\n", args[0], s.plan.Cluster.Name, len(s.plan.Pools), desired(s.plan))
+			fmt.Fprintf(cmd.OutOrStdout(), "%s is valid: cluster %q, %d pools, %d machines.\n", args[0], s.plan.Cluster.Name, len(s.plan.Pools), s.plan.Desired())
 			return nil
 		},
 	}
-}
-
-func desired(p *plans.Plan) int {
-	n := 0
-	for _, pool := range p.Pools {
-		n += pool.Count
-	}
-	return n
 }
 
 func newPlan(o *options) *cobra.Command {
