@@ -116,7 +116,7 @@ Running up again on an unchanged plan changes nothing. An interrupted up
 				return err
 			}
 			prog := newProgress(cmd.OutOrStdout(), o)
-			e, _, err := s.engine(cmd.Context(), "up", prog.Event)
+			e, err := s.engine("up", prog.Event)
 			if err != nil {
 				return err
 			}

@@ -122,15 +122,28 @@ func (c *connector) target(m state.Machine) bootstrap.Target {
 }
 
 func (c *connector) Connect(ctx context.Context, m state.Machine) (apply.Conn, error) {
+	return c.dial(ctx, m)
+}
+
+func (c *connector) dial(ctx context.Context, m state.Machine) (*bootstrap.Client, error) {
 	return bootstrap.Dial(ctx, c.target(m), c.cfg)
 }
 
-func (s *session) engine(ctx context.Context, op string, events func(apply.Event)) (*apply.Engine, *connector, error) {
+// connector is how every command reaches machines; it also returns the
+// public keys new machines must authorize.
+func (s *session) connector() (*connector, []string, error) {
 	cfg, pubs, err := s.sshConfig()
 	if err != nil {
 		return nil, nil, err
 	}
-	conn := &connector{user: s.plan.SSH.User, port: s.plan.SSH.Port, cfg: cfg}
+	return &connector{user: s.plan.SSH.User, port: s.plan.SSH.Port, cfg: cfg}, pubs, nil
+}
+
+func (s *session) engine(op string, events func(apply.Event)) (*apply.Engine, error) {
+	conn, pubs, err := s.connector()
+	if err != nil {
+		return nil, err
+	}
 	e := &apply.Engine{
 		Providers: s.registry,
 		Backend:   s.backend,
@@ -146,5 +159,5 @@ func (s *session) engine(ctx context.Context, op string, events func(apply.Event
 		Events:         events,
 		Operation:      op,
 	}
-	return e, conn, nil
+	return e, nil
 }

@@ -106,11 +106,10 @@ func (s *session) members(ctx context.Context, st *state.State) (map[string]clus
 	if id == "" {
 		return nil, errors.New("no joined manager")
 	}
-	cfg, _, err := s.sshConfig()
+	c, _, err := s.connector()
 	if err != nil {
 		return nil, err
 	}
-	c := &connector{user: s.plan.SSH.User, port: s.plan.SSH.Port, cfg: cfg}
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	m := *st.Machine(id)
@@ -154,13 +153,12 @@ status is the command's.
 			if err != nil {
 				return err
 			}
-			cfg, _, err := s.sshConfig()
+			c, _, err := s.connector()
 			if err != nil {
 				return err
 			}
-			c := &connector{user: s.plan.SSH.User, port: s.plan.SSH.Port, cfg: cfg}
 			dctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
-			client, err := bootstrap.Dial(dctx, c.target(m), cfg)
+			client, err := c.dial(dctx, m)
 			cancel()
 			if err != nil {
 				return err
