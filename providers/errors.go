@@ -54,6 +54,9 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Kind }
 
+// RetryAfterHint lets the retry loop honour the cloud's Retry-After.
+func (e *Error) RetryAfterHint() time.Duration { return e.RetryAfter }
+
 // Retryable reports whether err is worth retrying on the same pool.
 func Retryable(err error) bool {
 	return errors.Is(err, ErrThrottled)

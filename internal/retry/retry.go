@@ -15,6 +15,16 @@ type Policy struct {
 	Initial     time.Duration // first delay; default 250ms
 	Max         time.Duration // cap on one delay; default 10s
 	MaxAttempts int           // 0 means until ctx is done
+	// MaxRetryAfter caps a server's Retry-After hint (see RetryAfterer);
+	// default 30s, so a confused server cannot park a run for an hour.
+	MaxRetryAfter time.Duration
+}
+
+// RetryAfterer is an error that carries the server's hint of when to try
+// again (HTTP Retry-After). Do waits at least that long before the next
+// attempt.
+type RetryAfterer interface {
+	RetryAfterHint() time.Duration
 }
 
 // Func is one attempt. done=true stops with err (nil for success); done=false
@@ -32,6 +42,9 @@ func Do(ctx context.Context, p Policy, f Func) error {
 	if p.Max <= 0 {
 		p.Max = 10 * time.Second
 	}
+	if p.MaxRetryAfter <= 0 {
+		p.MaxRetryAfter = 30 * time.Second
+	}
 	delay := p.Initial
 	var last error
 	for attempt := 1; ; attempt++ {
@@ -48,6 +61,10 @@ func Do(ctx context.Context, p Policy, f Func) error {
 		}
 		// Full jitter spreads out many machines retrying at once.
 		sleep := time.Duration(rand.Int64N(int64(delay)) + 1)
+		var ra RetryAfterer
+		if errors.As(last, &ra) {
+			sleep = max(sleep, min(ra.RetryAfterHint(), p.MaxRetryAfter))
+		}
 		t := time.NewTimer(sleep)
 		select {
 		case <-ctx.Done():

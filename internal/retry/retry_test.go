@@ -61,3 +61,40 @@ func TestDoStopsAtDeadlineWithLastError(t *testing.T) {
 		t.Fatalf("took %v, should stop at the deadline", el)
 	}
 }
+
+type slowDown struct{ after time.Duration }
+
+func (e slowDown) Error() string                 { return "slow down" }
+func (e slowDown) RetryAfterHint() time.Duration { return e.after }
+
+func TestDoHonoursRetryAfterCapped(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		hint     time.Duration
+		cap      time.Duration
+		atLeast  time.Duration
+		lessThan time.Duration
+	}{
+		{name: "waits the hint", hint: 80 * time.Millisecond, cap: time.Second, atLeast: 80 * time.Millisecond, lessThan: 500 * time.Millisecond},
+		{name: "caps the hint", hint: time.Hour, cap: 50 * time.Millisecond, atLeast: 50 * time.Millisecond, lessThan: 500 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			calls := 0
+			start := time.Now()
+			err := Do(context.Background(), Policy{Initial: time.Millisecond, MaxRetryAfter: tt.cap}, func(context.Context) (bool, error) {
+				calls++
+				if calls == 1 {
+					return false, slowDown{tt.hint}
+				}
+				return true, nil
+			})
+			el := time.Since(start)
+			if err != nil || el < tt.atLeast || el >= tt.lessThan {
+				t.Fatalf("err=%v after %v, want success after [%v, %v)", err, el, tt.atLeast, tt.lessThan)
+			}
+		})
+	}
+}

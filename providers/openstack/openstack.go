@@ -126,8 +126,8 @@ func newProvider(ctx context.Context, env providers.Env, cfg config) (*Provider,
 	if cfg.backoff.Initial <= 0 {
 		cfg.backoff = retry.Policy{Initial: 500 * time.Millisecond, Max: 10 * time.Second, MaxAttempts: 6}
 	}
-	if cfg.maxRetryAfter <= 0 {
-		cfg.maxRetryAfter = 30 * time.Second
+	if cfg.maxRetryAfter > 0 {
+		cfg.backoff.MaxRetryAfter = cfg.maxRetryAfter
 	}
 	if cfg.rate <= 0 {
 		cfg.rate, cfg.burst = 10, 20
@@ -280,27 +280,13 @@ func (p *Provider) clientsFor(region string) (*clients, error) {
 // and retries it while it is throttled, honouring Retry-After (capped).
 // Nova does not process a 429/413 request, so retrying a create is safe.
 func (p *Provider) call(ctx context.Context, region, pool string, creating bool, f func(context.Context) error) error {
-	var wait time.Duration
+	// retry.Do waits out the Retry-After a throttled *providers.Error carries.
 	return retry.Do(ctx, p.cfg.backoff, func(ctx context.Context) (bool, error) {
-		if wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return true, ctx.Err()
-			case <-t.C:
-			}
-		}
 		if err := p.limiter.Wait(ctx); err != nil {
 			return true, err
 		}
 		err := p.classify(f(ctx), region, pool, creating)
-		var pe *providers.Error
-		if errors.As(err, &pe) && errors.Is(pe.Kind, providers.ErrThrottled) {
-			wait = min(pe.RetryAfter, p.cfg.maxRetryAfter)
-			return false, err
-		}
-		return true, err
+		return !errors.Is(err, providers.ErrThrottled), err
 	})
 }
 
