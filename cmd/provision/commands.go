@@ -27,8 +27,8 @@ reported with file:line:col and a hint; the exit status is 1 when any is found.`
 			if err != nil {
 				return err
 			}
-			for _, pool := range s.plan.Pools {
-				prov, err := s.registry.New(cmd.Context(), pool.Provider, providers.Env{Cluster: s.plan.Cluster.Name, Logger: s.log})
+			for _, pool := range s.Plan.Pools {
+				prov, err := s.Registry.New(cmd.Context(), pool.Provider, providers.Env{Cluster: s.Plan.Cluster.Name, Logger: s.Log})
 				if err != nil {
 					// Usually missing credentials: not a plan problem, but say so.
 					fmt.Fprintf(cmd.ErrOrStderr(), "warning: pool %q: settings not checked: %v\n", pool.Name, err)
@@ -41,9 +41,9 @@ reported with file:line:col and a hint; the exit status is 1 when any is found.`
 				}
 			}
 			if o.output == "json" {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"valid": true, "cluster": s.plan.Cluster.Name, "machines": s.plan.Desired()})
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"valid": true, "cluster": s.Plan.Cluster.Name, "machines": s.Plan.Desired()})
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s is valid: cluster %q, %d pools, %d machines.\n", args[0], s.plan.Cluster.Name, len(s.plan.Pools), s.plan.Desired())
+			fmt.Fprintf(cmd.OutOrStdout(), "%s is valid: cluster %q, %d pools, %d machines.\n", args[0], s.Plan.Cluster.Name, len(s.Plan.Pools), s.Plan.Desired())
 			return nil
 		},
 	}
@@ -59,8 +59,8 @@ func newPlan(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			e := &apply.Engine{Backend: s.backend}
-			changes, err := e.Plan(cmd.Context(), s.plan)
+			e := &apply.Engine{Backend: s.Backend}
+			changes, err := e.Plan(cmd.Context(), s.Plan)
 			if err != nil {
 				return err
 			}
@@ -116,12 +116,12 @@ Running up again on an unchanged plan changes nothing. An interrupted up
 				return err
 			}
 			prog := newProgress(cmd.OutOrStdout(), o)
-			e, err := s.engine("up", prog.Event)
+			e, err := s.Engine("up", prog.Event)
 			if err != nil {
 				return err
 			}
 			e.Parallelism = parallelism
-			rep, err := e.Apply(cmd.Context(), s.plan)
+			rep, err := e.Apply(cmd.Context(), s.Plan)
 			prog.Close()
 			if rep != nil {
 				printReport(cmd, o, "up", rep, err)
@@ -169,19 +169,17 @@ A failed down keeps the state of what is left; run it again to finish.`,
 				return err
 			}
 			prog := newProgress(cmd.OutOrStdout(), o)
-			e := &apply.Engine{Providers: s.registry, Backend: s.backend, Logger: s.log, Events: prog.Event,
-				ProviderDir: filepath.Join(s.dir, "providers"), Operation: "down"}
-			rep, err := e.Destroy(cmd.Context(), s.plan)
+			rep, err := s.Destroyer(prog.Event).Destroy(cmd.Context(), s.Plan)
 			prog.Close()
 			if err == nil {
 				// The login key and provider files go with the cluster.
-				for _, f := range []string{s.managedKeyPath(), s.managedKeyPath() + ".pub"} {
+				for _, f := range []string{s.ManagedKeyPath(), s.ManagedKeyPath() + ".pub"} {
 					_ = os.Remove(f)
 				}
-				_ = os.RemoveAll(filepath.Join(s.dir, "providers"))
-				_ = os.Remove(s.dir)
-				if s.plan.State.Path == "" {
-					_ = os.Remove(filepath.Dir(s.dir)) // .provision, when no other cluster uses it
+				_ = os.RemoveAll(s.ProviderDir())
+				_ = os.Remove(s.Dir)
+				if s.Plan.State.Path == "" {
+					_ = os.Remove(filepath.Dir(s.Dir)) // .provision, when no other cluster uses it
 				}
 			}
 			if rep != nil {

@@ -13,8 +13,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/provisionhq/provision/bootstrap"
-	"github.com/provisionhq/provision/bootstrap/cluster"
-	"github.com/provisionhq/provision/plans"
 	"github.com/provisionhq/provision/state"
 )
 
@@ -43,11 +41,11 @@ machine is joined and ready, 1 otherwise; --output json for scripts.`,
 			if err != nil {
 				return err
 			}
-			st, err := s.backend.Read(cmd.Context())
+			st, err := s.Backend.Read(cmd.Context())
 			if err != nil {
 				return err
 			}
-			members, merr := s.members(cmd.Context(), st)
+			members, merr := s.Members(cmd.Context(), st)
 			rows := make([]nodeStatus, 0, len(st.Machines))
 			healthy := merr == nil
 			for _, m := range st.Machines {
@@ -64,7 +62,7 @@ machine is joined and ready, 1 otherwise; --output json for scripts.`,
 				rows = append(rows, r)
 			}
 			if o.output == "json" {
-				out := map[string]any{"cluster": s.plan.Cluster.Name, "machines": rows, "healthy": healthy}
+				out := map[string]any{"cluster": s.Plan.Cluster.Name, "machines": rows, "healthy": healthy}
 				if merr != nil {
 					out["cluster_error"] = merr.Error()
 				}
@@ -100,35 +98,6 @@ machine is joined and ready, 1 otherwise; --output json for scripts.`,
 	}
 }
 
-// members asks the primary manager who is in the cluster.
-func (s *session) members(ctx context.Context, st *state.State) (map[string]cluster.Member, error) {
-	id := plans.PrimaryManager(st)
-	if id == "" {
-		return nil, errors.New("no joined manager")
-	}
-	c, _, err := s.connector()
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	m := *st.Machine(id)
-	conn, err := c.Connect(ctx, m)
-	if err != nil {
-		return nil, fmt.Errorf("connect to manager %s: %w", id, err)
-	}
-	defer conn.Close()
-	list, err := cluster.NewSwarm(s.log).Members(ctx, cluster.Node{Name: m.ID, Address: m.Address, Role: m.Role, Run: conn})
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]cluster.Member{}
-	for _, mem := range list {
-		out[mem.Name] = mem
-	}
-	return out, nil
-}
-
 func newSSH(o *options) *cobra.Command {
 	return &cobra.Command{
 		Use:   "ssh PLAN NODE [-- COMMAND...]",
@@ -145,7 +114,7 @@ status is the command's.
 			if err != nil {
 				return err
 			}
-			st, err := s.backend.Read(cmd.Context())
+			st, err := s.Backend.Read(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -153,12 +122,12 @@ status is the command's.
 			if err != nil {
 				return err
 			}
-			c, _, err := s.connector()
+			c, _, err := s.Connector()
 			if err != nil {
 				return err
 			}
 			dctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
-			client, err := c.dial(dctx, m)
+			client, err := c.Dial(dctx, m)
 			cancel()
 			if err != nil {
 				return err
