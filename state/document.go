@@ -3,6 +3,7 @@ package state
 import (
 	"crypto/rand"
 	"fmt"
+	"maps"
 )
 
 // Clone returns a deep copy of s, so a backend never shares memory with its
@@ -14,6 +15,7 @@ func (s *State) Clone() *State {
 	c := *s
 	c.Machines = make([]Machine, len(s.Machines))
 	copy(c.Machines, s.Machines) // Machine holds only values
+	c.Sizes = maps.Clone(s.Sizes)
 	return &c
 }
 

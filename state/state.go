@@ -20,6 +20,11 @@ type State struct {
 	Lineage  string    `json:"lineage"`
 	Cluster  string    `json:"cluster"`
 	Machines []Machine `json:"machines"`
+	// Sizes is the machine count the autoscaler chose for each autoscaled
+	// pool. It outlives the run that set it, so a later `provision up`
+	// keeps the pools where demand put them instead of resetting them to
+	// the plan's count.
+	Sizes map[string]int `json:"sizes,omitempty"`
 }
 
 // Phase is how far a machine has come. Phases only move forward, so a rerun

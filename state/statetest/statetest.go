@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -99,6 +100,7 @@ func testRoundTrip(t *testing.T, b state.Backend) {
 	s.Machines = append(s.Machines, machine("m1"), machine("m2"))
 	s.Machines[1].Phase = state.PhaseIntent
 	s.Machines[1].Address = ""
+	s.Sizes = map[string]int{"workers": 2}
 	write(t, b, s)
 	if s.Serial != 1 {
 		t.Errorf("Write set serial %d, want 1", s.Serial)
@@ -109,7 +111,8 @@ func testRoundTrip(t *testing.T, b state.Backend) {
 	}
 	// The backend must not share memory with the caller.
 	got.Machines[0].ID = "changed"
-	if again := read(t, b); again.Machines[0].ID != "m1" {
+	got.Sizes["workers"] = 9
+	if again := read(t, b); again.Machines[0].ID != "m1" || again.Sizes["workers"] != 2 {
 		t.Error("mutating a read state changed the stored state")
 	}
 }
@@ -321,6 +324,9 @@ func compare(want, got *state.State) string {
 	if want.Version != got.Version || want.Serial != got.Serial || want.Lineage != got.Lineage || want.Cluster != got.Cluster {
 		return fmt.Sprintf("header %d/%d/%q/%q, want %d/%d/%q/%q",
 			got.Version, got.Serial, got.Lineage, got.Cluster, want.Version, want.Serial, want.Lineage, want.Cluster)
+	}
+	if !maps.Equal(want.Sizes, got.Sizes) {
+		return fmt.Sprintf("pool sizes %v, want %v", got.Sizes, want.Sizes)
 	}
 	if len(want.Machines) != len(got.Machines) {
 		return fmt.Sprintf("%d machines, want %d", len(got.Machines), len(want.Machines))
