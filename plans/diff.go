@@ -68,7 +68,12 @@ func (c *Changes) Empty() bool { return c.Count(NoOp) == len(c.Items) }
 // Diff compares the plan with the state. Pools that shrink give up their
 // least valuable machines first: unfinished ones, then the newest, and
 // never the cluster's primary manager while its pool keeps any machine.
-func Diff(p *Plan, s *state.State) *Changes {
+// Autoscaled pools are sized by the state's Sizes (see Pool.Size).
+func Diff(p *Plan, s *state.State) *Changes { return DiffRemoving(p, s, nil) }
+
+// DiffRemoving is Diff where the machines in remove are the first a
+// shrinking pool gives up: the nodes the autoscaler drained.
+func DiffRemoving(p *Plan, s *state.State, remove map[string]bool) *Changes {
 	c := &Changes{Lineage: s.Lineage, Serial: s.Serial}
 	byPool := map[string][]state.Machine{}
 	for _, m := range s.Machines {
@@ -90,21 +95,22 @@ func Diff(p *Plan, s *state.State) *Changes {
 			}
 		}
 		delete(byPool, pool.Name)
-		sort.SliceStable(keep, func(i, j int) bool { return deleteFirst(keep[i], keep[j], primary) })
-		excess := len(keep) - pool.Count
+		sort.SliceStable(keep, func(i, j int) bool { return deleteFirst(keep[i], keep[j], primary, remove) })
+		count := pool.Size(s.Sizes)
+		excess := len(keep) - count
 		for i, m := range keep {
 			switch {
 			case i < excess:
-				c.add(Delete, pool, m, fmt.Sprintf("count %d → %d", len(keep), pool.Count))
+				c.add(Delete, pool, m, sizeReason(pool, len(keep), count, remove[m.ID]))
 			case m.Phase != state.PhaseJoined:
 				c.add(Resume, pool, m, fmt.Sprintf("bootstrap stopped at %q", m.Phase))
 			default:
 				c.add(NoOp, pool, m, "")
 			}
 		}
-		for i := len(keep); i < pool.Count; i++ {
+		for i := len(keep); i < count; i++ {
 			c.Items = append(c.Items, Change{Action: Create, Pool: pool.Name, Provider: pool.Provider, Role: pool.Role,
-				Reason: fmt.Sprintf("count %d → %d", len(keep), pool.Count)})
+				Reason: sizeReason(pool, len(keep), count, false)})
 		}
 	}
 	// Machines of pools that left the plan.
@@ -126,10 +132,23 @@ func (c *Changes) add(a Action, p Pool, m state.Machine, reason string) {
 	c.Items = append(c.Items, Change{Action: a, Pool: p.Name, Provider: m.Provider, Role: providers.Role(m.Role), Before: &m2, Reason: reason})
 }
 
+func sizeReason(pool Pool, from, to int, chosen bool) string {
+	switch {
+	case chosen:
+		return fmt.Sprintf("autoscaler removes it (%d → %d)", from, to)
+	case pool.Autoscale != nil:
+		return fmt.Sprintf("autoscaled %d → %d", from, to)
+	}
+	return fmt.Sprintf("count %d → %d", from, to)
+}
+
 // deleteFirst orders a pool's machines so the ones to give up come first.
-func deleteFirst(a, b state.Machine, primary string) bool {
+func deleteFirst(a, b state.Machine, primary string, remove map[string]bool) bool {
 	if (a.ID == primary) != (b.ID == primary) {
 		return b.ID == primary
+	}
+	if remove[a.ID] != remove[b.ID] {
+		return remove[a.ID]
 	}
 	if aj, bj := a.Phase == state.PhaseJoined, b.Phase == state.PhaseJoined; aj != bj {
 		return bj

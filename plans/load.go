@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -176,7 +177,10 @@ func (d *decoder) syntaxError(err error) {
 
 var bigInt = regexp.MustCompile(`^[-+]?[0-9_]+$`)
 
-var settingsType = reflect.TypeOf(providers.Settings(nil))
+var (
+	settingsType = reflect.TypeOf(providers.Settings(nil))
+	durationType = reflect.TypeOf(Duration(0))
+)
 
 func join(path, field string) string {
 	if path == "" {
@@ -207,6 +211,13 @@ func (d *decoder) value(path string, n *yaml.Node, v reflect.Value) {
 			return
 		}
 		v.Set(reflect.ValueOf(providers.Settings(m)))
+	case t == durationType:
+		dur, err := time.ParseDuration(n.Value)
+		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" || err != nil || dur < 0 {
+			d.mismatch(path, n, `a duration such as "30s", "10m" or "1h30m"`)
+			return
+		}
+		v.SetInt(int64(dur))
 	case t.Kind() == reflect.Struct:
 		d.structure(path, n, v)
 	case t.Kind() == reflect.Pointer:
@@ -275,6 +286,13 @@ func (d *decoder) value(path string, n *yaml.Node, v reflect.Value) {
 			return
 		}
 		v.SetInt(i)
+	case t.Kind() == reflect.Float64:
+		var f float64
+		if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!int" && n.ShortTag() != "!!float") || n.Decode(&f) != nil {
+			d.mismatch(path, n, "a number")
+			return
+		}
+		v.SetFloat(f)
 	case t.Kind() == reflect.Bool:
 		var b bool
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" || n.Decode(&b) != nil {

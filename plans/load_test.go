@@ -208,8 +208,8 @@ func TestPositionAndHelpers(t *testing.T) {
 	if got := p.Pool("nope"); got != nil {
 		t.Errorf("Pool(nope) = %+v, want nil", got)
 	}
-	if got := p.Desired(); got != 3 {
-		t.Errorf("Desired() = %d, want 3", got)
+	if got := p.Desired(nil); got != 3 {
+		t.Errorf("Desired(nil) = %d, want 3", got)
 	}
 }
 

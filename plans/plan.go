@@ -3,7 +3,11 @@
 // the list of changes the apply engine executes.
 package plans
 
-import "github.com/provisionhq/provision/providers"
+import (
+	"time"
+
+	"github.com/provisionhq/provision/providers"
+)
 
 // Version is the current plan file version.
 const Version = 1
@@ -15,6 +19,9 @@ type Plan struct {
 	SSH     SSH       `yaml:"ssh"`
 	State   StateConf `yaml:"state"`
 	Pools   []Pool    `yaml:"pools"`
+	// Autoscale configures `provision autoscale`; nil when the plan has no
+	// autoscale block (the autoscaler then runs with its defaults).
+	Autoscale *Autoscale `yaml:"autoscale"`
 
 	// Path is the file the plan was loaded from; relative paths in the plan
 	// (key files) are resolved against its directory.
@@ -35,11 +42,12 @@ func (p *Plan) Pool(name string) *Pool {
 	return nil
 }
 
-// Desired is the number of machines the plan asks for, across all pools.
-func (p *Plan) Desired() int {
+// Desired is the number of machines the plan asks for, across all pools,
+// given the autoscaler's recorded sizes (nil for none).
+func (p *Plan) Desired(sizes map[string]int) int {
 	n := 0
-	for _, pool := range p.Pools {
-		n += pool.Count
+	for i := range p.Pools {
+		n += p.Pools[i].Size(sizes)
 	}
 	return n
 }
@@ -72,8 +80,12 @@ type Bastion struct {
 
 // StateConf picks the state backend.
 type StateConf struct {
-	Backend string `yaml:"backend"` // file (default)
+	Backend string `yaml:"backend"` // file (default) or etcd
 	Path    string `yaml:"path"`    // file backend: directory; default .provision/<cluster>
+	// Endpoints are the etcd backend's client URLs; PROVISION_ETCD_ENDPOINTS
+	// overrides them.
+	Endpoints []string `yaml:"endpoints"`
+	Prefix    string   `yaml:"prefix"` // etcd key prefix; default /provision
 }
 
 // Pool is a group of identical machines from one provider.
@@ -84,4 +96,81 @@ type Pool struct {
 	Count    int                `yaml:"count"`
 	Role     providers.Role     `yaml:"role"` // manager or worker (default)
 	Labels   map[string]string  `yaml:"labels"`
+	// Autoscale lets `provision autoscale` size the pool between Min and
+	// Max; Count is then only the size the pool starts at.
+	Autoscale *PoolAutoscale `yaml:"autoscale"`
 }
+
+// Size is how many machines the pool should have: Count, or for an
+// autoscaled pool the size the autoscaler recorded (sizes, from state),
+// kept within Min and Max.
+func (p *Pool) Size(sizes map[string]int) int {
+	a := p.Autoscale
+	if a == nil {
+		return p.Count
+	}
+	n, ok := sizes[p.Name]
+	if !ok {
+		n = p.Count
+	}
+	return min(max(n, a.Min), a.Max)
+}
+
+// PoolAutoscale bounds an autoscaled pool and describes its machines to the
+// autoscaler's simulation.
+type PoolAutoscale struct {
+	Min int `yaml:"min"`
+	Max int `yaml:"max"`
+	// Price of one machine per hour, for the price expander.
+	Price float64 `yaml:"price"`
+	// Priority for the priority expander: higher is tried first.
+	Priority int `yaml:"priority"`
+	// CPU (cores, "2" or "500m") and Memory ("4GiB", "512MiB") one machine
+	// offers to tasks. When unset, the autoscaler learns them from a node of
+	// the pool, so they are required only for pools that may be empty.
+	CPU    string `yaml:"cpu"`
+	Memory string `yaml:"memory"`
+	// MilliCPU and MemoryBytes are CPU and Memory parsed by the loader.
+	MilliCPU    int64 `yaml:"-"`
+	MemoryBytes int64 `yaml:"-"`
+}
+
+// Autoscale holds the autoscaler's knobs; flags of `provision autoscale`
+// override them. Zero values mean the defaults documented on each field.
+type Autoscale struct {
+	// Expander picks among pools that fit: least-waste (default), price,
+	// priority.
+	Expander string `yaml:"expander"`
+	// MaxNodes caps the cluster across all pools; 0: no cap.
+	MaxNodes int `yaml:"max_nodes"`
+	// ScanInterval is the longest time between two looks at demand; events
+	// make the loop look sooner. Default 10s.
+	ScanInterval Duration `yaml:"scan_interval"`
+	// Cooldown is how long after any scale change no node is removed.
+	// Default 2m.
+	Cooldown  Duration           `yaml:"cooldown"`
+	ScaleDown AutoscaleScaleDown `yaml:"scale_down"`
+	// BackoffInitial and BackoffMax bound how long a pool that hit a quota
+	// or capacity error is skipped: 30s doubling to 10m by default.
+	BackoffInitial Duration `yaml:"backoff_initial"`
+	BackoffMax     Duration `yaml:"backoff_max"`
+	// Listen is the address of /metrics and /healthz. Default :9090.
+	Listen string `yaml:"listen"`
+	// LeaseTTL is the leader lease with the etcd backend. Default 10s.
+	LeaseTTL Duration `yaml:"lease_ttl"`
+}
+
+// AutoscaleScaleDown configures removing idle nodes.
+type AutoscaleScaleDown struct {
+	Disabled bool `yaml:"disabled"`
+	// Utilization below which a node is unneeded: the larger of its
+	// reserved CPU and memory fractions. Default 0.5.
+	Utilization float64 `yaml:"utilization"`
+	// UnneededTime a node must stay under Utilization. Default 10m.
+	UnneededTime Duration `yaml:"unneeded_time"`
+	// DrainTimeout bounds moving a node's work away. Default 5m.
+	DrainTimeout Duration `yaml:"drain_timeout"`
+}
+
+// Duration is a time.Duration written as "30s" or "10m" in a plan.
+type Duration time.Duration

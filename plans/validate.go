@@ -27,7 +27,8 @@ var dnsLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
 var (
 	kinds         = []string{"swarm", "k3s", "kubeadm"}
 	roles         = []string{string(providers.RoleManager), string(providers.RoleWorker)}
-	stateBackends = []string{"file"}
+	stateBackends = []string{"file", "etcd"}
+	expanders     = []string{"least-waste", "price", "priority"}
 )
 
 // validator fills defaults and checks a decoded plan, reporting through the
@@ -153,6 +154,7 @@ func (v *validator) validate() {
 	v.ssh()
 	v.state()
 	v.pools()
+	v.autoscale()
 }
 
 func (v *validator) cluster() {
@@ -248,7 +250,9 @@ func (v *validator) state() {
 	switch b := v.plan.State.Backend; b {
 	case "file":
 	case "etcd":
-		v.errorf("state.backend", "use file (the default)", "%s is not implemented yet", b)
+		if len(v.plan.State.Endpoints) == 0 && os.Getenv("PROVISION_ETCD_ENDPOINTS") == "" {
+			v.missing("state.endpoints", "the etcd client URLs, e.g. endpoints: [http://127.0.0.1:2379], or set PROVISION_ETCD_ENDPOINTS")
+		}
 	default:
 		v.errorf("state.backend", unknownHint(b, stateBackends, "supported backends"), "unknown state backend %q", b)
 	}
@@ -320,6 +324,7 @@ func (v *validator) pools() {
 		if v.skip(at+".count") || v.skip(at+".role") {
 			uncertain = true
 		}
+		v.poolAutoscale(at, &p.Pools[i])
 		if _, empty := pool.Labels[""]; empty && !v.skip(at+".labels") {
 			line, col := p.Position(at + ".labels.")
 			v.d.errorf(yamlPos{line, col}, "give the label a name", "%s.labels: label keys must not be empty", at)

@@ -41,9 +41,9 @@ reported with file:line:col and a hint; the exit status is 1 when any is found.`
 				}
 			}
 			if o.output == "json" {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"valid": true, "cluster": s.Plan.Cluster.Name, "machines": s.Plan.Desired()})
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"valid": true, "cluster": s.Plan.Cluster.Name, "machines": s.Plan.Desired(nil)})
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s is valid: cluster %q, %d pools, %d machines.\n", args[0], s.Plan.Cluster.Name, len(s.Plan.Pools), s.Plan.Desired())
+			fmt.Fprintf(cmd.OutOrStdout(), "%s is valid: cluster %q, %d pools, %d machines.\n", args[0], s.Plan.Cluster.Name, len(s.Plan.Pools), s.Plan.Desired(nil))
 			return nil
 		},
 	}
