@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"os/user"
 	"sort"
@@ -114,6 +115,59 @@ func (e *Engine) Apply(ctx context.Context, p *plans.Plan) (*Report, error) {
 	}
 	changes := plans.Diff(p, r.st)
 	err = r.execute(ctx, changes)
+	r.report.Duration = time.Since(start)
+	return &r.report, err
+}
+
+// Resize is what the autoscaler asks of a run.
+type Resize struct {
+	// Sizes are new sizes for autoscaled pools; they are recorded in state
+	// so later runs keep them.
+	Sizes map[string]int
+	// Remove names machines already drained: a shrinking pool gives them
+	// up before any other.
+	Remove []string
+}
+
+// Resize records new sizes for autoscaled pools and converges the cluster to
+// them, in the same run as Apply (lock, reconcile, create, bootstrap, drain,
+// delete).
+func (e *Engine) Resize(ctx context.Context, p *plans.Plan, rs Resize) (*Report, error) {
+	for name, n := range rs.Sizes {
+		pool := p.Pool(name)
+		switch {
+		case pool == nil:
+			return nil, fmt.Errorf("resize pool %q: no such pool in the plan", name)
+		case pool.Autoscale == nil:
+			return nil, fmt.Errorf("resize pool %q: the pool has no autoscale block", name)
+		case n < pool.Autoscale.Min || n > pool.Autoscale.Max:
+			return nil, fmt.Errorf("resize pool %q to %d: outside min %d and max %d", name, n, pool.Autoscale.Min, pool.Autoscale.Max)
+		}
+	}
+	start := time.Now()
+	r, unlock, err := e.begin(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if err := r.reconcile(ctx); err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	if r.st.Sizes == nil {
+		r.st.Sizes = map[string]int{}
+	}
+	maps.Copy(r.st.Sizes, rs.Sizes)
+	err = r.saveLocked(ctx)
+	r.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	remove := make(map[string]bool, len(rs.Remove))
+	for _, id := range rs.Remove {
+		remove[id] = true
+	}
+	err = r.execute(ctx, plans.DiffRemoving(p, r.st, remove))
 	r.report.Duration = time.Since(start)
 	return &r.report, err
 }
