@@ -1,6 +1,7 @@
 // Package sshtest owns bootstrap's test fakes: an in-process SSH server with a
-// given host key, public-key auth, scripted command replies and direct-tcpip
-// forwarding (to test bastion hops), and a Runner that plays the same script
+// given host key, public-key auth, scripted command replies, direct-tcpip
+// forwarding (to test bastion hops) and unix socket forwarding (to reach a
+// socket on the server's side), and a Runner that plays the same script
 // without SSH. Replies are canned; nothing is executed.
 package sshtest
 

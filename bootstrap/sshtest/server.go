@@ -24,6 +24,10 @@ type Options struct {
 	Script *Script
 	// Forwarding allows direct-tcpip channels, so the server can be a bastion.
 	Forwarding bool
+	// UnixForwarding allows direct-streamlocal@openssh.com channels (what
+	// `ssh -L port:/path.sock` opens), so a client can reach a unix socket
+	// on the server's side, like a manager's /var/run/docker.sock.
+	UnixForwarding bool
 }
 
 // Server is an in-process SSH server. It is closed by t.Cleanup.
@@ -95,6 +99,10 @@ func Listen(opts Options) (*Server, error) {
 			return true
 		}
 	}
+	if opts.UnixForwarding {
+		// gliderlabs/ssh has no handler for this channel type.
+		s.srv.ChannelHandlers["direct-streamlocal@openssh.com"] = directStreamLocal
+	}
 	s.srv.AddHostKey(opts.HostKey)
 	go func() {
 		defer close(s.done)
@@ -122,6 +130,42 @@ func (s *Server) Hops() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.hops
+}
+
+// directStreamLocal connects a direct-streamlocal@openssh.com channel to the
+// unix socket it names (OpenSSH PROTOCOL, section 2.4).
+func directStreamLocal(_ *gliderssh.Server, _ *ssh.ServerConn, newChan ssh.NewChannel, ctx gliderssh.Context) {
+	var req struct {
+		SocketPath string
+		Reserved0  string
+		Reserved1  uint32
+	}
+	if err := ssh.Unmarshal(newChan.ExtraData(), &req); err != nil {
+		newChan.Reject(ssh.ConnectionFailed, "parse streamlocal request: "+err.Error())
+		return
+	}
+	var d net.Dialer
+	dconn, err := d.DialContext(ctx, "unix", req.SocketPath)
+	if err != nil {
+		newChan.Reject(ssh.ConnectionFailed, err.Error())
+		return
+	}
+	ch, reqs, err := newChan.Accept()
+	if err != nil {
+		dconn.Close()
+		return
+	}
+	go ssh.DiscardRequests(reqs)
+	go func() {
+		defer ch.Close()
+		defer dconn.Close()
+		io.Copy(ch, dconn)
+	}()
+	go func() {
+		defer ch.Close()
+		defer dconn.Close()
+		io.Copy(dconn, ch)
+	}()
 }
 
 func (s *Server) handle(sess gliderssh.Session) {
