@@ -157,6 +157,16 @@ func (p *Planner) backedOff(pool string) (BackedOff, bool) {
 	return p.Backoff.Status(pool)
 }
 
+func (p *Planner) failed(pool string, err error) bool {
+	return p.Backoff != nil && p.Backoff.Failed(pool, err)
+}
+
+func (p *Planner) succeeded(pool string) {
+	if p.Backoff != nil {
+		p.Backoff.Succeeded(pool)
+	}
+}
+
 // largest is the per-dimension largest machine, the yardstick of a task's
 // dominant resource.
 func largest(d Demand) Resources {
