@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -16,10 +18,13 @@ import (
 
 // Host is one machine being bootstrapped: what the steps act on.
 type Host struct {
-	Name   string         // machine ID
-	User   string         // SSH login user; added to the docker group unless root
-	Run    cluster.Runner // runs commands as root (a *Client does)
-	OS     OSInfo         // filled by the detect-os step
+	Name string         // machine ID
+	User string         // SSH login user; added to the docker group unless root
+	Run  cluster.Runner // runs commands as root (a *Client does)
+	OS   OSInfo         // filled by the detect-os step
+	// Setup are the pool's own shell commands, run as root once the
+	// runtime is up (see the plan's pools[].setup).
+	Setup  []string
 	Logger *slog.Logger
 }
 
@@ -129,7 +134,33 @@ func PrepareSteps(h *Host) []Step {
 			Apply: runs("usermod -aG docker " + q),
 		})
 	}
+	if len(h.Setup) > 0 {
+		steps = append(steps, setupStep(h.Setup))
+	}
 	return steps
+}
+
+// setupMarker records which setup script last succeeded, so a resumed
+// bootstrap runs it again only if it changed or never finished.
+const setupMarker = "/var/lib/provision/setup.sha256"
+
+// setupStep runs the pool's setup commands as one `sh -e` script fed on
+// stdin: a command may hold a secret (a registry password) that must not
+// show in a process list.
+func setupStep(cmds []string) Step {
+	script := strings.Join(cmds, "\n") + "\n"
+	sum := sha256.Sum256([]byte(script))
+	hash := hex.EncodeToString(sum[:])
+	return Step{
+		Name:  "setup",
+		Check: succeeds("test \"$(cat " + setupMarker + " 2>/dev/null)\" = " + hash),
+		Apply: func(ctx context.Context, h *Host) error {
+			if err := h.Run.Run(ctx, "sh -e -s", strings.NewReader(script), nil); err != nil {
+				return err
+			}
+			return h.Run.Run(ctx, "mkdir -p /var/lib/provision && echo "+hash+" > "+setupMarker, nil, nil)
+		},
+	}
 }
 
 // osKnown lets a caller that already knows the OS (from state) skip detection.

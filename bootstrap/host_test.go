@@ -191,3 +191,45 @@ func TestPrepare(t *testing.T) {
 		})
 	}
 }
+
+func TestPrepareRunsPoolSetupOnce(t *testing.T) {
+	t.Parallel()
+	debian, err := os.ReadFile("testdata/os-release/debian-12")
+	if err != nil {
+		t.Fatal(err)
+	}
+	notDone := sshtest.Reply{Exit: 1}
+	s := (&sshtest.Script{}).
+		On(`test "$(hostname)"`).On("cat /etc/os-release", sshtest.Reply{Stdout: string(debian)}).
+		On("command -v dockerd").On("docker info").
+		On(`test "$(cat /var/lib/provision/setup.sha256`, notDone, sshtest.Reply{}).
+		On("sh -e -s").On("mkdir -p /var/lib/provision")
+	cmds := []string{"docker load -i /opt/app.tar", "echo s3cret | docker login -u bot --password-stdin registry.local"}
+	h := &bootstrap.Host{Name: "m-1", User: "root", Run: sshtest.Runner{Script: s}, Setup: cmds}
+	if err := bootstrap.Prepare(t.Context(), h); err != nil {
+		t.Fatalf("Prepare: %v\ncommands: %q", err, s.Commands())
+	}
+	var script []byte
+	for _, c := range s.Calls() {
+		if strings.Contains(c.Cmd, "s3cret") {
+			t.Errorf("a setup command's secret is in a command line: %q", c.Cmd)
+		}
+		if strings.HasPrefix(c.Inner, "sh -e -s") {
+			script = c.Stdin
+		}
+	}
+	if want := strings.Join(cmds, "\n") + "\n"; string(script) != want {
+		t.Errorf("setup script on stdin = %q, want %q", script, want)
+	}
+	// The marker now matches: a rerun (resume) only checks.
+	before := len(s.Commands())
+	h2 := &bootstrap.Host{Name: "m-1", User: "root", Run: sshtest.Runner{Script: s}, Setup: cmds}
+	if err := bootstrap.Prepare(t.Context(), h2); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range s.Commands()[before:] {
+		if strings.HasPrefix(c, "sh -e -s") {
+			t.Errorf("setup ran again although it had finished: %q", s.Commands()[before:])
+		}
+	}
+}

@@ -96,6 +96,10 @@ type Pool struct {
 	Count    int                `yaml:"count"`
 	Role     providers.Role     `yaml:"role"` // manager or worker (default)
 	Labels   map[string]string  `yaml:"labels"`
+	// Setup are shell commands run as root on each new machine of the pool
+	// once its container runtime is up, before it joins: load images, log
+	// in to a registry, tune sysctls. They run again only when changed.
+	Setup []string `yaml:"setup"`
 	// Autoscale lets `provision autoscale` size the pool between Min and
 	// Max; Count is then only the size the pool starts at.
 	Autoscale *PoolAutoscale `yaml:"autoscale"`

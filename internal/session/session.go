@@ -166,8 +166,12 @@ func (s *Session) Engine(op string, events func(apply.Event)) (*apply.Engine, er
 		Providers: s.Registry,
 		Backend:   s.Backend,
 		Connector: conn,
-		Prepare: func(ctx context.Context, name string, r cluster.Runner) error {
-			return bootstrap.Prepare(ctx, &bootstrap.Host{Name: name, Run: r, User: s.Plan.SSH.User, Logger: s.Log})
+		Prepare: func(ctx context.Context, m state.Machine, r cluster.Runner) error {
+			h := &bootstrap.Host{Name: m.ID, Run: r, User: s.Plan.SSH.User, Logger: s.Log}
+			if pool := s.Plan.Pool(m.Pool); pool != nil {
+				h.Setup = pool.Setup
+			}
+			return bootstrap.Prepare(ctx, h)
 		},
 		Driver:         s.Driver(),
 		HostKeys:       bootstrap.GenerateHostKey,

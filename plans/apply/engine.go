@@ -34,8 +34,9 @@ type Connector interface {
 	Connect(ctx context.Context, m state.Machine) (Conn, error)
 }
 
-// Preparer installs and configures the container runtime on a machine.
-type Preparer func(ctx context.Context, name string, r cluster.Runner) error
+// Preparer installs and configures the container runtime on a machine, and
+// runs its pool's setup commands.
+type Preparer func(ctx context.Context, m state.Machine, r cluster.Runner) error
 
 // Timeouts bound each stage of a machine's pipeline.
 type Timeouts struct {

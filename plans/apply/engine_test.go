@@ -177,9 +177,9 @@ func newFixture(t *testing.T) *fixture {
 		Providers: reg,
 		Backend:   f.backend,
 		Connector: &fakeConnector{dialed: map[string]string{}},
-		Prepare: func(ctx context.Context, name string, r cluster.Runner) error {
+		Prepare: func(ctx context.Context, m state.Machine, r cluster.Runner) error {
 			if f.prepErr != nil {
-				return f.prepErr(name)
+				return f.prepErr(m.ID)
 			}
 			return nil
 		},

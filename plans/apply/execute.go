@@ -366,7 +366,7 @@ func (r *run) pipeline(ctx context.Context, id string, mgr *managerGate, sem cha
 		if err := stage(StageRuntime, t.Runtime, func(ctx context.Context) error {
 			// Installs hit package mirrors: retry a transient failure twice.
 			return retry.Do(ctx, retry.Policy{Initial: 2 * time.Second, MaxAttempts: 3}, func(ctx context.Context) (bool, error) {
-				err := r.e.Prepare(ctx, id, conn)
+				err := r.e.Prepare(ctx, m, conn)
 				return err == nil || ctx.Err() != nil, err
 			})
 		}); err != nil {
