@@ -23,7 +23,7 @@ func newValidate(o *options) *cobra.Command {
 reported with file:line:col and a hint; the exit status is 1 when any is found.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := load(args[0], o)
+			s, err := load(cmd.Context(), args[0], o)
 			if err != nil {
 				return err
 			}
@@ -55,7 +55,7 @@ func newPlan(o *options) *cobra.Command {
 		Short: "Show what `up` would change, from the recorded state",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := load(args[0], o)
+			s, err := load(cmd.Context(), args[0], o)
 			if err != nil {
 				return err
 			}
@@ -111,7 +111,7 @@ Running up again on an unchanged plan changes nothing. An interrupted up
 (Ctrl-C, kill -9) resumes where it stopped on the next run.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := load(args[0], o)
+			s, err := load(cmd.Context(), args[0], o)
 			if err != nil {
 				return err
 			}
@@ -164,7 +164,7 @@ providers find tagged with the cluster's name — then the state directory.
 A failed down keeps the state of what is left; run it again to finish.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := load(args[0], o)
+			s, err := load(cmd.Context(), args[0], o)
 			if err != nil {
 				return err
 			}

@@ -34,6 +34,7 @@ a Docker Swarm.
   provision status plan.yaml      machines, addresses and cluster health
   provision ssh plan.yaml NODE    a shell or a command on a machine
   provision down plan.yaml        delete every machine and the state
+  provision autoscale plan.yaml   grow and shrink autoscaled pools with demand
 
 State is kept in .provision/<cluster>/ (see the plan's state: block). A run
 that is interrupted (Ctrl-C, kill -9, a lost network) leaves a state that the
@@ -44,7 +45,7 @@ next up resumes from.`,
 	root.PersistentFlags().StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 	root.PersistentFlags().StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error (logs go to stderr)")
 	root.PersistentFlags().StringVar(&o.progress, "progress", "auto", "progress display: auto (a live line per machine on a terminal), plain (timestamped lines), none")
-	root.AddCommand(newValidate(o), newPlan(o), newUp(o), newDown(o), newStatus(o), newSSH(o), newImage(o))
+	root.AddCommand(newValidate(o), newPlan(o), newUp(o), newDown(o), newStatus(o), newSSH(o), newImage(o), newAutoscale(o))
 	return root
 }
 

@@ -1,13 +1,15 @@
 package main
 
 import (
+	"context"
 	"os"
 
 	"github.com/provisionhq/provision/internal/session"
 )
 
-// load checks the global flags, then loads the plan and its state.
-func load(path string, o *options) (*session.Session, error) {
+// load checks the global flags, then loads the plan and opens its state,
+// closed when ctx is done.
+func load(ctx context.Context, path string, o *options) (*session.Session, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
@@ -15,5 +17,10 @@ func load(path string, o *options) (*session.Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	return session.Load(path, log)
+	s, err := session.Load(ctx, path, log)
+	if err != nil {
+		return nil, err
+	}
+	context.AfterFunc(ctx, func() { _ = s.Close() })
+	return s, nil
 }

@@ -37,7 +37,7 @@ the cluster sees it (asked of a manager over SSH). Exit status is 0 when every
 machine is joined and ready, 1 otherwise; --output json for scripts.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := load(args[0], o)
+			s, err := load(cmd.Context(), args[0], o)
 			if err != nil {
 				return err
 			}
@@ -110,7 +110,7 @@ status is the command's.
   provision ssh examples/local.yaml managers -- docker node ls`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := load(args[0], o)
+			s, err := load(cmd.Context(), args[0], o)
 			if err != nil {
 				return err
 			}

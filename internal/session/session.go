@@ -23,6 +23,7 @@ import (
 	"github.com/provisionhq/provision/providers"
 	"github.com/provisionhq/provision/providers/builtin"
 	"github.com/provisionhq/provision/state"
+	"github.com/provisionhq/provision/state/etcd"
 )
 
 // Session is a loaded plan with everything needed to act on it.
@@ -38,10 +39,14 @@ type Session struct {
 	// the managed key (the Pulumi provider holds its key as a secret, never
 	// on disk).
 	Signer ssh.Signer
+	// Etcd is the state backend when the plan's state is on etcd (nil
+	// otherwise), for leader election on the same cluster.
+	Etcd *etcd.Backend
 }
 
-// Load reads and validates the plan at path and opens its file state.
-func Load(path string, log *slog.Logger) (*Session, error) {
+// Load reads and validates the plan at path and opens its state: a file
+// (default) or etcd. Close releases the backend.
+func Load(ctx context.Context, path string, log *slog.Logger) (*Session, error) {
 	reg := builtin.Registry()
 	p, err := plans.Load(path, plans.Options{Providers: reg})
 	if err != nil {
@@ -51,7 +56,30 @@ func Load(path string, log *slog.Logger) (*Session, error) {
 	if dir == "" {
 		dir = filepath.Join(".provision", p.Cluster.Name)
 	}
-	return &Session{Plan: p, Registry: reg, Dir: dir, Backend: state.NewFile(dir), Log: log}, nil
+	s := &Session{Plan: p, Registry: reg, Dir: dir, Log: log}
+	switch p.State.Backend {
+	case "etcd":
+		eps := etcd.EndpointsFromEnv()
+		if len(eps) == 0 {
+			eps = p.State.Endpoints
+		}
+		b, err := etcd.New(ctx, etcd.Config{Endpoints: eps, Cluster: p.Cluster.Name, Prefix: p.State.Prefix, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("open state on etcd: %w", err)
+		}
+		s.Backend, s.Etcd = b, b
+	default:
+		s.Backend = state.NewFile(dir)
+	}
+	return s, nil
+}
+
+// Close releases the state backend's connections.
+func (s *Session) Close() error {
+	if s.Etcd != nil {
+		return s.Etcd.Close()
+	}
+	return nil
 }
 
 // ManagedKeyPath is where provision keeps the cluster's login key when the

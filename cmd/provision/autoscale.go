@@ -1,0 +1,393 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/provisionhq/provision/autoscaler"
+	"github.com/provisionhq/provision/autoscaler/kube"
+	"github.com/provisionhq/provision/autoscaler/swarm"
+	"github.com/provisionhq/provision/bootstrap"
+	"github.com/provisionhq/provision/internal/session"
+	"github.com/provisionhq/provision/plans"
+	"github.com/provisionhq/provision/plans/apply"
+	"github.com/provisionhq/provision/state"
+	"github.com/provisionhq/provision/state/etcd"
+)
+
+// autoscaleFlags override the plan's autoscale block; a flag left unset
+// keeps the plan's value.
+type autoscaleFlags struct {
+	plan         string
+	source       string
+	dockerHost   string
+	kubeconfig   string
+	listen       string
+	expander     string
+	maxNodes     int
+	scan         time.Duration
+	cooldown     time.Duration
+	utilization  float64
+	unneeded     time.Duration
+	drainTimeout time.Duration
+	noScaleDown  bool
+	leaseTTL     time.Duration
+	once         bool
+	dryRun       bool
+}
+
+func newAutoscale(o *options) *cobra.Command {
+	f := &autoscaleFlags{}
+	cmd := &cobra.Command{
+		Use:   "autoscale PLAN",
+		Short: "Grow and shrink the plan's autoscaled pools with the cluster's demand",
+		Long: `Watch the cluster's demand and resize the pools that have an autoscale block,
+through the same engine as up.
+
+Scale-up: tasks pending for lack of room (Swarm: "no suitable node"; Kubernetes:
+pods Unschedulable) are bin-packed onto each pool's machine shape; an expander
+(least-waste, price, priority) picks the pools, within each pool's min/max and
+autoscale.max_nodes. Machines being created count as capacity, so a burst is
+met once. A pool whose cloud answers with a quota or capacity error is backed
+off (30s doubling to 10m) and the next pool that fits is used, on another
+cloud if the plan has one.
+
+Scale-down: a node whose reserved CPU and memory stay under the utilization
+threshold for the unneeded time, whose work fits on the other nodes, is
+drained and removed; never below min, never a manager, and not within the
+cool-down after a change.
+
+Demand is read from a Swarm manager's Engine API (over SSH to the primary
+manager by default, or --docker-host unix:///var/run/docker.sock when running
+as a service on a manager) or from Kubernetes (--source kubernetes:
+in-cluster config, or --kubeconfig). With state.backend etcd, several replicas
+may run: one leads and acts, the others stand by.
+
+Every decision is logged with its reason. /metrics (Prometheus) and /healthz
+are served on --listen.
+
+  provision autoscale plan.yaml
+  provision autoscale plan.yaml --once --dry-run     one decision, no change`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				f.plan = args[0]
+			}
+			if f.plan == "" {
+				return errors.New("name the plan: provision autoscale PLAN (or --plan PLAN)")
+			}
+			return runAutoscale(cmd, o, f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.plan, "plan", "", "the plan file (instead of the PLAN argument)")
+	fl.StringVar(&f.source, "source", "", "where demand is read: swarm or kubernetes (default: the plan's cluster kind)")
+	fl.StringVar(&f.dockerHost, "docker-host", "", "a manager's Engine API socket, e.g. unix:///var/run/docker.sock (default: over SSH to the primary manager)")
+	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for --source kubernetes (default: in-cluster config, then $KUBECONFIG)")
+	fl.StringVar(&f.listen, "listen", "", "address of /metrics and /healthz (plan: autoscale.listen; default :9090; \"off\" to disable)")
+	fl.StringVar(&f.expander, "expander", "", "pool choice: least-waste, price or priority (plan: autoscale.expander)")
+	fl.IntVar(&f.maxNodes, "max-nodes", 0, "cap on the cluster's machines across pools (plan: autoscale.max_nodes)")
+	fl.DurationVar(&f.scan, "scan-interval", 0, "longest time between two looks at demand; events trigger sooner (default 10s)")
+	fl.DurationVar(&f.cooldown, "cooldown", 0, "no scale-down this long after any change (default 2m)")
+	fl.Float64Var(&f.utilization, "scale-down-utilization", 0, "a node below this fraction of reserved CPU and memory is unneeded (default 0.5)")
+	fl.DurationVar(&f.unneeded, "scale-down-unneeded-time", 0, "how long a node must stay unneeded before removal (default 10m)")
+	fl.DurationVar(&f.drainTimeout, "drain-timeout", 0, "bound on draining one node (default 5m)")
+	fl.BoolVar(&f.noScaleDown, "no-scale-down", false, "never remove nodes")
+	fl.DurationVar(&f.leaseTTL, "lease-ttl", 0, "leader lease with the etcd state backend (default 10s)")
+	fl.BoolVar(&f.once, "once", false, "make one pass and exit")
+	fl.BoolVar(&f.dryRun, "dry-run", false, "decide and log, change nothing")
+	return cmd
+}
+
+// settings merges the plan's autoscale block with the flags.
+func (f *autoscaleFlags) settings(cmd *cobra.Command, p *plans.Plan) plans.Autoscale {
+	var a plans.Autoscale
+	if p.Autoscale != nil {
+		a = *p.Autoscale
+	}
+	set := func(name string) bool { return cmd.Flags().Changed(name) }
+	if set("expander") {
+		a.Expander = f.expander
+	}
+	if set("max-nodes") {
+		a.MaxNodes = f.maxNodes
+	}
+	if set("scan-interval") {
+		a.ScanInterval = plans.Duration(f.scan)
+	}
+	if set("cooldown") {
+		a.Cooldown = plans.Duration(f.cooldown)
+	}
+	if set("scale-down-utilization") {
+		a.ScaleDown.Utilization = f.utilization
+	}
+	if set("scale-down-unneeded-time") {
+		a.ScaleDown.UnneededTime = plans.Duration(f.unneeded)
+	}
+	if set("drain-timeout") {
+		a.ScaleDown.DrainTimeout = plans.Duration(f.drainTimeout)
+	}
+	if set("no-scale-down") {
+		a.ScaleDown.Disabled = f.noScaleDown
+	}
+	if set("lease-ttl") {
+		a.LeaseTTL = plans.Duration(f.leaseTTL)
+	}
+	if set("listen") {
+		a.Listen = f.listen
+	}
+	if a.Listen == "" {
+		a.Listen = ":9090"
+	}
+	return a
+}
+
+func runAutoscale(cmd *cobra.Command, o *options, f *autoscaleFlags) error {
+	ctx := cmd.Context()
+	s, err := load(ctx, f.plan, o)
+	if err != nil {
+		return err
+	}
+	a := f.settings(cmd, s.Plan)
+	if u := a.ScaleDown.Utilization; u < 0 || u > 1 {
+		return fmt.Errorf("--scale-down-utilization %g: use a fraction between 0 and 1", u)
+	}
+	exp, err := autoscaler.ExpanderByName(a.Expander)
+	if err != nil {
+		return fmt.Errorf("--expander: %w", err)
+	}
+	if !hasAutoscaledPool(s.Plan) {
+		return fmt.Errorf("%s has no autoscaled pool: add an autoscale block to a worker pool, e.g. autoscale: {min: 1, max: 10}", f.plan)
+	}
+	src, closeSrc, err := f.openSource(ctx, s)
+	if err != nil {
+		return err
+	}
+	defer closeSrc()
+
+	var act autoscaler.Actuator = logOnly{s.Log}
+	if !f.dryRun {
+		e, err := s.Engine("autoscale", nil)
+		if err != nil {
+			return err
+		}
+		act = engineActuator{e: e, plan: s.Plan}
+	}
+	metrics := autoscaler.NewMetrics()
+	loop := &autoscaler.Loop{
+		Plan: s.Plan, Source: src, State: s.Backend, Actuator: act,
+		Planner: autoscaler.Planner{Expander: exp, MaxNodes: a.MaxNodes,
+			Backoff: &autoscaler.Backoff{Initial: time.Duration(a.BackoffInitial), Max: time.Duration(a.BackoffMax)}},
+		ScaleDown: autoscaler.ScaleDown{Threshold: a.ScaleDown.Utilization, UnneededTime: time.Duration(a.ScaleDown.UnneededTime)},
+		NoScaleDown:  a.ScaleDown.Disabled,
+		Cooldown:     time.Duration(a.Cooldown),
+		ScanInterval: time.Duration(a.ScanInterval),
+		DrainTimeout: time.Duration(a.ScaleDown.DrainTimeout),
+		Metrics:      metrics,
+		Log:          s.Log,
+	}
+	if f.once {
+		out, err := loop.Pass(ctx)
+		fmt.Fprintln(cmd.OutOrStdout(), out.Decision.Reason)
+		return err
+	}
+
+	stop, err := serveMetrics(ctx, a.Listen, metrics, s.Log)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	if s.Etcd == nil {
+		s.Log.Info("autoscaler running as the only replica (file state has no leader election; use state.backend: etcd for replicas)")
+		metrics.SetLeader(true)
+		return ignoreCanceled(loop.Run(ctx))
+	}
+	el := etcd.NewElector(s.Etcd, time.Duration(a.LeaseTTL))
+	loop.Fence = func(ctx context.Context) error {
+		lead, err := el.IsLeader(ctx)
+		if err == nil && !lead {
+			err = errors.New("this replica is no longer the leader")
+		}
+		return err
+	}
+	return ignoreCanceled(autoscaler.Lead(ctx, el, identity(), loop, metrics, s.Log))
+}
+
+func hasAutoscaledPool(p *plans.Plan) bool {
+	for _, pool := range p.Pools {
+		if pool.Autoscale != nil {
+			return true
+		}
+	}
+	return false
+}
+
+func ignoreCanceled(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// identity names this replica in the election: host and PID.
+func identity() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s/%d", host, os.Getpid())
+}
+
+func (f *autoscaleFlags) openSource(ctx context.Context, s *session.Session) (autoscaler.Source, func(), error) {
+	source := f.source
+	if source == "" {
+		source = "swarm"
+		if s.Plan.Cluster.Kind == "k3s" || s.Plan.Cluster.Kind == "kubeadm" {
+			source = "kubernetes"
+		}
+	}
+	switch source {
+	case "swarm":
+		if f.dockerHost != "" {
+			path, ok := strings.CutPrefix(f.dockerHost, "unix://")
+			if !ok {
+				return nil, nil, fmt.Errorf("--docker-host %q: use unix:///path/to/docker.sock", f.dockerHost)
+			}
+			return swarm.New(swarm.UnixDialer(path), swarm.Options{Logger: s.Log}), func() {}, nil
+		}
+		d := &managerDialer{s: s}
+		return swarm.New(d.dial, swarm.Options{Logger: s.Log}), d.close, nil
+	case "kubernetes":
+		cfg, err := kube.Config(f.kubeconfig)
+		if err != nil {
+			return nil, nil, err
+		}
+		client, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return nil, nil, fmt.Errorf("kubernetes client: %w", err)
+		}
+		return kube.New(client, kube.Options{Logger: s.Log}), func() {}, nil
+	}
+	return nil, nil, fmt.Errorf("--source %q: use swarm or kubernetes", source)
+}
+
+// managerDialer reaches the primary manager's Engine API socket through one
+// SSH connection, redialled when it breaks; the manager is looked up in
+// state each time, so a replaced manager is followed.
+type managerDialer struct {
+	s      *session.Session
+	mu     sync.Mutex
+	client *bootstrap.Client
+}
+
+const dockerSocket = "/var/run/docker.sock"
+
+func (d *managerDialer) dial(ctx context.Context) (net.Conn, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.client != nil {
+		conn, err := d.client.DialUnix(ctx, dockerSocket)
+		if err == nil {
+			return conn, nil
+		}
+		d.s.Log.Debug("ssh to manager broke, redialling", "err", err)
+		_ = d.client.Close()
+		d.client = nil
+	}
+	st, err := d.s.Backend.Read(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read state: %w", err)
+	}
+	id := plans.PrimaryManager(st)
+	if id == "" {
+		return nil, errors.New("no joined manager in state: run provision up first")
+	}
+	c, _, err := d.s.Connector()
+	if err != nil {
+		return nil, err
+	}
+	client, err := c.Dial(ctx, *st.Machine(id))
+	if err != nil {
+		return nil, fmt.Errorf("ssh to manager %s: %w", id, err)
+	}
+	conn, err := client.DialUnix(ctx, dockerSocket)
+	if err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("docker socket on manager %s: %w", id, err)
+	}
+	d.client = client
+	return conn, nil
+}
+
+func (d *managerDialer) close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.client != nil {
+		_ = d.client.Close()
+	}
+}
+
+// engineActuator resizes through the engine, as up would.
+type engineActuator struct {
+	e    *apply.Engine
+	plan *plans.Plan
+}
+
+func (a engineActuator) Resize(ctx context.Context, sizes map[string]int, remove []string) error {
+	// Another run (an up, a replica that lost its lease mid-apply) may hold
+	// the state lock for a moment: wait for it rather than skip the change.
+	lctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for {
+		_, err := a.e.Resize(ctx, a.plan, apply.Resize{Sizes: sizes, Remove: remove})
+		if !errors.Is(err, state.ErrLocked) {
+			return err
+		}
+		select {
+		case <-lctx.Done():
+			return err
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// logOnly is --dry-run's actuator.
+type logOnly struct{ log *slog.Logger }
+
+func (l logOnly) Resize(_ context.Context, sizes map[string]int, remove []string) error {
+	l.log.Info("dry run: would resize", "sizes", sizes, "remove", remove)
+	return nil
+}
+
+// serveMetrics serves /metrics and /healthz until stop is called; "off"
+// serves nothing.
+func serveMetrics(ctx context.Context, addr string, m *autoscaler.Metrics, log *slog.Logger) (stop func(), err error) {
+	if addr == "off" {
+		return func() {}, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for metrics on %s: %w (use --listen to pick another address, or --listen off)", addr, err)
+	}
+	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	log.Info("serving /metrics and /healthz", "addr", ln.Addr().String())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server stopped", "err", err)
+		}
+	}()
+	return func() {
+		_ = srv.Close()
+		<-done
+	}, nil
+}
