@@ -1,0 +1,120 @@
+package swarm
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strconv"
+
+	"github.com/provisionhq/provision/internal/retry"
+)
+
+// Drain sets every Swarm node named hostname (the machine ID) to availability drain
+// and waits until it is empty: no task Swarm still wants running there, and,
+// on a node that is up, no container still stopping (a machine deleted
+// during its tasks' stop grace period would cut their shutdown short). On a
+// node that is down only the first counts, as nobody is left to report its
+// containers stopped.
+//
+// The update sends the node's spec back whole, Availability aside (Swarm
+// replaces the entire spec), at the version it was read at; when another
+// writer got there first it reads and tries again. A node already drained is
+// not updated; a hostname Swarm does not know is already empty: Drain is
+// idempotent. It checks every PollInterval and waits as long as ctx allows:
+// give ctx a deadline.
+func (s *Source) Drain(ctx context.Context, hostname string) error {
+	var (
+		found     bool
+		remaining = -1 // unknown until the first check
+	)
+	err := retry.Do(ctx, retry.Policy{Initial: s.poll, Max: s.poll}, func(ctx context.Context) (bool, error) {
+		nodes, err := s.listNodes(ctx)
+		if err != nil {
+			return true, err
+		}
+		var mine []node
+		for _, n := range nodes {
+			if n.Description.Hostname == hostname {
+				mine = append(mine, n)
+			}
+		}
+		if len(mine) == 0 {
+			if !found {
+				s.logger.Info("not a swarm node, nothing to drain", "node", hostname)
+			}
+			return true, nil
+		}
+		found = true
+		for i := range mine {
+			n := &mine[i]
+			if n.Spec.Availability == "drain" {
+				continue
+			}
+			if err := s.setDrain(ctx, n); err != nil {
+				// A stale version is a race, not a failure: read again.
+				return !outOfSequence(err), err
+			}
+			s.logger.Info("swarm node set to drain", "node", hostname, "id", n.ID)
+		}
+		left, err := s.tasksLeft(ctx, mine)
+		if err != nil {
+			return true, err
+		}
+		if left != remaining {
+			s.logger.Debug("swarm node draining", "node", hostname, "tasks_left", left)
+		}
+		remaining = left
+		return left == 0, nil
+	})
+	switch {
+	case err == nil:
+		if found {
+			s.logger.Info("swarm node drained", "node", hostname)
+		}
+		return nil
+	case ctx.Err() != nil && remaining > 0:
+		return fmt.Errorf("drain swarm node %s: %d tasks still on it: %w", hostname, remaining, err)
+	default:
+		return fmt.Errorf("drain swarm node %s: %w", hostname, err)
+	}
+}
+
+// setDrain updates n's spec with Availability drain.
+func (s *Source) setDrain(ctx context.Context, n *node) error {
+	body, err := n.Spec.withAvailability("drain")
+	if err != nil {
+		return fmt.Errorf("node %s spec: %w", n.ID, err)
+	}
+	q := url.Values{"version": {strconv.FormatUint(n.Version.Index, 10)}}
+	if err := s.api.post(ctx, "/nodes/"+url.PathEscape(n.ID)+"/update", q, body); err != nil {
+		return fmt.Errorf("set swarm node %s to drain: %w", n.ID, err)
+	}
+	return nil
+}
+
+// tasksLeft counts the tasks that keep the nodes from being empty.
+func (s *Source) tasksLeft(ctx context.Context, nodes []node) (int, error) {
+	up := make(map[string]bool, len(nodes))
+	var f []string
+	for _, n := range nodes {
+		up[n.ID] = n.Status.State == "ready"
+		f = append(f, "node", n.ID)
+	}
+	// All desired states: a task told to shut down is still there until
+	// its container stopped.
+	tasks, err := s.listTasks(ctx, f...)
+	if err != nil {
+		return 0, err
+	}
+	left := 0
+	for i := range tasks {
+		t := &tasks[i]
+		if _, ours := up[t.NodeID]; !ours {
+			continue // the filter did it; a fake or an old engine may not
+		}
+		if t.DesiredState == "running" || (up[t.NodeID] && t.live()) {
+			left++
+		}
+	}
+	return left, nil
+}
