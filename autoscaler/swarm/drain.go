@@ -9,12 +9,12 @@ import (
 	"github.com/provisionhq/provision/internal/retry"
 )
 
-// Drain sets every Swarm node named hostname (the machine ID) to availability drain
-// and waits until it is empty: no task Swarm still wants running there, and,
-// on a node that is up, no container still stopping (a machine deleted
-// during its tasks' stop grace period would cut their shutdown short). On a
-// node that is down only the first counts, as nobody is left to report its
-// containers stopped.
+// Drain sets every Swarm node named hostname (the machine ID) to
+// availability drain and waits until it is empty: no task Swarm still wants
+// running there, and, on a node that is up, no container still stopping (a
+// machine deleted during its tasks' stop grace period would cut their
+// shutdown short). On a node that is down only the first counts, as nobody
+// is left to report its containers stopped.
 //
 // The update sends the node's spec back whole, Availability aside (Swarm
 // replaces the entire spec), at the version it was read at; when another
