@@ -148,16 +148,23 @@ func (l *Loop) Pass(ctx context.Context) (out Outcome, err error) {
 	l.Metrics.decision(out.Decision)
 	l.logDecision(out.Decision, len(v.demand.Pending))
 
+	// Every pass updates how long each node has been unneeded, even one
+	// that may not act: a node that was busy in between starts over.
+	var cands []Candidate
+	if !l.NoScaleDown {
+		l.ScaleDown.Now = l.Now
+		cands = l.ScaleDown.Candidates(v.demand.Nodes, v.demand.Pools)
+	}
 	if len(out.Decision.ScaleUps) > 0 {
 		return l.scaleUp(ctx, v, out)
 	}
-	if l.NoScaleDown || len(v.demand.Pending) > 0 {
+	if len(cands) == 0 || len(v.demand.Pending) > 0 {
 		return out, nil
 	}
 	if since := l.now().Sub(l.lastChange); since < cmpOr(l.Cooldown, DefaultCooldown) {
 		return out, nil
 	}
-	return l.scaleDown(ctx, v, out)
+	return l.scaleDown(ctx, v, cands, out)
 }
 
 // view is one pass's picture: the demand in the planner's terms and the
@@ -321,12 +328,7 @@ func poolErr(err error, pool string, grown int) bool {
 }
 
 // scaleDown drains the nodes that stayed unneeded and removes them.
-func (l *Loop) scaleDown(ctx context.Context, v view, out Outcome) (Outcome, error) {
-	l.ScaleDown.Now = l.Now
-	cands := l.ScaleDown.Candidates(v.demand.Nodes, v.demand.Pools)
-	if len(cands) == 0 {
-		return out, nil
-	}
+func (l *Loop) scaleDown(ctx context.Context, v view, cands []Candidate, out Outcome) (Outcome, error) {
 	if err := l.fence(ctx); err != nil {
 		return out, err
 	}

@@ -329,3 +329,36 @@ func TestLoopLearnsShapeFromNodes(t *testing.T) {
 		t.Errorf("reason does not explain why pool b was skipped: %s", out.Decision.Reason)
 	}
 }
+
+// A node that was busy while the loop could not scale down (pending work,
+// cooldown) must be idle for the whole unneeded time again.
+func TestLoopUnneededTimeRestartsAfterBusy(t *testing.T) {
+	t.Parallel()
+	c := &clock{t: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
+	w := newWorld(twoCloudPlan())
+	w.add("managers", true, res(2000, 4))
+	w.add("a", true, res(2000, 4))
+	node := w.add("a", true, res(2000, 4))
+	w.idle(node)
+	l := newLoop(w, c)
+	ctx := context.Background()
+	l.Pass(ctx) // idle since now
+	// Busy for a while, during a cooldown.
+	c.advance(20 * time.Second)
+	l.lastChange = c.t
+	busy := w.nodes[node]
+	w.nodes[node] = Node{Name: node, Allocatable: busy.Allocatable, Allocated: res(2000, 4), Tasks: []Task{{ID: "x", Requests: res(2000, 4)}}}
+	l.Pass(ctx)
+	// Idle again: 50s later it has been unneeded for 50s, not 70s.
+	c.advance(10 * time.Second)
+	w.idle(node)
+	l.Pass(ctx)
+	c.advance(50 * time.Second)
+	if out, _ := l.Pass(ctx); len(out.Removed) != 0 {
+		t.Fatalf("removed %v after 50s idle (unneeded time 60s): the busy spell did not restart the clock", out.Removed)
+	}
+	c.advance(11 * time.Second)
+	if out, _ := l.Pass(ctx); !slices.Equal(out.Removed, []string{node}) {
+		t.Fatalf("removed %v, want %s once idle for the unneeded time", out.Removed, node)
+	}
+}

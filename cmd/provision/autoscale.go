@@ -214,13 +214,6 @@ func runAutoscale(cmd *cobra.Command, o *options, f *autoscaleFlags) error {
 		return ignoreCanceled(loop.Run(ctx))
 	}
 	el := etcd.NewElector(s.Etcd, time.Duration(a.LeaseTTL))
-	loop.Fence = func(ctx context.Context) error {
-		lead, err := el.IsLeader(ctx)
-		if err == nil && !lead {
-			err = errors.New("this replica is no longer the leader")
-		}
-		return err
-	}
 	return ignoreCanceled(autoscaler.Lead(ctx, el, identity(), loop, metrics, s.Log))
 }
 
