@@ -51,18 +51,20 @@ func NewLineage() string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
-// newEmpty is what Read returns when nothing is stored yet.
-func newEmpty() *State {
+// Empty is what a backend's Read returns when nothing is stored yet.
+func Empty() *State {
 	return &State{Version: Version, Lineage: NewLineage(), Machines: []Machine{}}
 }
 
-// nextState checks s against the stored document (nil if none) and returns
-// the copy to store, with Serial bumped and Version set. The caller's s is
-// only updated once the write succeeded, so a failed write changes nothing.
+// Next checks s against the stored document (nil if none) and returns the
+// copy to store, with Serial bumped and Version set. Every backend's Write
+// runs it, so they all refuse the same writes (ErrInvalid, ErrStale,
+// ErrLineageMismatch). The caller's s is only updated, by Commit, once the
+// write succeeded, so a failed write changes nothing.
 //
 // Refusing a serial that is behind the stored one is what makes "concurrent
 // writers don't lose updates" hold even for a caller that forgot the lock.
-func nextState(stored, s *State) (*State, error) {
+func Next(stored, s *State) (*State, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
@@ -83,7 +85,8 @@ func nextState(stored, s *State) (*State, error) {
 	return next, nil
 }
 
-// commit copies what was stored back into the caller's state.
-func commit(s, next *State) {
+// Commit copies what Next made and a backend stored back into the caller's
+// state s.
+func Commit(s, next *State) {
 	s.Version, s.Serial, s.Lineage = next.Version, next.Serial, next.Lineage
 }

@@ -59,7 +59,7 @@ func (f *File) Read(ctx context.Context) (*State, error) {
 		return nil, err
 	}
 	if s == nil {
-		return newEmpty(), nil
+		return Empty(), nil
 	}
 	return s, nil
 }
@@ -74,7 +74,7 @@ func (f *File) load() (*State, []byte, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("read state: %w", err)
 	}
-	s, err := decode(raw, migrations)
+	s, err := Decode(raw)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read state %s: %w (the previous version is in %s)", p, err, backupName)
 	}
@@ -97,7 +97,7 @@ func (f *File) Write(ctx context.Context, s *State) error {
 	if err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}
-	next, err := nextState(stored, s)
+	next, err := Next(stored, s)
 	if err != nil {
 		return fmt.Errorf("write state %s: %w", f.path(stateName), err)
 	}
@@ -121,7 +121,7 @@ func (f *File) Write(ctx context.Context, s *State) error {
 	if err := f.writeAtomic(stateName, data); err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}
-	commit(s, next)
+	Commit(s, next)
 	return nil
 }
 

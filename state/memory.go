@@ -51,7 +51,7 @@ func (m *Memory) Read(ctx context.Context) (*State, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.stored == nil {
-		return newEmpty(), nil
+		return Empty(), nil
 	}
 	if m.stored.Version != Version {
 		// A seed saved by another provision version: the same checks and
@@ -60,7 +60,7 @@ func (m *Memory) Read(ctx context.Context) (*State, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read state: %w", err)
 		}
-		s, err := decode(raw, migrations)
+		s, err := Decode(raw)
 		if err != nil {
 			return nil, fmt.Errorf("read state: %w", err)
 		}
@@ -75,12 +75,12 @@ func (m *Memory) Write(ctx context.Context, s *State) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	next, err := nextState(m.stored, s)
+	next, err := Next(m.stored, s)
 	if err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}
 	m.previous, m.stored = m.stored, next
-	commit(s, next)
+	Commit(s, next)
 	return nil
 }
 

@@ -20,6 +20,11 @@ type migration struct {
 // Version 1 is the first released format, so there are none yet.
 var migrations = []migration{}
 
+// Decode parses a stored document of any readable version into the
+// current State, migrating in memory. Backends that store the JSON form
+// elsewhere (etcd) read through it, so they check and migrate as File does.
+func Decode(raw []byte) (*State, error) { return decode(raw, migrations) }
+
 // decode parses a stored document of any readable version into the
 // current State, migrating in memory; the next Write stores it upgraded
 // (and the backup keeps the old version).
