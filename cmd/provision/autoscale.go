@@ -189,7 +189,7 @@ func runAutoscale(cmd *cobra.Command, o *options, f *autoscaleFlags) error {
 		Plan: s.Plan, Source: src, State: s.Backend, Actuator: act,
 		Planner: autoscaler.Planner{Expander: exp, MaxNodes: a.MaxNodes,
 			Backoff: &autoscaler.Backoff{Initial: time.Duration(a.BackoffInitial), Max: time.Duration(a.BackoffMax)}},
-		ScaleDown: autoscaler.ScaleDown{Threshold: a.ScaleDown.Utilization, UnneededTime: time.Duration(a.ScaleDown.UnneededTime)},
+		ScaleDown:    autoscaler.ScaleDown{Threshold: a.ScaleDown.Utilization, UnneededTime: time.Duration(a.ScaleDown.UnneededTime)},
 		NoScaleDown:  a.ScaleDown.Disabled,
 		Cooldown:     time.Duration(a.Cooldown),
 		ScanInterval: time.Duration(a.ScanInterval),
