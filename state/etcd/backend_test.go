@@ -13,11 +13,13 @@ import (
 
 	"github.com/provisionhq/provision/state"
 	"github.com/provisionhq/provision/state/etcd"
+	"github.com/provisionhq/provision/state/etcd/etcdtest"
 	"github.com/provisionhq/provision/state/statetest"
 )
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
+	etcdtest.Start(t) // one etcd for all the parallel cases
 	statetest.Run(t, func(t *testing.T) state.Backend { return newEnv(t).backend(t) })
 }
 
@@ -171,6 +173,7 @@ func TestWriteRace(t *testing.T) {
 // error for Read and Write, never an empty state to overwrite it with.
 func TestBadDocumentRefused(t *testing.T) {
 	t.Parallel()
+	etcdtest.Start(t) // one etcd for all the parallel cases
 	tests := []struct {
 		name string
 		doc  string

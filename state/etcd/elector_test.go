@@ -9,6 +9,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/provisionhq/provision/state/etcd"
+	"github.com/provisionhq/provision/state/etcd/etcdtest"
 )
 
 // handover bounds a handover that needs no lease to expire: resign, or a
@@ -76,8 +77,7 @@ func pending(t *testing.T, ch <-chan won, who string) {
 
 func TestElection(t *testing.T) {
 	t.Parallel()
-	etcdUp := newEnv(t) // keeps the shared etcd up while the cases run
-	_ = etcdUp
+	etcdtest.Start(t) // one etcd for all the parallel cases
 	tests := []struct {
 		name string
 		test func(t *testing.T, e *env)
