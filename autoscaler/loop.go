@@ -240,7 +240,11 @@ func (l *Loop) view(snap Snapshot, st *state.State) view {
 		if labels == nil {
 			labels = map[string]string{}
 		}
+		// What a new node will carry: its role, the pool label the engine
+		// sets on join, and the OS every provision host runs.
 		labels["node.role"] = string(pl.Role)
+		labels["provision.pool"] = pl.Name
+		labels["node.platform.os"] = "linux"
 		v.demand.Pools = append(v.demand.Pools, PoolShape{
 			Name: pl.Name, Provider: pl.Provider, Allocatable: shape, Labels: labels,
 			Min: a.Min, Max: a.Max, Current: visible[pl.Name], InFlight: inFlight,

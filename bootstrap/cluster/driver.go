@@ -20,6 +20,9 @@ type Node struct {
 	Address string // the address other nodes reach it on
 	Role    string // "manager" or "worker"
 	Run     Runner // nil when the node is unreachable (it is being removed)
+	// Labels are set on the cluster node when it joins, so placement
+	// constraints (node.labels.tier==gpu) can target a pool.
+	Labels map[string]string
 }
 
 // Credential is a join secret. It is never printed or logged.

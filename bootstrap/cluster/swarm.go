@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -56,7 +58,7 @@ func (s *Swarm) Init(ctx context.Context, n Node) error {
 	switch {
 	case state == "active" && control:
 		s.logger.Info("swarm already initialized", "machine", n.Name)
-		return nil
+		return s.label(ctx, n, n)
 	case state == "active":
 		return fmt.Errorf("swarm init on %s: %w: it is a worker of another swarm", n.Name, ErrSwarmState)
 	case state != "inactive":
@@ -66,7 +68,7 @@ func (s *Swarm) Init(ctx context.Context, n Node) error {
 		return fmt.Errorf("swarm init on %s: %w", n.Name, err)
 	}
 	s.logger.Info("swarm initialized", "machine", n.Name, "advertise", n.Address)
-	return nil
+	return s.label(ctx, n, n)
 }
 
 // Credential returns the join token for role ("manager" or "worker").
@@ -107,7 +109,7 @@ func (s *Swarm) Join(ctx context.Context, n Node, mgr Node, cred Credential) err
 	switch state {
 	case "active":
 		s.logger.Info("already a swarm member", "machine", n.Name)
-		return nil
+		return s.label(ctx, mgr, n)
 	case "inactive":
 	default:
 		return fmt.Errorf("swarm join of %s: %w: %q", n.Name, ErrSwarmState, state)
@@ -131,6 +133,28 @@ func (s *Swarm) Join(ctx context.Context, n Node, mgr Node, cred Credential) err
 		return fmt.Errorf("swarm join of %s via %s: engine API status %d: %s", n.Name, mgr.Name, status, msg)
 	}
 	s.logger.Info("joined swarm", "machine", n.Name, "manager", mgr.Name)
+	return s.label(ctx, mgr, n)
+}
+
+// label sets n's labels on its swarm node, from mgr. A node that just
+// joined may not be listed by the manager for a moment: retry to the
+// deadline.
+func (s *Swarm) label(ctx context.Context, mgr, n Node) error {
+	if len(n.Labels) == 0 {
+		return nil
+	}
+	cmd := "docker node update"
+	for _, k := range slices.Sorted(maps.Keys(n.Labels)) {
+		cmd += " --label-add " + shellQuote(k+"="+n.Labels[k])
+	}
+	cmd += " " + shellQuote(n.Name)
+	err := retry.Do(ctx, retry.Policy{Initial: 500 * time.Millisecond, Max: 2 * time.Second}, func(ctx context.Context) (bool, error) {
+		err := mgr.Run.Run(ctx, cmd, nil, &bytes.Buffer{})
+		return err == nil || ctx.Err() != nil, err
+	})
+	if err != nil {
+		return fmt.Errorf("label swarm node %s: %w", n.Name, err)
+	}
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"sync"
@@ -382,7 +383,7 @@ func (r *run) pipeline(ctx context.Context, id string, mgr *managerGate, sem cha
 	// manager itself may need.
 	release()
 
-	node := cluster.Node{Name: id, Address: nodeAddress(m), Role: m.Role, Run: conn}
+	node := cluster.Node{Name: id, Address: nodeAddress(m), Role: m.Role, Run: conn, Labels: r.nodeLabels(m)}
 	if id == mgr.primary {
 		err := stage(StageJoin, t.Join, func(ctx context.Context) error {
 			return r.e.Driver.Init(ctx, node)
@@ -415,6 +416,19 @@ func (r *run) pipeline(ctx context.Context, id string, mgr *managerGate, sem cha
 		return err
 	}
 	return r.update(ctx, id, func(m *state.Machine) { m.Phase = state.PhaseJoined })
+}
+
+// PoolLabel is the cluster node label naming a machine's pool.
+const PoolLabel = "provision.pool"
+
+// nodeLabels are the labels m's cluster node gets: its pool's, and its
+// pool's name.
+func (r *run) nodeLabels(m state.Machine) map[string]string {
+	labels := map[string]string{PoolLabel: m.Pool}
+	if pool := r.plan.Pool(m.Pool); pool != nil {
+		maps.Copy(labels, pool.Labels)
+	}
+	return labels
 }
 
 var phaseOrder = map[state.Phase]int{state.PhaseIntent: 0, state.PhaseCreated: 1, state.PhaseReady: 2, state.PhaseJoined: 3, state.PhaseRemoving: 4}
