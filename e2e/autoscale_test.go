@@ -215,8 +215,10 @@ func TestAutoscaleSwarm(t *testing.T) {
 		return ok && len(c.status().Machines) == 2
 	})
 	t.Logf("workers back to min %v after the service was removed (unneeded time 10s)", gone.Sub(removed).Round(time.Second))
-	if l, ok := log.first("autoscaler scaling down", removed); ok {
-		t.Logf("decision: %s", l.text)
+	down, _ := log.first("autoscaler scaling down", removed)
+	t.Logf("decision: %s", down.text)
+	if early := down.at.Sub(removed); early < 10*time.Second {
+		t.Errorf("a worker was chosen for removal %v after the service went, before the 10s unneeded time", early)
 	}
 	c.converged(2)
 
