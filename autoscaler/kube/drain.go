@@ -47,7 +47,9 @@ const (
 // it: a cordoned node drops out of Snapshot.Nodes, so the loop would never
 // look at it again and its capacity would be stranded. It evicts pods that
 // have no controller as well: whether a node is worth draining is the loop's
-// call, made from the node's Tasks.
+// call, made from the node's Tasks. On a node whose kubelet is gone, evicted
+// pods stay Terminating until the node object is deleted, so Drain then runs
+// until ctx ends: the caller's deadline bounds it.
 func (s *Source) Drain(ctx context.Context, node string) (err error) {
 	defer func() {
 		if err != nil {

@@ -54,7 +54,7 @@ func newCluster(t *testing.T, replicas map[string]int32, objects ...runtime.Obje
 	t.Helper()
 	c := &cluster{client: fake.NewClientset(objects...), replicas: replicas}
 	c.client.PrependReactor("create", "pods", c.evict)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	wg.Go(func() { c.kubelet(ctx) })
 	t.Cleanup(func() {
