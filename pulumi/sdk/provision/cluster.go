@@ -1,0 +1,135 @@
+// Package provision is the Go SDK of provision's Pulumi provider: Pulumi
+// programs import it to declare clusters.
+//
+//	cluster, err := provision.NewCluster(ctx, "edge", &provision.ClusterArgs{
+//		Pools: provision.PoolArray{
+//			provision.PoolArgs{Name: pulumi.String("managers"), Provider: pulumi.String("docker"),
+//				Role: pulumi.String("manager"), Count: pulumi.Int(1)},
+//			provision.PoolArgs{Name: pulumi.String("workers"), Provider: pulumi.String("docker"), Count: pulumi.Int(2)},
+//		},
+//	})
+//	ctx.Export("managerAddress", cluster.ManagerAddress)
+//
+// It is written by hand in the shape `pulumi package gen-sdk` gives Go SDKs
+// (Args structs of Inputs, Output types with accessors), against the schema
+// in cmd/pulumi-resource-provision/schema.json. The resource's lifecycle
+// runs in the provider plugin, pulumi-resource-provision.
+package provision
+
+import (
+	"errors"
+	"reflect"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// ClusterType is the resource's token.
+const ClusterType = "provision:index:Cluster"
+
+// secretOutputs are the outputs that are always secret.
+var secretOutputs = []string{"privateKey", "workerJoinToken", "managerJoinToken"}
+
+// Cluster is a cluster of container hosts: machines from one or more
+// providers, bootstrapped over SSH and joined into a Docker Swarm.
+type Cluster struct {
+	pulumi.CustomResourceState
+
+	// Name is the cluster's name (default: the resource's name).
+	Name pulumi.StringOutput `pulumi:"name"`
+	// Kind is the cluster kind: swarm.
+	Kind pulumi.StringOutput `pulumi:"kind"`
+	// SSH is how provision logs in, defaults filled in.
+	SSH SSHPtrOutput `pulumi:"ssh"`
+	// Pools are the cluster's pools, defaults filled in.
+	Pools PoolArrayOutput `pulumi:"pools"`
+	// Nodes are the cluster's machines.
+	Nodes NodeArrayOutput `pulumi:"nodes"`
+	// ManagerAddress is the primary manager's address.
+	ManagerAddress pulumi.StringOutput `pulumi:"managerAddress"`
+	// PublicKey is the login key's public half (authorized_keys form).
+	PublicKey pulumi.StringOutput `pulumi:"publicKey"`
+	// PrivateKey is the login key (secret): ssh.privateKey, or the key the
+	// provider generated.
+	PrivateKey pulumi.StringOutput `pulumi:"privateKey"`
+	// WorkerJoinToken and ManagerJoinToken are the swarm's join tokens
+	// (secret).
+	WorkerJoinToken  pulumi.StringOutput `pulumi:"workerJoinToken"`
+	ManagerJoinToken pulumi.StringOutput `pulumi:"managerJoinToken"`
+	// State is provision's state document (JSON, no secrets).
+	State pulumi.StringOutput `pulumi:"state"`
+}
+
+// ClusterArgs are a Cluster's inputs: the model of plan.yaml.
+type ClusterArgs struct {
+	// Name of the cluster: lowercase letters, digits and "-". Default: the
+	// resource's name.
+	Name pulumi.StringPtrInput
+	// Kind of cluster: swarm (the default).
+	Kind pulumi.StringPtrInput
+	// SSH says how provision logs in; optional.
+	SSH SSHPtrInput
+	// Pools of identical machines; required.
+	Pools PoolArrayInput
+}
+
+// clusterArgs is ClusterArgs resolved: what goes on the wire.
+type clusterArgs struct {
+	Name  *string `pulumi:"name"`
+	Kind  *string `pulumi:"kind"`
+	SSH   *SSH    `pulumi:"ssh"`
+	Pools []Pool  `pulumi:"pools"`
+}
+
+// ElementType implements pulumi.Input.
+func (ClusterArgs) ElementType() reflect.Type { return reflect.TypeOf((*clusterArgs)(nil)).Elem() }
+
+// NewCluster registers a Cluster: `pulumi up` creates or updates it through
+// the provider plugin, `pulumi destroy` deletes its machines.
+func NewCluster(ctx *pulumi.Context, name string, args *ClusterArgs, opts ...pulumi.ResourceOption) (*Cluster, error) {
+	if args == nil || args.Pools == nil {
+		return nil, errors.New("provision.NewCluster: missing required argument Pools")
+	}
+	a := *args
+	a.SSH = secretKey(a.SSH)
+	// The engine encrypts these outputs in the stack's state.
+	opts = append(opts, pulumi.AdditionalSecretOutputs(secretOutputs))
+	var c Cluster
+	if err := ctx.RegisterResource(ClusterType, name, &a, &c, opts...); err != nil {
+		return nil, err
+	}
+	// And the program sees them as secrets whatever the resource monitor
+	// does with the option (mocks ignore it), so an export stays secret.
+	c.PrivateKey = secretString(c.PrivateKey)
+	c.WorkerJoinToken = secretString(c.WorkerJoinToken)
+	c.ManagerJoinToken = secretString(c.ManagerJoinToken)
+	return &c, nil
+}
+
+func secretString(o pulumi.StringOutput) pulumi.StringOutput {
+	return pulumi.ToSecret(o).(pulumi.StringOutput)
+}
+
+// secretKey marks ssh.privateKey secret before it leaves the program, as
+// generated SDKs do for secret inputs. It copies rather than change the
+// caller's args.
+func secretKey(in SSHPtrInput) SSHPtrInput {
+	var s SSHArgs
+	switch v := in.(type) {
+	case SSHArgs:
+		s = v
+	case *SSHArgs:
+		if v == nil {
+			return in
+		}
+		s = *v
+	default:
+		return in // an Output: its secretness is already decided upstream
+	}
+	if s.PrivateKey == nil {
+		return in
+	}
+	if secret, ok := pulumi.ToSecret(s.PrivateKey).(pulumi.StringPtrInput); ok {
+		s.PrivateKey = secret
+	}
+	return &s
+}
