@@ -5,7 +5,7 @@ PLAN      ?= examples/local.yaml
 # Packages whose tests need nothing but Go; the rest need dockerd.
 export PROVISION_REQUIRE_DOCKER ?= 1
 
-.PHONY: all build deps image demo down demo-multicloud down-multicloud test unit e2e vet fmt clean
+.PHONY: all build deps image demo down demo-multicloud down-multicloud test unit e2e vet fmt clean pulumi-tools
 
 all: build
 
@@ -58,6 +58,12 @@ unit:
 
 e2e: deps image
 	$(GO) test -count=1 -timeout 60m -v ./e2e/
+
+## pulumi-tools: build the pulumi CLI and the Go language host from the module
+## proxy into ${PROVISION_CACHE:-~/.cache/provision}/pulumi/<version>/bin;
+## not part of `make test`. PULUMI_TOOLS_FLAGS=--check also runs an offline up/destroy.
+pulumi-tools:
+	./scripts/build-pulumi.sh $(PULUMI_TOOLS_FLAGS)
 
 vet:
 	$(GO) vet ./...
