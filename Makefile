@@ -59,6 +59,13 @@ unit:
 e2e: deps image
 	$(GO) test -count=1 -timeout 60m -v ./e2e/
 
+## pulumi-plugin: build the Pulumi provider plugin; put it on PATH or in
+## ~/.pulumi/bin (README, "Pulumi")
+PULUMI_PLUGIN_VERSION ?= 0.1.0
+.PHONY: pulumi-plugin
+pulumi-plugin:
+	$(GO) build -ldflags "-X main.version=$(PULUMI_PLUGIN_VERSION)" -o bin/pulumi-resource-provision ./cmd/pulumi-resource-provision
+
 ## pulumi-tools: build the pulumi CLI and the Go language host from the module
 ## proxy into ${PROVISION_CACHE:-~/.cache/provision}/pulumi/<version>/bin;
 ## not part of `make test`. PULUMI_TOOLS_FLAGS=--check also runs an offline up/destroy.
