@@ -25,7 +25,7 @@ const Name = "provision"
 type Options struct {
 	// CacheDir holds one directory per cluster for the files providers keep
 	// (the static provider's host assignments). Default:
-	// os.UserCacheDir()/provision/pulumi.
+	// os.UserCacheDir()/provision/pulumi-clusters.
 	CacheDir string
 	// Registry builds the providers a cluster's pools name; default the
 	// built-in set (docker, static, aws, gcp, openstack).
@@ -39,7 +39,7 @@ func New(opts Options) (p.Provider, error) {
 		if err != nil {
 			return p.Provider{}, fmt.Errorf("pulumi provider cache directory: %w", err)
 		}
-		opts.CacheDir = filepath.Join(dir, "provision", "pulumi")
+		opts.CacheDir = filepath.Join(dir, "provision", "pulumi-clusters")
 	}
 	if opts.Registry == nil {
 		opts.Registry = builtin.Registry
