@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,6 +30,7 @@ func (c *Cluster) Check(ctx context.Context, req infer.CheckRequest) (infer.Chec
 	if args.Name == "" {
 		args.Name = req.Name
 	}
+	args = withDefaults(args)
 	if property.New(req.NewInputs).HasComputed() {
 		// A preview before the values other resources produce are known:
 		// they are checked again, known, before Create or Update runs.
@@ -38,7 +40,6 @@ func (c *Cluster) Check(ctx context.Context, req infer.CheckRequest) (infer.Chec
 	if err != nil || len(failures) > 0 {
 		return infer.CheckResponse[ClusterArgs]{Inputs: args, Failures: failures}, err
 	}
-	args = withDefaults(args, pl)
 	failures = append(failures, checkKey(args.SSH.PrivateKey)...)
 	failures = append(failures, c.checkSettings(ctx, pl)...)
 	return infer.CheckResponse[ClusterArgs]{Inputs: args, Failures: failures}, nil
@@ -161,24 +162,25 @@ func jsonText(v any) string {
 	return string(b)
 }
 
-// withDefaults copies the defaults the loader filled in back into the inputs.
-func withDefaults(a ClusterArgs, pl *plans.Plan) ClusterArgs {
-	a.Name = pl.Cluster.Name
-	a.Kind = pl.Cluster.Kind
-	ssh := SSHArgs{}
-	if a.SSH != nil {
-		ssh = *a.SSH
-	}
-	ssh.User, ssh.Port = pl.SSH.User, pl.SSH.Port
-	if b := pl.SSH.Bastion; b != nil && ssh.Bastion != nil {
-		bastion := *ssh.Bastion
-		bastion.Port, bastion.User = b.Port, b.User
-		ssh.Bastion = &bastion
+// withDefaults fills in the defaults the plan loader applies (see
+// plans/validate.go), so that Diff compares like with like even in a
+// preview whose inputs are partly unknown and not loaded as a plan.
+// TestCheckDefaults holds the two to the same values.
+func withDefaults(a ClusterArgs) ClusterArgs {
+	a.Kind = cmp.Or(a.Kind, "swarm")
+	ssh := sshOf(a)
+	ssh.User = cmp.Or(ssh.User, "root")
+	ssh.Port = cmp.Or(ssh.Port, 22)
+	if ssh.Bastion != nil {
+		b := *ssh.Bastion
+		b.Port = cmp.Or(b.Port, 22)
+		b.User = cmp.Or(b.User, ssh.User)
+		ssh.Bastion = &b
 	}
 	a.SSH = &ssh
 	pools := make([]PoolArgs, len(a.Pools))
 	for i, pool := range a.Pools {
-		pool.Role = string(pl.Pools[i].Role)
+		pool.Role = cmp.Or(pool.Role, string(providers.RoleWorker))
 		pools[i] = pool
 	}
 	a.Pools = pools

@@ -226,3 +226,42 @@ func TestDiffArgs(t *testing.T) {
 		})
 	}
 }
+
+// TestDefaultsMatchLoader: the defaults Check fills in are the plan
+// loader's, so what Diff compares is what the engine applies.
+func TestDefaultsMatchLoader(t *testing.T) {
+	args := ClusterArgs{Name: "edge", SSH: &SSHArgs{User: "ops", Bastion: &BastionArgs{Host: "jump", HostKey: testHostKey}},
+		Pools: []PoolArgs{{Name: "managers", Provider: "docker", Role: "manager", Count: 1}, {Name: "workers", Provider: "docker", Count: 2}}}
+	pl, failures, err := loadPlan(args, builtin.Registry())
+	if err != nil || len(failures) > 0 {
+		t.Fatalf("loadPlan: %v %+v", err, failures)
+	}
+	got := withDefaults(args)
+	b := got.SSH.Bastion
+	if got.Kind != pl.Cluster.Kind || got.SSH.User != pl.SSH.User || got.SSH.Port != pl.SSH.Port ||
+		b.Port != pl.SSH.Bastion.Port || b.User != pl.SSH.Bastion.User ||
+		got.Pools[0].Role != string(pl.Pools[0].Role) || got.Pools[1].Role != string(pl.Pools[1].Role) {
+		t.Fatalf("defaults %+v %+v, loader %+v %+v", got, *b, pl, *pl.SSH.Bastion)
+	}
+}
+
+const testHostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+
+// TestCheckUnknownInputs: in a preview where some inputs are still
+// unknown, Check fills in defaults and reports nothing it cannot know yet.
+func TestCheckUnknownInputs(t *testing.T) {
+	s := server(t)
+	in := props(map[string]any{"pools": []any{pool("managers", "docker", "manager", 1)}})
+	workers := props(map[string]any{"name": "workers", "provider": "docker"}).Set("count", property.New(property.Computed))
+	in = in.Set("pools", property.New([]property.Value{in.Get("pools").AsArray().Get(0), property.New(workers)}))
+	resp, err := s.Check(p.CheckRequest{Urn: clusterURN("later"), Inputs: in})
+	if err != nil || len(resp.Failures) > 0 {
+		t.Fatalf("Check: %v %+v", err, resp.Failures)
+	}
+	if u := resp.Inputs.Get("ssh").AsMap().Get("user"); u.AsString() != "root" {
+		t.Errorf("ssh.user = %v, want the default root", u)
+	}
+	if c := resp.Inputs.Get("pools").AsArray().Get(1).AsMap().Get("count"); !c.IsComputed() {
+		t.Errorf("pools[1].count = %v, want it still unknown", c)
+	}
+}
