@@ -48,10 +48,10 @@ func benchDemand(services bool) Demand {
 
 // BenchmarkDecision: one decision over 5,000 nodes and 50,000 pending tasks.
 // Measured on the 2-core dev machine (go1.26, -benchtime 3x), as a ratio to
-// BenchmarkSortBaseline (sorting the 50,000 tasks once, ~30 ms there):
+// BenchmarkSortBaseline (sorting the 50,000 tasks once, 19–29 ms there):
 //
-//	services (500 groups of 100):  ~40 ms/decision, ~1.3x the baseline
-//	distinct (50,000 task sizes):  ~300 ms/decision, ~9x the baseline
+//	services (500 groups of 100):  ~25 ms/decision, 0.9–1.3x the baseline
+//	distinct (50,000 task sizes):  ~215 ms/decision, 7–11x the baseline
 //
 // Both place ~44,000 tasks on ~12,700 new machines over five pools. The
 // issue's bar is 1 s per decision.
