@@ -106,6 +106,36 @@ func (w *logWatch) String() string {
 	return b.String()
 }
 
+// autoscale starts `provision autoscale` on the cluster's plan; stop
+// interrupts it (as Ctrl-C would) and checks it exits cleanly.
+func (c *cluster) autoscale(ctx context.Context, args ...string) (*logWatch, func()) {
+	c.t.Helper()
+	cmd := exec.CommandContext(ctx, bin, append([]string{"autoscale", c.plan}, args...)...)
+	cmd.Dir = c.dir
+	cmd.Env = append(os.Environ(), c.env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cmd.Stdout = io.Discard
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	log := watchLog(stderr)
+	stopped := false
+	return log, func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		_ = cmd.Process.Signal(syscall.SIGINT)
+		<-log.done
+		if err := cmd.Wait(); err != nil {
+			c.t.Errorf("autoscaler exited with %v after SIGINT\n%s", err, log)
+		}
+	}
+}
+
 func freePort(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -153,29 +183,7 @@ func TestAutoscaleSwarm(t *testing.T) {
 	addr := freePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "autoscale", c.plan, "--listen", addr)
-	cmd.Dir = c.dir
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout = io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	log := watchLog(stderr)
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		_ = cmd.Process.Signal(syscall.SIGINT)
-		<-log.done
-		if err := cmd.Wait(); err != nil {
-			t.Errorf("autoscaler exited with %v after SIGINT\n%s", err, log)
-		}
-	}
+	log, stop := c.autoscale(ctx, "--listen", addr)
 	defer stop()
 	waitFor(t, 30*time.Second, "autoscaler healthy", log, func() bool {
 		code, _ := httpGet("http://" + addr + "/healthz")

@@ -3,12 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -65,23 +62,8 @@ pools:
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "autoscale", c.plan, "--listen", "off")
-	cmd.Dir = c.dir
-	cmd.Env = append(os.Environ(), c.env...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout = io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	log := watchLog(stderr)
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGINT)
-		<-log.done
-		_ = cmd.Wait()
-	}()
+	log, stop := c.autoscale(ctx, "--listen", "off")
+	defer stop()
 
 	// One 1.5-CPU replica fits the manager; the second goes pending.
 	created := time.Now()

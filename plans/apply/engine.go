@@ -105,19 +105,7 @@ func (e *MachineError) Unwrap() error { return e.Err }
 
 // Apply converges the cluster to the plan.
 func (e *Engine) Apply(ctx context.Context, p *plans.Plan) (*Report, error) {
-	start := time.Now()
-	r, unlock, err := e.begin(ctx, p)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	if err := r.reconcile(ctx); err != nil {
-		return nil, err
-	}
-	changes := plans.Diff(p, r.st)
-	err = r.execute(ctx, changes)
-	r.report.Duration = time.Since(start)
-	return &r.report, err
+	return e.converge(ctx, p, Resize{})
 }
 
 // Resize is what the autoscaler asks of a run.
@@ -145,6 +133,12 @@ func (e *Engine) Resize(ctx context.Context, p *plans.Plan, rs Resize) (*Report,
 			return nil, fmt.Errorf("resize pool %q to %d: outside min %d and max %d", name, n, pool.Autoscale.Min, pool.Autoscale.Max)
 		}
 	}
+	return e.converge(ctx, p, rs)
+}
+
+// converge is one run: lock, reconcile with the providers, record rs's
+// sizes, then execute the diff.
+func (e *Engine) converge(ctx context.Context, p *plans.Plan, rs Resize) (*Report, error) {
 	start := time.Now()
 	r, unlock, err := e.begin(ctx, p)
 	if err != nil {
@@ -154,15 +148,17 @@ func (e *Engine) Resize(ctx context.Context, p *plans.Plan, rs Resize) (*Report,
 	if err := r.reconcile(ctx); err != nil {
 		return nil, err
 	}
-	r.mu.Lock()
-	if r.st.Sizes == nil {
-		r.st.Sizes = map[string]int{}
-	}
-	maps.Copy(r.st.Sizes, rs.Sizes)
-	err = r.saveLocked(ctx)
-	r.mu.Unlock()
-	if err != nil {
-		return nil, err
+	if len(rs.Sizes) > 0 {
+		r.mu.Lock()
+		if r.st.Sizes == nil {
+			r.st.Sizes = map[string]int{}
+		}
+		maps.Copy(r.st.Sizes, rs.Sizes)
+		err = r.saveLocked(ctx)
+		r.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
 	}
 	remove := make(map[string]bool, len(rs.Remove))
 	for _, id := range rs.Remove {
