@@ -22,6 +22,9 @@ const (
 	DefaultScanInterval = 10 * time.Second
 	DefaultCooldown     = 2 * time.Minute
 	DefaultDrainTimeout = 5 * time.Minute
+	// resumeInterval spaces out attempts to finish machines a run left
+	// unfinished, so a bootstrap that keeps failing is not hammered.
+	resumeInterval = 30 * time.Second
 )
 
 // StateReader reads the cluster's machines: a state.Backend.
@@ -58,6 +61,7 @@ type Loop struct {
 	Now     func() time.Time // nil: time.Now
 
 	lastChange time.Time
+	nextResume time.Time
 	shapes     map[string]Resources // machine shapes learned from nodes, per pool
 	lastReason string
 }
@@ -69,6 +73,9 @@ type Outcome struct {
 	Grew, Shrank map[string]int
 	// Removed are the nodes drained and removed.
 	Removed []string
+	// Resumed is set when the pass finished machines an earlier run left
+	// unfinished.
+	Resumed bool
 	// Again asks for another pass at once (a pool failed over).
 	Again bool
 }
@@ -158,6 +165,9 @@ func (l *Loop) Pass(ctx context.Context) (out Outcome, err error) {
 	if len(out.Decision.ScaleUps) > 0 {
 		return l.scaleUp(ctx, v, out)
 	}
+	if v.unfinished > 0 && !l.now().Before(l.nextResume) {
+		return l.resume(ctx, v, out)
+	}
 	if len(cands) == 0 || len(v.demand.Pending) > 0 {
 		return out, nil
 	}
@@ -175,6 +185,8 @@ type view struct {
 	// removed); nonIntent counts those past the intent phase.
 	machines  map[string][]state.Machine
 	nonIntent map[string]int
+	// unfinished counts autoscaled pools' machines not yet joined.
+	unfinished int
 	unknown   []string // autoscaled pools whose machine shape is unknown
 }
 
@@ -225,6 +237,11 @@ func (l *Loop) view(snap Snapshot, st *state.State) view {
 		if shape.MilliCPU == 0 || shape.MemoryBytes == 0 {
 			v.unknown = append(v.unknown, pl.Name)
 			continue
+		}
+		for _, m := range v.machines[pl.Name] {
+			if m.Phase != state.PhaseJoined {
+				v.unfinished++
+			}
 		}
 		// A machine in state that the orchestrator does not show yet is
 		// being created, bootstrapped or joined: capacity on its way. A
@@ -284,14 +301,7 @@ func (l *Loop) scaleUp(ctx context.Context, v view, out Outcome) (Outcome, error
 		}
 		sizes[su.Pool] += su.Nodes
 	}
-	// Failed intents of backed-off pools are given up in the same run.
-	for _, pl := range v.demand.Pools {
-		if _, off := l.Planner.backedOff(pl.Name); off && v.nonIntent[pl.Name] < len(v.machines[pl.Name]) {
-			if _, growing := sizes[pl.Name]; !growing {
-				sizes[pl.Name] = max(v.nonIntent[pl.Name], pl.Min)
-			}
-		}
-	}
+	l.giveUpFailed(v, sizes)
 	out.Grew = sizes
 	if err := l.fence(ctx); err != nil {
 		return out, err
@@ -319,6 +329,43 @@ func (l *Loop) scaleUp(ctx context.Context, v view, out Outcome) (Outcome, error
 		return out, nil
 	}
 	return out, fmt.Errorf("scale up %v: %w", sizes, err)
+}
+
+// giveUpFailed shrinks backed-off pools to the machines they really have:
+// their failed intents would only hit the same quota again.
+func (l *Loop) giveUpFailed(v view, sizes map[string]int) {
+	for _, pl := range v.demand.Pools {
+		if _, off := l.Planner.backedOff(pl.Name); off && v.nonIntent[pl.Name] < len(v.machines[pl.Name]) {
+			if _, growing := sizes[pl.Name]; !growing {
+				sizes[pl.Name] = max(v.nonIntent[pl.Name], pl.Min)
+			}
+		}
+	}
+}
+
+// resume finishes machines an earlier run left unfinished (a bootstrap that
+// failed, a leader killed mid-apply). They count as capacity on its way, so
+// no decision would ever replace them, and nothing else finishes them.
+func (l *Loop) resume(ctx context.Context, v view, out Outcome) (Outcome, error) {
+	l.nextResume = l.now().Add(resumeInterval)
+	sizes := map[string]int{}
+	l.giveUpFailed(v, sizes)
+	if err := l.fence(ctx); err != nil {
+		return out, err
+	}
+	l.log().Info("autoscaler resuming unfinished machines", "machines", v.unfinished, "sizes", sizes)
+	out.Resumed = true
+	err := l.Actuator.Resize(ctx, sizes, nil)
+	l.Metrics.decided("resume", err)
+	if err == nil {
+		return out, nil
+	}
+	var pe *providers.Error
+	if errors.As(err, &pe) && pe.Pool != "" && l.Planner.failed(pe.Pool, err) {
+		out.Again = true
+		return out, nil
+	}
+	return out, fmt.Errorf("resume unfinished machines: %w", err)
 }
 
 // poolErr reports whether err is pool's failure: the provider error names

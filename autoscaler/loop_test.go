@@ -37,14 +37,16 @@ func newWorld(p *plans.Plan) *world {
 	return &world{plan: p, nodes: map[string]Node{}, fail: map[string]error{}}
 }
 
-// add puts a machine of pool in state; a joined one is a node whose
+// add puts a machine of pool in state; a visible one is a node whose
 // capacity running work fills up (see idle).
-func (w *world) add(pool string, joined bool, alloc Resources) string {
+func (w *world) add(pool string, visible bool, alloc Resources) string {
+	return w.addPhase(pool, state.PhaseJoined, visible, alloc)
+}
+
+func (w *world) addPhase(pool string, phase state.Phase, visible bool, alloc Resources) string {
 	w.n++
 	id := fmt.Sprintf("%s-%d", pool, w.n)
-	phase := state.PhaseIntent
-	if joined {
-		phase = state.PhaseJoined
+	if visible {
 		w.nodes[id] = Node{Name: id, Allocatable: alloc, Allocated: alloc, Manager: pool == "managers",
 			Tasks: []Task{{ID: "filler-" + id, Requests: alloc}}}
 	}
@@ -59,15 +61,13 @@ func (w *world) idle(id string) {
 	w.nodes[id] = n
 }
 
-// boot joins every machine in flight with the given shape; the pending
-// work they were made for fills them.
+// boot makes every joined machine the orchestrator does not show yet a
+// node of the given shape; the pending work they were made for fills them.
 func (w *world) boot(alloc Resources) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for i := range w.machines {
-		m := &w.machines[i]
-		if m.Phase != state.PhaseJoined {
-			m.Phase = state.PhaseJoined
+	for _, m := range w.machines {
+		if _, ok := w.nodes[m.ID]; !ok && m.Phase == state.PhaseJoined {
 			w.nodes[m.ID] = Node{Name: m.ID, Allocatable: alloc, Allocated: alloc, Tasks: []Task{{ID: "filler-" + m.ID, Requests: alloc}}}
 		}
 	}
@@ -113,10 +113,12 @@ func (w *world) Resize(_ context.Context, sizes map[string]int, remove []string)
 		if err := w.fail[pool]; err != nil && n > len(have) {
 			// The engine records intents, then the cloud refuses.
 			for range n - len(have) {
-				w.add(pool, false, Resources{})
+				w.addPhase(pool, state.PhaseIntent, false, Resources{})
 			}
 			return err
 		}
+		// A run that succeeds leaves its machines joined; the orchestrator
+		// shows them a moment later (boot).
 		for range n - len(have) {
 			w.add(pool, false, Resources{})
 		}
@@ -360,5 +362,34 @@ func TestLoopUnneededTimeRestartsAfterBusy(t *testing.T) {
 	c.advance(11 * time.Second)
 	if out, _ := l.Pass(ctx); !slices.Equal(out.Removed, []string{node}) {
 		t.Fatalf("removed %v, want %s once idle for the unneeded time", out.Removed, node)
+	}
+}
+
+// Machines a failed run left unfinished are resumed, spaced out, and count
+// as capacity meanwhile.
+func TestLoopResumesUnfinished(t *testing.T) {
+	t.Parallel()
+	c := &clock{t: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
+	w := newWorld(twoCloudPlan())
+	w.add("managers", true, res(2000, 4))
+	w.add("a", true, res(2000, 4))
+	w.addPhase("a", state.PhaseCreated, false, Resources{}) // its bootstrap failed
+	w.pending = tasks("web", 2, res(1000, 1), nil)          // fits the unfinished machine
+	l := newLoop(w, c)
+	ctx := context.Background()
+	out, err := l.Pass(ctx)
+	if err != nil || !out.Resumed || len(out.Grew) != 0 {
+		t.Fatalf("pass: resumed=%v grew=%v err=%v; want the unfinished machine resumed and nothing new", out.Resumed, out.Grew, err)
+	}
+	if len(w.resizes) != 1 || len(w.resizes[0]) != 0 {
+		t.Fatalf("resizes %v, want one converge with no size change", w.resizes)
+	}
+	c.advance(10 * time.Second)
+	if out, _ := l.Pass(ctx); out.Resumed {
+		t.Error("resumed again 10s later: a failing bootstrap would be hammered")
+	}
+	c.advance(resumeInterval)
+	if out, _ := l.Pass(ctx); !out.Resumed {
+		t.Error("not resumed again after the resume interval")
 	}
 }
