@@ -187,7 +187,7 @@ type view struct {
 	nonIntent map[string]int
 	// unfinished counts autoscaled pools' machines not yet joined.
 	unfinished int
-	unknown   []string // autoscaled pools whose machine shape is unknown
+	unknown    []string // autoscaled pools whose machine shape is unknown
 }
 
 func (l *Loop) view(snap Snapshot, st *state.State) view {
