@@ -5,7 +5,7 @@ PLAN      ?= examples/local.yaml
 # Packages whose tests need nothing but Go; the rest need dockerd.
 export PROVISION_REQUIRE_DOCKER ?= 1
 
-.PHONY: all build deps image demo down demo-multicloud down-multicloud test unit e2e vet fmt clean pulumi-tools
+.PHONY: all build deps image demo down demo-multicloud down-multicloud test unit e2e vet fmt clean pulumi-tools e2e-pulumi
 
 all: build
 
@@ -49,15 +49,20 @@ down-multicloud: build
 	-kill $$(cat $(SIM_PID)) && rm -f $(SIM_PID) $(SIM_ENV)
 
 ## test: every test, unit and end-to-end (installs and starts docker when missing)
-## The node image is built once up front so parallel test packages share it.
-test: deps vet image
-	$(GO) test -count=1 -timeout 60m ./...
+## The node image is built once up front so parallel test packages share it;
+## so are the pulumi tools, for e2e's TestPulumiExample.
+test: deps vet image pulumi-tools
+	$(PULUMI_BIN_SH); PROVISION_PULUMI_BIN=$$bin $(GO) test -count=1 -timeout 60m ./...
 
 unit:
 	PROVISION_REQUIRE_DOCKER= $(GO) test -count=1 -short ./...
 
 e2e: deps image
 	$(GO) test -count=1 -timeout 60m -v ./e2e/
+
+## e2e-pulumi: examples/pulumi with the real pulumi CLI, offline (README, "Pulumi")
+e2e-pulumi: deps image pulumi-tools
+	$(PULUMI_BIN_SH); PROVISION_PULUMI_BIN=$$bin $(GO) test -count=1 -timeout 60m -v -run TestPulumiExample ./e2e/
 
 ## pulumi-plugin: build the Pulumi provider plugin; put it on PATH or in
 ## ~/.pulumi/bin (README, "Pulumi")
@@ -67,10 +72,17 @@ pulumi-plugin:
 	$(GO) build -ldflags "-X main.version=$(PULUMI_PLUGIN_VERSION)" -o bin/pulumi-resource-provision ./cmd/pulumi-resource-provision
 
 ## pulumi-tools: build the pulumi CLI and the Go language host from the module
-## proxy into ${PROVISION_CACHE:-~/.cache/provision}/pulumi/<version>/bin;
-## not part of `make test`. PULUMI_TOOLS_FLAGS=--check also runs an offline up/destroy.
+## proxy into ${PROVISION_CACHE:-~/.cache/provision}/pulumi/<version>/bin
+## (5-16 min cold, a second when built). PULUMI_TOOLS_FLAGS=--check also runs
+## an offline up/destroy.
 pulumi-tools:
 	./scripts/build-pulumi.sh $(PULUMI_TOOLS_FLAGS)
+
+# PULUMI_BIN_SH sets the shell variable bin to the pulumi tools' directory,
+# the last stdout line of scripts/build-pulumi.sh (a quick check once
+# pulumi-tools has built them), and fails the recipe when there is none.
+PULUMI_BIN_SH = bin=$$(./scripts/build-pulumi.sh 2>/dev/null | tail -n 1); \
+	[ -x "$$bin/pulumi" ] || { echo "make: no pulumi tools from scripts/build-pulumi.sh (run make pulumi-tools)" >&2; exit 1; }
 
 vet:
 	$(GO) vet ./...
