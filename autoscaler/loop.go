@@ -272,12 +272,14 @@ func (l *Loop) view(snap Snapshot, st *state.State) view {
 }
 
 func (l *Loop) logDecision(d Decision, pending int) {
-	// An idle cluster would log the same line every scan.
-	if pending == 0 && d.Reason == l.lastReason {
-		return
+	// The same decision again (an idle cluster, tasks waiting for machines
+	// that boot) would repeat the line every pass: only a change is news.
+	level := slog.LevelInfo
+	if d.Reason == l.lastReason {
+		level = slog.LevelDebug
 	}
 	l.lastReason = d.Reason
-	l.log().Info("autoscaler decision", "pending", pending, "scale_ups", len(d.ScaleUps), "reason", d.Reason)
+	l.log().Log(context.Background(), level, "autoscaler decision", "pending", pending, "scale_ups", len(d.ScaleUps), "reason", d.Reason)
 }
 
 func (l *Loop) fence(ctx context.Context) error {

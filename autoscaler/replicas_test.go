@@ -85,8 +85,8 @@ func (d etcdDemand) Watch(ctx context.Context, changed func()) error {
 
 func (etcdDemand) Drain(context.Context, string) error { return nil }
 
-// stateActuator adds machines to the shared state, as the engine would
-// before creating them, and reports each change on stdout.
+// stateActuator adds machines to the shared state as a successful engine
+// run leaves them (joined), and reports each change on stdout.
 type stateActuator struct {
 	id string
 	b  state.Backend
@@ -110,7 +110,7 @@ func (a stateActuator) Resize(ctx context.Context, sizes map[string]int, _ []str
 			}
 		}
 		for i := have; i < n; i++ {
-			st.Machines = append(st.Machines, state.Machine{ID: fmt.Sprintf("%s-%s-%d", pool, a.id, i), Pool: pool, Provider: "fake", Role: "worker", Phase: state.PhaseIntent})
+			st.Machines = append(st.Machines, state.Machine{ID: fmt.Sprintf("%s-%s-%d", pool, a.id, i), Pool: pool, Provider: "fake", Role: "worker", Phase: state.PhaseJoined})
 		}
 	}
 	if err := a.b.Write(ctx, st); err != nil {
