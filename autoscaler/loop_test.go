@@ -160,6 +160,13 @@ func twoCloudPlan() *plans.Plan {
 
 type clock struct{ t time.Time }
 
+// start is a cluster of one busy manager at a fixed time.
+func start(p *plans.Plan) (*clock, *world) {
+	w := newWorld(p)
+	w.add("managers", true, res(2000, 4))
+	return &clock{t: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}, w
+}
+
 func (c *clock) now() time.Time          { return c.t }
 func (c *clock) advance(d time.Duration) { c.t = c.t.Add(d) }
 
@@ -175,9 +182,7 @@ func newLoop(w *world, c *clock) *Loop {
 
 func TestLoopScalesUpOnceForABurst(t *testing.T) {
 	t.Parallel()
-	c := &clock{t: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
-	w := newWorld(twoCloudPlan())
-	w.add("managers", true, res(2000, 4))
+	c, w := start(twoCloudPlan())
 	w.add("a", true, res(2000, 4))
 	w.pending = tasks("web", 4, res(1000, 1), nil) // 2 machines' worth
 	l := newLoop(w, c)
@@ -206,9 +211,7 @@ func TestLoopScalesUpOnceForABurst(t *testing.T) {
 
 func TestLoopFailsOverOnQuota(t *testing.T) {
 	t.Parallel()
-	c := &clock{t: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
-	w := newWorld(twoCloudPlan())
-	w.add("managers", true, res(2000, 4))
+	c, w := start(twoCloudPlan())
 	w.add("a", true, res(2000, 4))
 	w.pending = tasks("web", 4, res(1000, 1), nil)
 	w.fail["a"] = &providers.Error{Kind: providers.ErrQuota, Cloud: "aws", Location: "us-east-1", Pool: "a", Code: "InstanceLimitExceeded", Message: "limit 1"}
@@ -249,9 +252,7 @@ func TestLoopFailsOverOnQuota(t *testing.T) {
 
 func TestLoopScalesDown(t *testing.T) {
 	t.Parallel()
-	c := &clock{t: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
-	w := newWorld(twoCloudPlan())
-	w.add("managers", true, res(2000, 4))
+	c, w := start(twoCloudPlan())
 	busy := w.add("a", true, res(2000, 4))
 	n := w.nodes[busy]
 	n.Allocated, n.Tasks = res(1500, 1), []Task{{ID: "db", Requests: res(1500, 1)}}
@@ -296,9 +297,7 @@ func TestLoopScalesDown(t *testing.T) {
 
 func TestLoopFence(t *testing.T) {
 	t.Parallel()
-	c := &clock{t: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
-	w := newWorld(twoCloudPlan())
-	w.add("managers", true, res(2000, 4))
+	c, w := start(twoCloudPlan())
 	w.pending = tasks("web", 2, res(1000, 1), nil)
 	l := newLoop(w, c)
 	l.Fence = func(context.Context) error { return errors.New("lost the lease") }
@@ -312,12 +311,10 @@ func TestLoopFence(t *testing.T) {
 
 func TestLoopLearnsShapeFromNodes(t *testing.T) {
 	t.Parallel()
-	c := &clock{t: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
 	p := twoCloudPlan()
 	p.Pools[1].Autoscale.MilliCPU, p.Pools[1].Autoscale.MemoryBytes = 0, 0 // a: learn it
 	p.Pools[2].Autoscale.MilliCPU = 0                                      // b: cannot learn, no node
-	w := newWorld(p)
-	w.add("managers", true, res(2000, 4))
+	c, w := start(p)
 	w.add("a", true, res(4000, 8))
 	w.pending = tasks("big", 2, res(3000, 6), nil)
 	out, err := newLoop(w, c).Pass(context.Background())
@@ -336,9 +333,7 @@ func TestLoopLearnsShapeFromNodes(t *testing.T) {
 // cooldown) must be idle for the whole unneeded time again.
 func TestLoopUnneededTimeRestartsAfterBusy(t *testing.T) {
 	t.Parallel()
-	c := &clock{t: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
-	w := newWorld(twoCloudPlan())
-	w.add("managers", true, res(2000, 4))
+	c, w := start(twoCloudPlan())
 	w.add("a", true, res(2000, 4))
 	node := w.add("a", true, res(2000, 4))
 	w.idle(node)
@@ -369,9 +364,7 @@ func TestLoopUnneededTimeRestartsAfterBusy(t *testing.T) {
 // as capacity meanwhile.
 func TestLoopResumesUnfinished(t *testing.T) {
 	t.Parallel()
-	c := &clock{t: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
-	w := newWorld(twoCloudPlan())
-	w.add("managers", true, res(2000, 4))
+	c, w := start(twoCloudPlan())
 	w.add("a", true, res(2000, 4))
 	w.addPhase("a", state.PhaseCreated, false, Resources{}) // its bootstrap failed
 	w.pending = tasks("web", 2, res(1000, 1), nil)          // fits the unfinished machine
