@@ -62,6 +62,25 @@ func (c *Changes) Count(a Action) int {
 	return n
 }
 
+// Only keeps the changes to the named pools; the others' machines are left
+// as they are (their creates dropped, their deletes and resumes turned into
+// no-ops). The autoscaler's runs use it: a plan edited since it started
+// must not make it add managers or delete a pool it does not own.
+func (c *Changes) Only(pools map[string]bool) *Changes {
+	out := &Changes{Lineage: c.Lineage, Serial: c.Serial}
+	for _, it := range c.Items {
+		switch {
+		case pools[it.Pool]:
+		case it.Action == Create:
+			continue
+		case it.Action != NoOp:
+			it.Action, it.Reason = NoOp, "left to provision up: not an autoscaled pool"
+		}
+		out.Items = append(out.Items, it)
+	}
+	return out
+}
+
 // Empty reports whether applying would change nothing.
 func (c *Changes) Empty() bool { return c.Count(NoOp) == len(c.Items) }
 

@@ -105,7 +105,7 @@ func (e *MachineError) Unwrap() error { return e.Err }
 
 // Apply converges the cluster to the plan.
 func (e *Engine) Apply(ctx context.Context, p *plans.Plan) (*Report, error) {
-	return e.converge(ctx, p, Resize{})
+	return e.converge(ctx, p, Resize{}, nil)
 }
 
 // Resize is what the autoscaler asks of a run.
@@ -118,10 +118,17 @@ type Resize struct {
 	Remove []string
 }
 
-// Resize records new sizes for autoscaled pools and converges the cluster to
+// Resize records new sizes for autoscaled pools and converges those pools to
 // them, in the same run as Apply (lock, reconcile, create, bootstrap, drain,
-// delete).
+// delete). Other pools are left as they are, whatever p says of them: they
+// are `provision up`'s.
 func (e *Engine) Resize(ctx context.Context, p *plans.Plan, rs Resize) (*Report, error) {
+	autoscaled := map[string]bool{}
+	for _, pool := range p.Pools {
+		if pool.Autoscale != nil {
+			autoscaled[pool.Name] = true
+		}
+	}
 	for name, n := range rs.Sizes {
 		pool := p.Pool(name)
 		switch {
@@ -133,12 +140,13 @@ func (e *Engine) Resize(ctx context.Context, p *plans.Plan, rs Resize) (*Report,
 			return nil, fmt.Errorf("resize pool %q to %d: outside min %d and max %d", name, n, pool.Autoscale.Min, pool.Autoscale.Max)
 		}
 	}
-	return e.converge(ctx, p, rs)
+	return e.converge(ctx, p, rs, autoscaled)
 }
 
 // converge is one run: lock, reconcile with the providers, record rs's
-// sizes, then execute the diff.
-func (e *Engine) converge(ctx context.Context, p *plans.Plan, rs Resize) (*Report, error) {
+// sizes, then execute the diff, restricted to the pools in only unless it
+// is nil.
+func (e *Engine) converge(ctx context.Context, p *plans.Plan, rs Resize, only map[string]bool) (*Report, error) {
 	start := time.Now()
 	r, unlock, err := e.begin(ctx, p)
 	if err != nil {
@@ -164,7 +172,11 @@ func (e *Engine) converge(ctx context.Context, p *plans.Plan, rs Resize) (*Repor
 	for _, id := range rs.Remove {
 		remove[id] = true
 	}
-	err = r.execute(ctx, plans.DiffRemoving(p, r.st, remove))
+	changes := plans.DiffRemoving(p, r.st, remove)
+	if only != nil {
+		changes = changes.Only(only)
+	}
+	err = r.execute(ctx, changes)
 	r.report.Duration = time.Since(start)
 	return &r.report, err
 }

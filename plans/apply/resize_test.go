@@ -50,6 +50,22 @@ func TestResize(t *testing.T) {
 		t.Errorf("state records workers size %d, want 2", st.Sizes["workers"])
 	}
 
+	// A plan edited since the autoscaler loaded it: more managers, and a
+	// pool it never heard of. Resize touches neither.
+	edited := autoscaledPlan(1, 1, 5)
+	edited.Pool("managers").Count = 2
+	before := len(f.backend.Snapshot().Machines)
+	rep, err = f.engine.Resize(ctx, edited, Resize{Sizes: map[string]int{"workers": 2}})
+	if err != nil || rep.Created+rep.Deleted != 0 || len(f.backend.Snapshot().Machines) != before {
+		t.Fatalf("resize with an edited plan changed pools it does not own: %+v %v", rep, err)
+	}
+	withoutWorkers := autoscaledPlan(1, 1, 5)
+	withoutWorkers.Pools = withoutWorkers.Pools[:1]
+	withoutWorkers.Pools = append(withoutWorkers.Pools, plans.Pool{Name: "spot", Provider: "fake", Role: "worker", Autoscale: &plans.PoolAutoscale{Max: 3}})
+	if rep, err := f.engine.Resize(ctx, withoutWorkers, Resize{Sizes: map[string]int{"spot": 1}}); err != nil || rep.Deleted != 0 || rep.Created != 1 {
+		t.Fatalf("resize must not delete a pool missing from its plan: %+v %v", rep, err)
+	}
+
 	for _, tt := range []struct {
 		name  string
 		sizes map[string]int
