@@ -32,10 +32,10 @@ type StateReader interface {
 	Read(ctx context.Context) (*state.State, error)
 }
 
-// Actuator changes the cluster: the engine, resizing autoscaled pools
-// (apply.Engine.Resize with the plan bound).
+// Actuator changes the cluster: the engine, resizing p's autoscaled pools
+// (apply.Engine.Resize).
 type Actuator interface {
-	Resize(ctx context.Context, sizes map[string]int, remove []string) error
+	Resize(ctx context.Context, p *plans.Plan, sizes map[string]int, remove []string) error
 }
 
 // Loop watches demand and resizes the plan's autoscaled pools. One Loop acts
@@ -53,6 +53,10 @@ type Loop struct {
 	Cooldown     time.Duration // 0: DefaultCooldown
 	ScanInterval time.Duration // 0: DefaultScanInterval
 	DrainTimeout time.Duration // 0: DefaultDrainTimeout
+	// Reload, when set, is asked at the start of every pass for a newer
+	// plan (the file was edited): nil keeps the current one; an error is
+	// logged and the current plan kept, so a typo never stops the loop.
+	Reload func() (*plans.Plan, error)
 	// Fence, when set, is asked right before every change; an error (this
 	// replica is no longer the leader) cancels the change.
 	Fence   func(ctx context.Context) error
@@ -137,6 +141,7 @@ func (l *Loop) Run(ctx context.Context) error {
 func (l *Loop) Pass(ctx context.Context) (out Outcome, err error) {
 	start := l.now()
 	defer func() { l.Metrics.pass(l.now().Sub(start), err) }()
+	l.reload()
 
 	snap, err := l.Source.Snapshot(ctx)
 	if err != nil {
@@ -271,6 +276,20 @@ func (l *Loop) view(snap Snapshot, st *state.State) view {
 	return v
 }
 
+func (l *Loop) reload() {
+	if l.Reload == nil {
+		return
+	}
+	p, err := l.Reload()
+	switch {
+	case err != nil:
+		l.log().Error("plan changed but does not load; keeping the previous one", "err", err)
+	case p != nil:
+		l.Plan = p
+		l.log().Info("plan reloaded", "pools", len(p.Pools))
+	}
+}
+
 func (l *Loop) logDecision(d Decision, pending int) {
 	// The same decision again (an idle cluster, tasks waiting for machines
 	// that boot) would repeat the line every pass: only a change is news.
@@ -309,7 +328,7 @@ func (l *Loop) scaleUp(ctx context.Context, v view, out Outcome) (Outcome, error
 		return out, err
 	}
 	l.log().Info("autoscaler scaling up", "sizes", sizes, "reason", out.Decision.Reason)
-	err := l.Actuator.Resize(ctx, sizes, nil)
+	err := l.Actuator.Resize(ctx, l.Plan, sizes, nil)
 	l.lastChange = l.now()
 	l.Metrics.decided("scale_up", err)
 	if err == nil {
@@ -357,7 +376,7 @@ func (l *Loop) resume(ctx context.Context, v view, out Outcome) (Outcome, error)
 	}
 	l.log().Info("autoscaler resuming unfinished machines", "machines", v.unfinished, "sizes", sizes)
 	out.Resumed = true
-	err := l.Actuator.Resize(ctx, sizes, nil)
+	err := l.Actuator.Resize(ctx, l.Plan, sizes, nil)
 	l.Metrics.decided("resume", err)
 	if err == nil {
 		return out, nil
@@ -405,7 +424,7 @@ func (l *Loop) scaleDown(ctx context.Context, v view, cands []Candidate, out Out
 	}
 	if len(drained) > 0 {
 		out.Shrank, out.Removed = sizes, drained
-		err := l.Actuator.Resize(ctx, sizes, drained)
+		err := l.Actuator.Resize(ctx, l.Plan, sizes, drained)
 		l.lastChange = l.now()
 		l.Metrics.decided("scale_down", err)
 		if err != nil {

@@ -99,7 +99,7 @@ func (w *world) Read(context.Context) (*state.State, error) {
 	return &state.State{Machines: slices.Clone(w.machines)}, nil
 }
 
-func (w *world) Resize(_ context.Context, sizes map[string]int, remove []string) error {
+func (w *world) Resize(_ context.Context, _ *plans.Plan, sizes map[string]int, remove []string) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.resizes = append(w.resizes, maps.Clone(sizes))
@@ -384,5 +384,33 @@ func TestLoopResumesUnfinished(t *testing.T) {
 	c.advance(resumeInterval)
 	if out, _ := l.Pass(ctx); !out.Resumed {
 		t.Error("not resumed again after the resume interval")
+	}
+}
+
+// A reloaded plan's pool bounds apply from the next pass.
+func TestLoopReloadsPlan(t *testing.T) {
+	t.Parallel()
+	c, w := start(twoCloudPlan())
+	w.add("a", true, res(2000, 4))
+	w.pending = tasks("web", 8, res(1000, 1), nil) // 4 machines' worth
+	l := newLoop(w, c)
+	edited := twoCloudPlan()
+	edited.Pool("a").Autoscale.Max = 2
+	edited.Pool("b").Autoscale.Max = 1
+	l.Reload = func() (*plans.Plan, error) { return edited, nil }
+	out, err := l.Pass(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Grew["a"] != 2 || out.Grew["b"] != 1 {
+		t.Errorf("grew %v, want a to its new max 2 and b to its new max 1", out.Grew)
+	}
+	if l.Plan != edited {
+		t.Error("the loop kept the old plan")
+	}
+	// A plan that fails to load keeps the current one.
+	l.Reload = func() (*plans.Plan, error) { return nil, errors.New("pools[1].autoscale.max: required") }
+	if _, err := l.Pass(context.Background()); err != nil || l.Plan != edited {
+		t.Errorf("a broken plan edit stopped the loop (%v) or replaced the plan", err)
 	}
 }

@@ -92,7 +92,7 @@ type stateActuator struct {
 	b  state.Backend
 }
 
-func (a stateActuator) Resize(ctx context.Context, sizes map[string]int, _ []string) error {
+func (a stateActuator) Resize(ctx context.Context, _ *plans.Plan, sizes map[string]int, _ []string) error {
 	lock, err := state.LockWait(ctx, a.b, state.NewLockInfo("autoscale"))
 	if err != nil {
 		return err

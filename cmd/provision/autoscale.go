@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -182,7 +183,7 @@ func runAutoscale(cmd *cobra.Command, o *options, f *autoscaleFlags) error {
 		if err != nil {
 			return err
 		}
-		act = engineActuator{e: e, plan: s.Plan}
+		act = engineActuator{e: e}
 	}
 	metrics := autoscaler.NewMetrics()
 	loop := &autoscaler.Loop{
@@ -196,6 +197,7 @@ func runAutoscale(cmd *cobra.Command, o *options, f *autoscaleFlags) error {
 		DrainTimeout: time.Duration(a.ScaleDown.DrainTimeout),
 		Metrics:      metrics,
 		Log:          s.Log,
+		Reload:       newPlanReloader(f.plan, s).reload,
 	}
 	if f.once {
 		out, err := loop.Pass(ctx)
@@ -215,6 +217,46 @@ func runAutoscale(cmd *cobra.Command, o *options, f *autoscaleFlags) error {
 	}
 	el := etcd.NewElector(s.Etcd, time.Duration(a.LeaseTTL))
 	return ignoreCanceled(autoscaler.Lead(ctx, el, identity(), loop, metrics, s.Log))
+}
+
+// planReloader rereads the plan file when it changes on disk (an edit, a
+// new ConfigMap version), so pool bounds and new pools apply without a
+// restart. What the running process is built on (cluster, ssh, state)
+// cannot change under it.
+type planReloader struct {
+	path string
+	s    *session.Session
+	mod  time.Time
+	size int64
+}
+
+func newPlanReloader(path string, s *session.Session) *planReloader {
+	r := &planReloader{path: path, s: s}
+	if fi, err := os.Stat(path); err == nil {
+		r.mod, r.size = fi.ModTime(), fi.Size()
+	}
+	return r
+}
+
+func (r *planReloader) reload() (*plans.Plan, error) {
+	fi, err := os.Stat(r.path)
+	if err != nil {
+		return nil, fmt.Errorf("reread plan: %w", err)
+	}
+	if fi.ModTime().Equal(r.mod) && fi.Size() == r.size {
+		return nil, nil
+	}
+	r.mod, r.size = fi.ModTime(), fi.Size()
+	p, err := plans.Load(r.path, plans.Options{Providers: r.s.Registry})
+	if err != nil {
+		return nil, err
+	}
+	old := r.s.Plan
+	if p.Cluster != old.Cluster || !reflect.DeepEqual(p.SSH, old.SSH) || !reflect.DeepEqual(p.State, old.State) {
+		return nil, fmt.Errorf("%s changed its cluster, ssh or state settings: restart the autoscaler to apply them", r.path)
+	}
+	r.s.Plan = p
+	return p, nil
 }
 
 func hasAutoscaledPool(p *plans.Plan) bool {
@@ -330,17 +372,16 @@ func (d *managerDialer) close() {
 
 // engineActuator resizes through the engine, as up would.
 type engineActuator struct {
-	e    *apply.Engine
-	plan *plans.Plan
+	e *apply.Engine
 }
 
-func (a engineActuator) Resize(ctx context.Context, sizes map[string]int, remove []string) error {
+func (a engineActuator) Resize(ctx context.Context, p *plans.Plan, sizes map[string]int, remove []string) error {
 	// Another run (an up, a replica that lost its lease mid-apply) may hold
 	// the state lock for a moment: wait for it rather than skip the change.
 	lctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	for {
-		_, err := a.e.Resize(ctx, a.plan, apply.Resize{Sizes: sizes, Remove: remove})
+		_, err := a.e.Resize(ctx, p, apply.Resize{Sizes: sizes, Remove: remove})
 		if !errors.Is(err, state.ErrLocked) {
 			return err
 		}
@@ -355,7 +396,7 @@ func (a engineActuator) Resize(ctx context.Context, sizes map[string]int, remove
 // logOnly is --dry-run's actuator.
 type logOnly struct{ log *slog.Logger }
 
-func (l logOnly) Resize(_ context.Context, sizes map[string]int, remove []string) error {
+func (l logOnly) Resize(_ context.Context, _ *plans.Plan, sizes map[string]int, remove []string) error {
 	l.log.Info("dry run: would resize", "sizes", sizes, "remove", remove)
 	return nil
 }
