@@ -23,7 +23,6 @@ import (
 	"github.com/provisionhq/provision/internal/session"
 	"github.com/provisionhq/provision/plans"
 	"github.com/provisionhq/provision/plans/apply"
-	"github.com/provisionhq/provision/state"
 	"github.com/provisionhq/provision/state/etcd"
 )
 
@@ -183,6 +182,9 @@ func runAutoscale(cmd *cobra.Command, o *options, f *autoscaleFlags) error {
 		if err != nil {
 			return err
 		}
+		// Another run (an up, a replica that lost its lease mid-apply) may
+		// hold the state lock for a while: wait for it rather than skip.
+		e.LockWait = 2 * time.Minute
 		act = engineActuator{e: e}
 	}
 	metrics := autoscaler.NewMetrics()
@@ -376,21 +378,8 @@ type engineActuator struct {
 }
 
 func (a engineActuator) Resize(ctx context.Context, p *plans.Plan, sizes map[string]int, remove []string) error {
-	// Another run (an up, a replica that lost its lease mid-apply) may hold
-	// the state lock for a moment: wait for it rather than skip the change.
-	lctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	for {
-		_, err := a.e.Resize(ctx, p, apply.Resize{Sizes: sizes, Remove: remove})
-		if !errors.Is(err, state.ErrLocked) {
-			return err
-		}
-		select {
-		case <-lctx.Done():
-			return err
-		case <-time.After(2 * time.Second):
-		}
-	}
+	_, err := a.e.Resize(ctx, p, apply.Resize{Sizes: sizes, Remove: remove})
+	return err
 }
 
 // logOnly is --dry-run's actuator.

@@ -83,6 +83,9 @@ type Engine struct {
 	Parallelism int
 	// Operation names the run in the lock ("up", "down", "autoscale").
 	Operation string
+	// LockWait, when positive, is how long a run waits for a state lock
+	// another run holds; zero fails at once naming the holder (the CLI).
+	LockWait time.Duration
 }
 
 // Report says what a run did.
@@ -209,7 +212,7 @@ func (e *Engine) begin(ctx context.Context, p *plans.Plan) (*run, func(), error)
 	if info.Operation == "" {
 		info.Operation = "apply"
 	}
-	lockID, err := e.Backend.Lock(ctx, info)
+	lockID, err := e.lock(ctx, info)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -235,6 +238,15 @@ func (e *Engine) begin(ctx context.Context, p *plans.Plan) (*run, func(), error)
 		unlock()
 	}
 	return r, done, nil
+}
+
+func (e *Engine) lock(ctx context.Context, info state.LockInfo) (string, error) {
+	if e.LockWait <= 0 {
+		return e.Backend.Lock(ctx, info)
+	}
+	wctx, cancel := context.WithTimeout(ctx, e.LockWait)
+	defer cancel()
+	return state.LockWait(wctx, e.Backend, info)
 }
 
 func (e *Engine) logger() *slog.Logger {

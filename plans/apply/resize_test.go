@@ -2,10 +2,13 @@ package apply
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/provisionhq/provision/plans"
+	"github.com/provisionhq/provision/state"
 )
 
 func autoscaledPlan(workers, lo, hi int) *plans.Plan {
@@ -79,5 +82,27 @@ func TestResize(t *testing.T) {
 		if _, err := f.engine.Resize(ctx, p, Resize{Sizes: tt.sizes}); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: err = %v, want it to say %q", tt.name, err, tt.want)
 		}
+	}
+}
+
+// With LockWait, a run waits for another run's lock instead of failing.
+func TestLockWait(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	held, err := f.backend.Lock(ctx, state.NewLockInfo("up"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.engine.Apply(ctx, testPlan(1, 1)); !errors.Is(err, state.ErrLocked) {
+		t.Fatalf("apply on a held lock without LockWait: %v, want ErrLocked at once", err)
+	}
+	f.engine.LockWait = 10 * time.Second
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		_ = f.backend.Unlock(ctx, held)
+	}()
+	if rep, err := f.engine.Apply(ctx, testPlan(1, 1)); err != nil || rep.Created != 2 {
+		t.Fatalf("apply with LockWait after the holder let go: %+v %v", rep, err)
 	}
 }
