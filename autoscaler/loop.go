@@ -337,19 +337,39 @@ func (l *Loop) scaleUp(ctx context.Context, v view, out Outcome) (Outcome, error
 		}
 		return out, nil
 	}
-	failed := false
-	for _, su := range out.Decision.ScaleUps {
-		if poolErr(err, su.Pool, len(out.Decision.ScaleUps)) && l.Planner.failed(su.Pool, err) {
-			st, _ := l.Planner.backedOff(su.Pool)
-			l.log().Warn("autoscaler backs off pool", "pool", su.Pool, "provider", su.Provider, "until", st.Until.Format(time.RFC3339), "cause", err)
-			failed = true
-		}
+	grown := make([]string, len(out.Decision.ScaleUps))
+	for i, su := range out.Decision.ScaleUps {
+		grown[i] = su.Pool
 	}
-	if failed {
+	if l.backOff(err, grown) {
 		out.Again = true
 		return out, nil
 	}
 	return out, fmt.Errorf("scale up %v: %w", sizes, err)
+}
+
+// backOff backs off the pool err is a quota or capacity failure of: the one
+// the provider error names, else the only pool grown. It reports whether a
+// pool was backed off, so the caller runs another pass to fail over.
+func (l *Loop) backOff(err error, grown []string) bool {
+	pool := ""
+	var pe *providers.Error
+	switch {
+	case errors.As(err, &pe) && pe.Pool != "":
+		pool = pe.Pool
+	case len(grown) == 1:
+		pool = grown[0]
+	}
+	if pool == "" || !l.Planner.failed(pool, err) {
+		return false
+	}
+	st, _ := l.Planner.backedOff(pool)
+	provider := ""
+	if pl := l.Plan.Pool(pool); pl != nil {
+		provider = pl.Provider
+	}
+	l.log().Warn("autoscaler backs off pool", "pool", pool, "provider", provider, "until", st.Until.Format(time.RFC3339), "cause", err)
+	return true
 }
 
 // giveUpFailed shrinks backed-off pools to the machines they really have:
@@ -381,22 +401,11 @@ func (l *Loop) resume(ctx context.Context, v view, out Outcome) (Outcome, error)
 	if err == nil {
 		return out, nil
 	}
-	var pe *providers.Error
-	if errors.As(err, &pe) && pe.Pool != "" && l.Planner.failed(pe.Pool, err) {
+	if l.backOff(err, nil) {
 		out.Again = true
 		return out, nil
 	}
 	return out, fmt.Errorf("resume unfinished machines: %w", err)
-}
-
-// poolErr reports whether err is pool's failure: the provider error names
-// the pool, or only one pool was grown.
-func poolErr(err error, pool string, grown int) bool {
-	var pe *providers.Error
-	if errors.As(err, &pe) && pe.Pool != "" {
-		return pe.Pool == pool
-	}
-	return grown == 1
 }
 
 // scaleDown drains the nodes that stayed unneeded and removes them.

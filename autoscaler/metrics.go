@@ -47,7 +47,7 @@ func NewMetrics() *Metrics {
 	m.unplaced = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "provision_autoscaler_unplaced_tasks",
 		Help: "Pending tasks the last decision could not place, by why: waiting (a pool that fits cannot grow now) or unschedulable (no pool fits)."}, []string{"why"})
 	m.decisions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "provision_autoscaler_decisions_total",
-		Help: "Scale changes acted on, by action (scale_up, scale_down) and result (ok, error)."}, []string{"action", "result"})
+		Help: "Changes acted on, by action (scale_up, scale_down, resume) and result (ok, error)."}, []string{"action", "result"})
 	m.errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "provision_autoscaler_errors_total",
 		Help: "Failed passes and scale changes, by stage."}, []string{"stage"})
 	m.poolSize = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "provision_autoscaler_pool_size",
