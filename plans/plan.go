@@ -42,6 +42,18 @@ func (p *Plan) Pool(name string) *Pool {
 	return nil
 }
 
+// Autoscaled is the set of pools with an autoscale block: the pools
+// `provision autoscale` sizes.
+func (p *Plan) Autoscaled() map[string]bool {
+	set := map[string]bool{}
+	for _, pool := range p.Pools {
+		if pool.Autoscale != nil {
+			set[pool.Name] = true
+		}
+	}
+	return set
+}
+
 // Desired is the number of machines the plan asks for, across all pools,
 // given the autoscaler's recorded sizes (nil for none).
 func (p *Plan) Desired(sizes map[string]int) int {

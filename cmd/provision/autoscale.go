@@ -167,7 +167,7 @@ func runAutoscale(cmd *cobra.Command, o *options, f *autoscaleFlags) error {
 	if err != nil {
 		return fmt.Errorf("--expander: %w", err)
 	}
-	if !hasAutoscaledPool(s.Plan) {
+	if len(s.Plan.Autoscaled()) == 0 {
 		return fmt.Errorf("%s has no autoscaled pool: add an autoscale block to a worker pool, e.g. autoscale: {min: 1, max: 10}", f.plan)
 	}
 	src, closeSrc, err := f.openSource(ctx, s)
@@ -259,15 +259,6 @@ func (r *planReloader) reload() (*plans.Plan, error) {
 	}
 	r.s.Plan = p
 	return p, nil
-}
-
-func hasAutoscaledPool(p *plans.Plan) bool {
-	for _, pool := range p.Pools {
-		if pool.Autoscale != nil {
-			return true
-		}
-	}
-	return false
 }
 
 func ignoreCanceled(err error) error {

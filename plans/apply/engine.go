@@ -126,12 +126,6 @@ type Resize struct {
 // delete). Other pools are left as they are, whatever p says of them: they
 // are `provision up`'s.
 func (e *Engine) Resize(ctx context.Context, p *plans.Plan, rs Resize) (*Report, error) {
-	autoscaled := map[string]bool{}
-	for _, pool := range p.Pools {
-		if pool.Autoscale != nil {
-			autoscaled[pool.Name] = true
-		}
-	}
 	for name, n := range rs.Sizes {
 		pool := p.Pool(name)
 		switch {
@@ -143,7 +137,7 @@ func (e *Engine) Resize(ctx context.Context, p *plans.Plan, rs Resize) (*Report,
 			return nil, fmt.Errorf("resize pool %q to %d: outside min %d and max %d", name, n, pool.Autoscale.Min, pool.Autoscale.Max)
 		}
 	}
-	return e.converge(ctx, p, rs, autoscaled)
+	return e.converge(ctx, p, rs, p.Autoscaled())
 }
 
 // converge is one run: lock, reconcile with the providers, record rs's
