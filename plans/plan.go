@@ -22,6 +22,9 @@ type Plan struct {
 	// Autoscale configures `provision autoscale`; nil when the plan has no
 	// autoscale block (the autoscaler then runs with its defaults).
 	Autoscale *Autoscale `yaml:"autoscale"`
+	// Kubernetes configures a kind: kubeadm cluster; filled with defaults
+	// for such a plan even when the file has no kubernetes block.
+	Kubernetes *Kubernetes `yaml:"kubernetes"`
 
 	// Path is the file the plan was loaded from; relative paths in the plan
 	// (key files) are resolved against its directory.
@@ -67,7 +70,7 @@ func (p *Plan) Desired(sizes map[string]int) int {
 // Cluster names the cluster and its kind.
 type Cluster struct {
 	Name string `yaml:"name"`
-	Kind string `yaml:"kind"` // swarm (default), k3s, kubeadm
+	Kind string `yaml:"kind"` // swarm (default) or kubeadm; k3s is refused
 }
 
 // SSH says how provision logs in to machines.
@@ -108,6 +111,9 @@ type Pool struct {
 	Count    int                `yaml:"count"`
 	Role     providers.Role     `yaml:"role"` // manager or worker (default)
 	Labels   map[string]string  `yaml:"labels"`
+	// Taints are set on a kubeadm cluster's nodes of this pool when they
+	// join: "key=value:Effect" or "key:Effect".
+	Taints []string `yaml:"taints"`
 	// Setup are shell commands run as root on each new machine of the pool
 	// once its container runtime is up, before it joins: load images, log
 	// in to a registry, tune sysctls. They run again only when changed.

@@ -132,6 +132,7 @@ func (v *validator) defaults() {
 		v.expand("ssh.bastion.key", &p.SSH.Bastion.Key)
 	}
 	v.expand("state.path", &p.State.Path)
+	v.kubernetesDefaults()
 }
 
 func (v *validator) expand(path string, p *string) {
@@ -155,6 +156,7 @@ func (v *validator) validate() {
 	v.state()
 	v.pools()
 	v.autoscale()
+	v.kubernetes()
 }
 
 func (v *validator) cluster() {
@@ -167,8 +169,10 @@ func (v *validator) cluster() {
 	}
 	switch c.Kind {
 	case "swarm":
-	case "k3s", "kubeadm":
-		v.errorf("cluster.kind", "use swarm (the default)", "%s is not implemented yet", c.Kind)
+	case "kubeadm":
+	case "k3s":
+		v.errorf("cluster.kind", "use kind: kubeadm for Kubernetes; k3s is refused by the Go module proxy here and its build downloads a data tarball, so provision cannot build it offline",
+			"k3s cannot be built by provision")
 	default:
 		v.errorf("cluster.kind", unknownHint(c.Kind, kinds, "supported kinds"), "unknown cluster kind %q", c.Kind)
 	}
@@ -325,17 +329,22 @@ func (v *validator) pools() {
 			uncertain = true
 		}
 		v.poolAutoscale(at, &p.Pools[i])
+		v.poolTaints(at, &p.Pools[i])
 		if _, empty := pool.Labels[""]; empty && !v.skip(at+".labels") {
 			line, col := p.Position(at + ".labels.")
 			v.d.errorf(yamlPos{line, col}, "give the label a name", "%s.labels: label keys must not be empty", at)
 		}
 	}
-	if p.Cluster.Kind == "swarm" && managers == 0 && !uncertain {
+	if managers == 0 && !uncertain {
 		at := yamlPos{1, 1}
 		if pos, ok := v.d.pos["pools"]; ok {
 			at = pos.Key
 		}
-		v.d.errorf(at, "set role: manager on a pool with count ≥ 1", "a swarm needs a manager")
+		what := "a swarm needs a manager"
+		if p.Cluster.Kind == "kubeadm" {
+			what = "a Kubernetes cluster needs a control-plane node (a manager)"
+		}
+		v.d.errorf(at, "set role: manager on a pool with count ≥ 1", "%s", what)
 	}
 }
 
