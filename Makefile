@@ -5,7 +5,7 @@ PLAN      ?= examples/local.yaml
 # Packages whose tests need nothing but Go; the rest need dockerd.
 export PROVISION_REQUIRE_DOCKER ?= 1
 
-.PHONY: all build deps image demo down demo-multicloud down-multicloud test unit e2e vet fmt clean pulumi-tools e2e-pulumi
+.PHONY: all build deps image demo down demo-kubernetes down-kubernetes demo-multicloud down-multicloud test unit e2e vet fmt clean pulumi-tools e2e-pulumi
 
 all: build
 
@@ -26,6 +26,20 @@ demo: image
 
 down: build
 	$(BIN) down $(PLAN)
+
+K8S_PLAN := examples/kubernetes.yaml
+K8S_KUBECONFIG := .provision/k8s/kubeconfig
+
+## demo-kubernetes: install what is needed and bring up examples/kubernetes.yaml
+## (kubeadm: 1 control plane + 2 workers, offline). The first run builds
+## Kubernetes from the module proxy (~15 min) and caches it.
+demo-kubernetes: image
+	$(BIN) up $(K8S_PLAN)
+	$(BIN) kubeconfig $(K8S_PLAN) --file $(K8S_KUBECONFIG)
+	$(BIN) ssh $(K8S_PLAN) control-plane -- kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o wide
+
+down-kubernetes: build
+	$(BIN) down $(K8S_PLAN)
 
 SIM_ENV := .provision/cloudsim.env
 SIM_PID := .provision/cloudsim.pid

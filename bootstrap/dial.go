@@ -23,3 +23,14 @@ func (c *Client) DialUnix(ctx context.Context, path string) (net.Conn, error) {
 	}
 	return conn, nil
 }
+
+// DialTCP connects to addr (host:port) as seen from the machine, through
+// this SSH connection (a direct-tcpip channel, what `ssh -L` opens): a
+// manager's API server on its loopback, say. Same caveats as DialUnix.
+func (c *Client) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
+	conn, err := c.conn.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: dial %s over ssh: %w", c.name, addr, err)
+	}
+	return conn, nil
+}

@@ -115,14 +115,7 @@ func Prepare(ctx context.Context, h *Host) error {
 
 // PrepareSteps are Prepare's steps, for callers that add their own.
 func PrepareSteps(h *Host) []Step {
-	// The hostname is the machine ID before the engine starts: cluster
-	// drivers find nodes by name, and clouds name hosts after their own IDs.
-	name := shellQuote(h.Name)
 	steps := []Step{
-		{Name: "hostname", Check: succeeds("test \"$(hostname)\" = " + name), Apply: runs(
-			"hostname " + name + " && (echo " + name + " > /etc/hostname || true) && " +
-				"(grep -q \"[[:space:]]" + h.Name + "$\" /etc/hosts || echo \"127.0.1.1 " + h.Name + "\" >> /etc/hosts)")},
-		{Name: "detect-os", Check: osKnown, Apply: detectOS},
 		{Name: "install-runtime", Check: succeeds("command -v dockerd"), Apply: installRuntime},
 		{Name: "start-runtime", Check: succeeds("docker info >/dev/null 2>&1"), Apply: startRuntime},
 	}
@@ -134,6 +127,22 @@ func PrepareSteps(h *Host) []Step {
 			Apply: runs("usermod -aG docker " + q),
 		})
 	}
+	return h.Steps(steps...)
+}
+
+// Steps are h's whole bootstrap around a runtime's own steps: the hostname
+// and the OS first, the pool's setup commands last.
+func (h *Host) Steps(runtime ...Step) []Step {
+	// The hostname is the machine ID before the runtime starts: cluster
+	// drivers find nodes by name, and clouds name hosts after their own IDs.
+	name := shellQuote(h.Name)
+	steps := []Step{
+		{Name: "hostname", Check: succeeds("test \"$(hostname)\" = " + name), Apply: runs(
+			"hostname " + name + " && (echo " + name + " > /etc/hostname || true) && " +
+				"(grep -q \"[[:space:]]" + h.Name + "$\" /etc/hosts || echo \"127.0.1.1 " + h.Name + "\" >> /etc/hosts)")},
+		{Name: "detect-os", Check: osKnown, Apply: detectOS},
+	}
+	steps = append(steps, runtime...)
 	if len(h.Setup) > 0 {
 		steps = append(steps, setupStep(h.Setup))
 	}
@@ -194,18 +203,26 @@ func runs(cmd string) func(ctx context.Context, h *Host) error {
 const (
 	// The lock timeout waits out cloud-init's or unattended-upgrades' apt
 	// run on a fresh machine instead of failing on the dpkg lock.
-	aptInstall = "DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends docker.io curl ca-certificates"
+	aptInstall = "DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends"
 	aptUpdate  = "DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update"
-	dnfInstall = "dnf install -y moby-engine curl || dnf install -y docker curl"
+	dnfInstall = "dnf install -y"
 )
 
-// installRuntime installs the engine. apt installs from what it has first:
-// the local node image ships its packages in the apt cache, so no network is
-// needed; only missing package lists trigger an update.
+// installRuntime installs the engine.
 func installRuntime(ctx context.Context, h *Host) error {
+	return Install(ctx, h, []string{"docker.io", "curl", "ca-certificates"}, []string{"moby-engine curl || dnf install -y docker curl"})
+}
+
+// Install installs distro packages with the machine's package manager: the
+// apt names on Debian and Ubuntu, the dnf ones on the Fedora family. apt
+// installs from what it has first: the local node image ships its packages
+// in the apt cache, so no network is needed; only missing package lists
+// trigger an update.
+func Install(ctx context.Context, h *Host, apt, dnf []string) error {
 	switch h.OS.Family {
 	case FamilyApt:
-		err := h.Run.Run(ctx, aptInstall, nil, nil)
+		install := aptInstall + " " + strings.Join(apt, " ")
+		err := h.Run.Run(ctx, install, nil, nil)
 		if _, exited := cluster.ExitStatus(err); !exited || !missingPackageLists(err.Error()) {
 			return err
 		}
@@ -213,11 +230,11 @@ func installRuntime(ctx context.Context, h *Host) error {
 		if err := h.Run.Run(ctx, aptUpdate, nil, nil); err != nil {
 			return err
 		}
-		return h.Run.Run(ctx, aptInstall, nil, nil)
+		return h.Run.Run(ctx, install, nil, nil)
 	case FamilyDnf:
-		return h.Run.Run(ctx, dnfInstall, nil, nil)
+		return h.Run.Run(ctx, dnfInstall+" "+strings.Join(dnf, " "), nil, nil)
 	default:
-		return fmt.Errorf("install runtime: %w: %q", ErrUnsupportedOS, h.OS.ID)
+		return fmt.Errorf("install packages: %w: %q", ErrUnsupportedOS, h.OS.ID)
 	}
 }
 

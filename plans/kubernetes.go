@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -30,6 +31,10 @@ type Kubernetes struct {
 	PodCIDR string `yaml:"pod_cidr"`
 	// ServiceCIDR is the range of ClusterIP Services. Default 10.96.0.0/12.
 	ServiceCIDR string `yaml:"service_cidr"`
+	// Images are image archives (docker save or OCI layout tarballs)
+	// imported into every node's containerd before it joins, nodes the
+	// autoscaler adds included: the images of an air-gapped cluster.
+	Images []string `yaml:"images"`
 }
 
 // KubernetesArtifacts says where the Kubernetes binaries and images that
@@ -79,6 +84,9 @@ func (v *validator) kubernetesDefaults() {
 		k.ServiceCIDR = "10.96.0.0/12"
 	}
 	v.expand("kubernetes.artifacts.dir", &k.Artifacts.Dir)
+	for i := range k.Images {
+		v.expand(fmt.Sprintf("kubernetes.images[%d]", i), &k.Images[i])
+	}
 }
 
 func (v *validator) kubernetes() {
@@ -121,6 +129,17 @@ func (v *validator) kubernetes() {
 	if k.Endpoint != "" {
 		if err := checkEndpoint(k.Endpoint); err != nil {
 			v.errorf("kubernetes.endpoint", "a load balancer's name or address, optionally with a port: api.example.com or 10.0.0.10:6443", "%v", err)
+		}
+	}
+	for i, img := range k.Images {
+		at := fmt.Sprintf("kubernetes.images[%d]", i)
+		if v.skip(at) {
+			continue
+		}
+		if st, err := os.Stat(img); err != nil {
+			v.errorf(at, "an image archive written by docker save, or an OCI layout tarball", "%s: %v", img, unwrapPathError(err))
+		} else if !st.Mode().IsRegular() {
+			v.errorf(at, "an image archive written by docker save, or an OCI layout tarball", "%s is not a regular file", img)
 		}
 	}
 	pods, perr := netip.ParsePrefix(k.PodCIDR)

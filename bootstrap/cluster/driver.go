@@ -23,7 +23,16 @@ type Node struct {
 	// Labels are set on the cluster node when it joins, so placement
 	// constraints (node.labels.tier==gpu) can target a pool.
 	Labels map[string]string
+	// Taints are set on a Kubernetes node when it registers, so no pod
+	// lands before them (Swarm has none).
+	Taints []Taint
+	// PublicAddress is where provision reaches the node when that is not
+	// Address (a cloud's public IP); certificates must name it too.
+	PublicAddress string
 }
+
+// Taint is a Kubernetes node taint.
+type Taint struct{ Key, Value, Effect string }
 
 // Credential is a join secret. It is never printed or logged.
 type Credential struct{ secret string }

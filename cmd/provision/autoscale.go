@@ -178,7 +178,7 @@ func runAutoscale(cmd *cobra.Command, o *options, f *autoscaleFlags) error {
 
 	var act autoscaler.Actuator = logOnly{s.Log}
 	if !f.dryRun {
-		e, err := s.Engine("autoscale", nil)
+		e, err := s.Engine(ctx, "autoscale", nil)
 		if err != nil {
 			return err
 		}

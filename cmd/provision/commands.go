@@ -116,7 +116,7 @@ Running up again on an unchanged plan changes nothing. An interrupted up
 				return err
 			}
 			prog := newProgress(cmd.OutOrStdout(), o)
-			e, err := s.Engine("up", prog.Event)
+			e, err := s.Engine(cmd.Context(), "up", prog.Event)
 			if err != nil {
 				return err
 			}

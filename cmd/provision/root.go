@@ -45,7 +45,7 @@ next up resumes from.`,
 	root.PersistentFlags().StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 	root.PersistentFlags().StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error (logs go to stderr)")
 	root.PersistentFlags().StringVar(&o.progress, "progress", "auto", "progress display: auto (a live line per machine on a terminal), plain (timestamped lines), none")
-	root.AddCommand(newValidate(o), newPlan(o), newUp(o), newDown(o), newStatus(o), newSSH(o), newImage(o), newAutoscale(o))
+	root.AddCommand(newValidate(o), newPlan(o), newUp(o), newDown(o), newStatus(o), newKubeconfig(o), newSSH(o), newImage(o), newAutoscale(o))
 	return root
 }
 

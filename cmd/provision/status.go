@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -175,4 +176,74 @@ func findMachine(st *state.State, q string) (state.Machine, error) {
 		return state.Machine{}, fmt.Errorf("%q matches %d machines; be more specific (machines: %s)", q, len(sub), strings.Join(ids, ", "))
 	}
 	return state.Machine{}, fmt.Errorf("no machine %q (machines: %s)", q, strings.Join(ids, ", "))
+}
+
+func newKubeconfig(o *options) *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "kubeconfig PLAN",
+		Short: "Write an admin kubeconfig for a kind: kubeadm cluster",
+		Long: `Read the cluster's admin kubeconfig from a control-plane node over SSH and
+write it, mode 0600, to --file (default: kubeconfig in the cluster's state
+directory, .provision/<cluster>/kubeconfig). Its server is the plan's
+kubernetes.endpoint, or else the first control-plane node that answers; its CA
+is the cluster's own, so kubectl verifies the API server.
+
+  provision kubeconfig examples/kubernetes.yaml
+  kubectl --kubeconfig .provision/k8s/kubeconfig get nodes
+
+The file holds the cluster admin's private key: keep it like one.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := load(cmd.Context(), args[0], o)
+			if err != nil {
+				return err
+			}
+			st, err := s.Backend.Read(cmd.Context())
+			if err != nil {
+				return err
+			}
+			b, err := s.Kubeconfig(cmd.Context(), st)
+			if err != nil {
+				return err
+			}
+			if file == "" {
+				file = filepath.Join(s.Dir, "kubeconfig")
+			}
+			if err := writePrivate(file, b); err != nil {
+				return err
+			}
+			if o.output == "json" {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]string{"kubeconfig": file})
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Wrote %s\n  kubectl --kubeconfig %s get nodes\n", file, file)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&file, "file", "", "where to write the kubeconfig (default .provision/<cluster>/kubeconfig)")
+	return cmd
+}
+
+// writePrivate writes a secret file atomically with mode 0600.
+func writePrivate(path string, b []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".kubeconfig-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }

@@ -5,19 +5,25 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/provisionhq/provision/bootstrap"
+	"github.com/provisionhq/provision/bootstrap/artifacts"
 	"github.com/provisionhq/provision/bootstrap/cluster"
+	"github.com/provisionhq/provision/bootstrap/cluster/kubeadm"
 	"github.com/provisionhq/provision/plans"
 	"github.com/provisionhq/provision/plans/apply"
 	"github.com/provisionhq/provision/providers"
@@ -181,14 +187,55 @@ func (s *Session) Connector() (*Connector, []string, error) {
 }
 
 // Driver is the cluster driver for the plan's cluster kind.
-func (s *Session) Driver() cluster.Driver { return cluster.NewSwarm(s.Log) }
+func (s *Session) Driver() cluster.Driver {
+	if s.Plan.Cluster.Kind == "kubeadm" {
+		return s.kubeadm(nil)
+	}
+	return cluster.NewSwarm(s.Log)
+}
+
+func (s *Session) kubeadm(b *artifacts.Bundle) *kubeadm.Driver {
+	k := s.Plan.Kubernetes
+	return kubeadm.New(kubeadm.Config{
+		ClusterName: s.Plan.Cluster.Name, Version: k.Version, Endpoint: k.Endpoint,
+		PodCIDR: k.PodCIDR, ServiceCIDR: k.ServiceCIDR, Bundle: b, Images: k.Images, Logger: s.Log,
+	})
+}
+
+// Artifacts gathers the Kubernetes artifacts a kubeadm plan pushes to its
+// nodes: from the cache when they were gathered before, else built or
+// downloaded now (the first build takes about 15 minutes).
+func (s *Session) Artifacts(ctx context.Context) (*artifacts.Bundle, error) {
+	k := s.Plan.Kubernetes
+	b, err := artifacts.Gather(ctx, artifacts.Options{
+		Version: k.Version, Source: k.Artifacts.Source, Dir: k.Artifacts.Dir, BaseURL: k.Artifacts.URL, Logger: s.Log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes artifacts: %w", err)
+	}
+	return b, nil
+}
 
 // Engine returns an engine that applies the plan; op names the run in the
-// state lock ("up", "autoscale", "pulumi").
-func (s *Session) Engine(op string, events func(apply.Event)) (*apply.Engine, error) {
+// state lock ("up", "autoscale", "pulumi"). For a kubeadm plan it gathers
+// the Kubernetes artifacts first, so no machine waits on a build.
+func (s *Session) Engine(ctx context.Context, op string, events func(apply.Event)) (*apply.Engine, error) {
 	conn, pubs, err := s.Connector()
 	if err != nil {
 		return nil, err
+	}
+	driver := s.Driver()
+	prepare := func(ctx context.Context, m state.Machine, h *bootstrap.Host) error { return bootstrap.Prepare(ctx, h) }
+	if s.Plan.Cluster.Kind == "kubeadm" {
+		b, err := s.Artifacts(ctx)
+		if err != nil {
+			return nil, err
+		}
+		kd := s.kubeadm(b)
+		driver = kd
+		prepare = func(ctx context.Context, m state.Machine, h *bootstrap.Host) error {
+			return bootstrap.RunSteps(ctx, h, h.Steps(kd.PrepareSteps(h, m.Role)...))
+		}
 	}
 	return &apply.Engine{
 		Providers: s.Registry,
@@ -199,9 +246,9 @@ func (s *Session) Engine(op string, events func(apply.Event)) (*apply.Engine, er
 			if pool := s.Plan.Pool(m.Pool); pool != nil {
 				h.Setup = pool.Setup
 			}
-			return bootstrap.Prepare(ctx, h)
+			return prepare(ctx, m, h)
 		},
-		Driver:         s.Driver(),
+		Driver:         driver,
 		HostKeys:       bootstrap.GenerateHostKey,
 		AuthorizedKeys: pubs,
 		ProviderDir:    s.ProviderDir(),
@@ -245,4 +292,75 @@ func (s *Session) Members(ctx context.Context, st *state.State) (map[string]clus
 		out[mem.Name] = mem
 	}
 	return out, nil
+}
+
+// managerOrder is the joined managers, the primary first: when it does
+// not answer (a control-plane node lost), the others can stand in.
+func managerOrder(st *state.State) []state.Machine {
+	primary := plans.PrimaryManager(st)
+	var out []state.Machine
+	if m := st.Machine(primary); m != nil {
+		out = append(out, *m)
+	}
+	for _, m := range st.Machines {
+		if m.ID != primary && m.Role == string(providers.RoleManager) && m.Phase == state.PhaseJoined {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// Kubeconfig returns an admin kubeconfig for a kubeadm cluster, read from a
+// control-plane node over SSH, whose server is the plan's endpoint or the
+// first control-plane node that answers. Its CA is the cluster's own; it
+// holds the admin's private key, so write it 0600.
+func (s *Session) Kubeconfig(ctx context.Context, st *state.State) ([]byte, error) {
+	if s.Plan.Cluster.Kind != "kubeadm" {
+		return nil, fmt.Errorf("cluster %q is a %s cluster: kubeconfig is for kind: kubeadm", s.Plan.Cluster.Name, s.Plan.Cluster.Kind)
+	}
+	c, _, err := s.Connector()
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, m := range managerOrder(st) {
+		b, err := s.kubeconfigFrom(ctx, c, m)
+		if err == nil {
+			return b, nil
+		}
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		return nil, errors.New("no joined control-plane node: run provision up first")
+	}
+	return nil, errors.Join(errs...)
+}
+
+func (s *Session) kubeconfigFrom(ctx context.Context, c *Connector, m state.Machine) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	conn, err := c.Dial(ctx, m)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", m.ID, err)
+	}
+	defer conn.Close()
+	var out bytes.Buffer
+	if err := conn.Run(ctx, "cat /etc/kubernetes/admin.conf", nil, &out); err != nil {
+		return nil, fmt.Errorf("read admin.conf on %s: %w", m.ID, err)
+	}
+	cfg, err := clientcmd.Load(out.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("admin.conf on %s: %w", m.ID, err)
+	}
+	server := "https://" + net.JoinHostPort(m.Address, strconv.Itoa(kubeadm.APIPort))
+	if ep := s.Plan.Kubernetes.Endpoint; ep != "" {
+		if _, _, err := net.SplitHostPort(ep); err != nil {
+			ep = net.JoinHostPort(ep, strconv.Itoa(kubeadm.APIPort))
+		}
+		server = "https://" + ep
+	}
+	for _, cl := range cfg.Clusters {
+		cl.Server = server
+	}
+	return clientcmd.Write(*cfg)
 }

@@ -383,7 +383,8 @@ func (r *run) pipeline(ctx context.Context, id string, mgr *managerGate, sem cha
 	// manager itself may need.
 	release()
 
-	node := cluster.Node{Name: id, Address: nodeAddress(m), Role: m.Role, Run: conn, Labels: r.nodeLabels(m)}
+	node := cluster.Node{Name: id, Address: nodeAddress(m), PublicAddress: m.Address, Role: m.Role, Run: conn,
+		Labels: r.nodeLabels(m), Taints: r.nodeTaints(m)}
 	if id == mgr.primary {
 		err := stage(StageJoin, t.Join, func(ctx context.Context) error {
 			return r.e.Driver.Init(ctx, node)
@@ -429,6 +430,22 @@ func (r *run) nodeLabels(m state.Machine) map[string]string {
 		maps.Copy(labels, pool.Labels)
 	}
 	return labels
+}
+
+// nodeTaints are the taints m's pool gives its Kubernetes nodes (the
+// loader has checked they parse).
+func (r *run) nodeTaints(m state.Machine) []cluster.Taint {
+	pool := r.plan.Pool(m.Pool)
+	if pool == nil {
+		return nil
+	}
+	var out []cluster.Taint
+	for _, s := range pool.Taints {
+		if t, err := plans.ParseTaint(s); err == nil {
+			out = append(out, cluster.Taint{Key: t.Key, Value: t.Value, Effect: t.Effect})
+		}
+	}
+	return out
 }
 
 var phaseOrder = map[state.Phase]int{state.PhaseIntent: 0, state.PhaseCreated: 1, state.PhaseReady: 2, state.PhaseJoined: 3, state.PhaseRemoving: 4}

@@ -155,7 +155,7 @@ func (c *Cluster) apply(ctx context.Context, args ClusterArgs, prior *state.Stat
 	out.PublicKey = session.Authorized(signer)
 	mem := state.NewMemory(prior)
 	s := c.session(ctx, pl, mem, signer)
-	eng, err := s.Engine("pulumi", progress(ctx))
+	eng, err := s.Engine(ctx, "pulumi", progress(ctx))
 	if err != nil {
 		return out, err
 	}
