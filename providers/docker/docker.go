@@ -38,15 +38,30 @@ const (
 // on a small shared host; more parallelism only queues inside the daemon.
 const createParallelism = 4
 
-// nodeFlags let the container run its own dockerd: --privileged is refused
-// by this kernel, so grant every capability except SYS_RESOURCE and lift
-// seccomp/apparmor; the image's init remounts cgroups and /proc/sys rw.
-// The anonymous volume at /var/lib/docker keeps the nested daemon's storage
-// off overlayfs (overlay on overlay does not work) and is removed with -v.
+// nodeFlags let the container run its own dockerd or a kubelet, as kind's
+// nodes do. --privileged is refused by this kernel, so grant every
+// capability except SYS_RESOURCE and lift seccomp/apparmor; the image's init
+// remounts cgroups and /proc/sys/net rw and shadows the kernel sysctls
+// kubelet writes (/proc/sys itself stays read-only: it is the host's kernel).
+//   - --cgroupns private: the node sees only its own cgroup subtree, so
+//     writable cgroups cannot reach the host's, and nested runtimes nest.
+//   - /dev/kmsg: kubelet's OOM watcher reads it.
+//   - the device rule: nested containers may create and use device nodes.
+//   - /run on tmpfs: runtimes keep sockets and state there that must not
+//     survive a restart.
+//   - anonymous volumes keep the nested runtimes' and kubelet's storage off
+//     overlayfs (overlay on the container's overlay root fails with "invalid
+//     argument"); Delete removes them with -v.
 var nodeFlags = []string{
 	"--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
 	"--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+	"--cgroupns", "private",
+	"--device", "/dev/kmsg",
+	"--device-cgroup-rule", "a *:* rwm",
+	"--tmpfs", "/run",
 	"-v", "/var/lib/docker",
+	"-v", "/var/lib/containerd",
+	"-v", "/var/lib/kubelet",
 }
 
 // Provider creates machines as local Docker containers.

@@ -33,9 +33,15 @@ const (
 	// imageInclude is what debootstrap installs into the image.
 	imageInclude = "openssh-server,iproute2,iptables,procps,ca-certificates,curl,sudo,kmod"
 	// imagePreload is only downloaded into the apt cache, so bootstrap's
-	// `apt-get install docker.io` inside a node is a real, offline install.
-	imagePreload  = "docker.io"
-	defaultMirror = "http://deb.debian.org/debian"
+	// `apt-get install docker.io` inside a node, and a kubeadm node's
+	// install of kubeadmPreload, are real, offline installs.
+	imagePreload = "docker.io " + kubeadmPreload
+	// kubeadmPreload is what a kubeadm node installs from Debian besides
+	// the Kubernetes binaries: the OCI runtime, CNI plugins, the tools
+	// kubelet, kube-proxy and kubeadm's preflight call, and haproxy for a
+	// control-plane endpoint in front of several API servers.
+	kubeadmPreload = "runc containernetworking-plugins conntrack socat ebtables ethtool haproxy"
+	defaultMirror  = "http://deb.debian.org/debian"
 	// imageBuildTimeout bounds debootstrap + apt downloads + import; the
 	// build takes about 2 minutes here.
 	imageBuildTimeout = 20 * time.Minute

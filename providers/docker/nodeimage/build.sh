@@ -29,7 +29,9 @@ APT::Install-Suggests "false";
 CONF
 
 # No init system in a node: keep package scripts from starting services
-# while we only download.
+# while we only download. Inside a node, invoke-rc.d finds no init system
+# and refuses to start services by itself, so a later install of docker.io
+# or haproxy starts nothing; bootstrap starts what it needs.
 printf '#!/bin/sh\nexit 101\n' >"$ROOTFS/usr/sbin/policy-rc.d"
 chmod 0755 "$ROOTFS/usr/sbin/policy-rc.d"
 
@@ -40,6 +42,10 @@ chroot "$ROOTFS" apt-get update -q
 chroot "$ROOTFS" apt-get install -q --download-only -y --no-install-recommends $PRELOAD
 rm -f "$ROOTFS/usr/sbin/policy-rc.d"
 : >"$ROOTFS/etc/resolv.conf"
+
+# Every node must have its own machine ID (kubelet and kubeadm read it):
+# ship none, and provision-init makes one at a node's first start.
+: >"$ROOTFS/etc/machine-id"
 
 install -m 0755 "$INIT" "$ROOTFS/usr/local/sbin/provision-init"
 mkdir -p "$ROOTFS/etc/provision"
