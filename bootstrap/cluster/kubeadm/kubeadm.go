@@ -341,16 +341,24 @@ provision-service start kubelet`
 // writeLB gives n's local API load balancer these control-plane nodes and
 // starts it.
 func (d *Driver) writeLB(ctx context.Context, n cluster.Node, cps []cluster.Node) error {
+	if err := installService(ctx, n.Run, "api-lb", apiLBService); err != nil {
+		return err
+	}
 	var b strings.Builder
 	for _, cp := range cps {
 		fmt.Fprintf(&b, "%s %s\n", cp.Name, cp.Address)
 	}
-	cmd := "provision-node-sync write-lb && provision-service start api-lb"
-	if err := n.Run.Run(ctx, cmd, strings.NewReader(b.String()), &bytes.Buffer{}); err != nil {
+	if err := n.Run.Run(ctx, "provision-node-sync write-lb", strings.NewReader(b.String()), &bytes.Buffer{}); err != nil {
 		return fmt.Errorf("local API load balancer: %w", err)
 	}
 	return nil
 }
+
+// apiLBService runs haproxy in the foreground (master-worker) on the
+// config provision-node-sync writes.
+const apiLBService = `[ -f /etc/provision/api-lb.cfg ] || { sleep 2; exit 1; }
+exec haproxy -W -db -f /etc/provision/api-lb.cfg
+`
 
 // controlPlanes lists the control-plane nodes mgr's cluster has.
 func (d *Driver) controlPlanes(ctx context.Context, mgr cluster.Node) ([]cluster.Node, error) {

@@ -276,7 +276,7 @@ func TestJoinKeepsTokenOffArgvAndOutOfErrors(t *testing.T) {
 	if j := n.ranMatching("kubeadm join"); len(j) != 1 || !strings.Contains(j[0], "rm -f "+joinConf) {
 		t.Errorf("join must remove its config (it holds the token) whatever happens: %q", j)
 	}
-	if lb := n.stdin["provision-node-sync write-lb && provision-service start api-lb"]; lb != "cp-1 10.0.0.2\n" {
+	if lb := n.stdin["provision-node-sync write-lb"]; lb != "cp-1 10.0.0.2\n" {
 		t.Errorf("local balancer got %q, want the control-plane node", lb)
 	}
 }

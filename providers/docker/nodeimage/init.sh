@@ -45,6 +45,60 @@ done
 # Nested containers' volume mounts need shared propagation, as in docker:dind.
 mount --make-rshared /
 
+# A kubelet in this node runs pods under a cgroup of its own, /kubelet
+# (cgroupRoot in the patch below), as kind's nodes do. A new cgroup v1
+# cpuset starts with no CPUs and no memory nodes, so give it the node's.
+for c in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
+	[ -d "$c" ] && mkdir -p "$c/kubelet" 2>/dev/null || true
+done
+if [ -f /sys/fs/cgroup/cpuset/cpuset.cpus ]; then
+	cat /sys/fs/cgroup/cpuset/cpuset.cpus >/sys/fs/cgroup/cpuset/kubelet/cpuset.cpus
+	cat /sys/fs/cgroup/cpuset/cpuset.mems >/sys/fs/cgroup/cpuset/kubelet/cpuset.mems
+fi
+
+# Docker's embedded DNS answers on 127.0.0.11 inside this node's network
+# namespace only. Pods have namespaces of their own, so a kubelet handing
+# them the node's resolv.conf would make CoreDNS forward to itself (a loop).
+# Let the embedded DNS answer on the node's own address too, for traffic
+# arriving from pods, and give pods a resolv.conf naming that address.
+pod_dns() {
+	addr=$(hostname -i | awk '{ print $1 }')
+	[ -n "$addr" ] || return 1
+	echo 1 >/proc/sys/net/ipv4/conf/all/route_localnet
+	for proto in udp tcp; do
+		port=$(iptables-save -t nat | sed -n "s/.*-d 127.0.0.11\/32 -p $proto .*--to-destination 127.0.0.11:\([0-9]*\).*/\1/p" | head -n 1)
+		[ -n "$port" ] || return 1
+		iptables -t nat -C PREROUTING -d "$addr" -p $proto --dport 53 -j DNAT --to-destination "127.0.0.11:$port" 2>/dev/null ||
+			iptables -t nat -A PREROUTING -d "$addr" -p $proto --dport 53 -j DNAT --to-destination "127.0.0.11:$port"
+	done
+	grep -v '^nameserver' /etc/resolv.conf >/etc/provision/pod-resolv.conf || true
+	echo "nameserver $addr" >>/etc/provision/pod-resolv.conf
+}
+mkdir -p /etc/provision
+if grep -q '^nameserver 127.0.0.11' /etc/resolv.conf; then
+	pod_dns || echo "provision-init: pods will have no upstream DNS" >&2
+fi
+[ -f /etc/provision/pod-resolv.conf ] || cp /etc/resolv.conf /etc/provision/pod-resolv.conf
+
+# What a kubelet needs in a container and not on a VM, handed to kubeadm as
+# a patch of this machine's kubelet config (kubeadm's patches directory; the
+# kubeadm driver reads it on every provider): this host's Docker gives
+# cgroup v1, the host may swap, and the disk is shared with the host and the
+# other nodes, so eviction must not count it.
+mkdir -p /etc/provision/kubeadm-patches
+cat >/etc/provision/kubeadm-patches/kubeletconfiguration50-container+strategic.yaml <<'PATCH'
+failCgroupV1: false
+failSwapOn: false
+cgroupRoot: /kubelet
+resolvConf: /etc/provision/pod-resolv.conf
+evictionHard:
+  memory.available: 100Mi
+  nodefs.available: "0%"
+  nodefs.inodesFree: "0%"
+  imagefs.available: "0%"
+imageGCHighThresholdPercent: 100
+PATCH
+
 # kubelet and kubeadm identify a node by /etc/machine-id; the image ships it
 # empty so that each node makes its own, once.
 if [ ! -s /etc/machine-id ]; then

@@ -1,0 +1,454 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/provisionhq/provision/bootstrap/artifacts"
+	"github.com/provisionhq/provision/plans"
+)
+
+// kube is a kind: kubeadm test cluster and the kubectl to reach it: the
+// bundle's own, run on this machine with the kubeconfig provision wrote.
+type kube struct {
+	*cluster
+	kubectlBin string
+	kubeconfig string
+	images     []string
+}
+
+func newKube(t *testing.T, prefix string) *kube {
+	t.Helper()
+	requireDocker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+	defer cancel()
+	// The same cache provision uses: built once (about 15 min cold), then
+	// found in a second.
+	b, err := artifacts.Gather(ctx, artifacts.Options{Version: plans.DefaultKubernetesVersion, Source: artifacts.SourceBuild})
+	if err != nil {
+		t.Fatalf("kubernetes artifacts: %v", err)
+	}
+	c := newCluster(t, prefix)
+	return &kube{cluster: c, kubectlBin: filepath.Join(b.Dir, "bin", "kubectl"), kubeconfig: filepath.Join(c.dir, "kubeconfig")}
+}
+
+func (k *kube) write(controlPlanes, workers int) {
+	k.t.Helper()
+	var images string
+	for _, img := range k.images {
+		images += "\n    - " + img
+	}
+	if images != "" {
+		images = "\n  images:" + images
+	}
+	plan := fmt.Sprintf(`version: 1
+cluster:
+  name: %s
+  kind: kubeadm
+kubernetes:
+  version: %s%s
+ssh:
+  user: root
+state:
+  path: %s
+pools:
+  - name: cp
+    provider: docker
+    role: manager
+    count: %d
+  - name: workers
+    provider: docker
+    count: %d
+    labels: {tier: general}
+`, k.name, plans.DefaultKubernetesVersion, images, filepath.Join(k.dir, "state"), controlPlanes, workers)
+	if err := os.WriteFile(k.plan, []byte(plan), 0o644); err != nil {
+		k.t.Fatal(err)
+	}
+}
+
+func (k *kube) kubectl(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, k.kubectlBin, append([]string{"--kubeconfig", k.kubeconfig, "--request-timeout=30s"}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func (k *kube) mustKubectl(args ...string) string {
+	k.t.Helper()
+	out, err := k.kubectl(args...)
+	if err != nil {
+		k.t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func (k *kube) apply(manifest string) {
+	k.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, k.kubectlBin, "--kubeconfig", k.kubeconfig, "apply", "-f", "-")
+	cmd.Stdin = strings.NewReader(manifest)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		k.t.Fatalf("kubectl apply: %v\n%s", err, out)
+	}
+}
+
+// nodes is `kubectl get nodes`: name → Ready.
+func (k *kube) nodes() map[string]bool {
+	k.t.Helper()
+	out := k.mustKubectl("get", "nodes", "-o", "json")
+	var list struct {
+		Items []struct {
+			Metadata struct{ Name string }
+			Status   struct {
+				Conditions []struct{ Type, Status string }
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		k.t.Fatalf("nodes: %v\n%s", err, out)
+	}
+	got := map[string]bool{}
+	for _, n := range list.Items {
+		for _, c := range n.Status.Conditions {
+			if c.Type == "Ready" {
+				got[n.Metadata.Name] = c.Status == "True"
+			}
+		}
+	}
+	return got
+}
+
+// converged asserts the cluster matches the plan: one container per
+// machine, provision healthy, and exactly the state's machines as Ready
+// Kubernetes nodes.
+func (k *kube) converged(want int) {
+	k.t.Helper()
+	s := k.status()
+	if !s.Healthy || len(s.Machines) != want {
+		k.t.Fatalf("status: healthy=%v with %d machines, want healthy with %d: %+v", s.Healthy, len(s.Machines), want, s.Machines)
+	}
+	if got := k.containers(); len(got) != want {
+		k.t.Fatalf("%d containers %v, want %d (leaked or duplicated)", len(got), got, want)
+	}
+	k.must("kubeconfig", "--file", k.kubeconfig, k.plan)
+	nodes := k.nodes()
+	if len(nodes) != want {
+		k.t.Fatalf("kubernetes has %d nodes %v, want %d", len(nodes), nodes, want)
+	}
+	for _, m := range s.Machines {
+		if !nodes[m.ID] {
+			k.t.Fatalf("node %s is not Ready (nodes: %v)", m.ID, nodes)
+		}
+	}
+}
+
+// volumes are the docker volumes the cluster's containers use.
+func (k *kube) volumes() []string {
+	k.t.Helper()
+	var vols []string
+	for _, c := range k.containers() {
+		out, err := exec.Command("docker", "inspect", "-f", "{{range .Mounts}}{{if eq .Type \"volume\"}}{{.Name}} {{end}}{{end}}", c).Output()
+		if err != nil {
+			k.t.Fatalf("docker inspect %s: %v", c, err)
+		}
+		vols = append(vols, strings.Fields(string(out))...)
+	}
+	return vols
+}
+
+// helloImage builds the test workload (e2e/testdata/hello) and packs it as
+// a single-layer image archive, as a user would ship an image to an
+// air-gapped cluster.
+func helloImage(t *testing.T, dir string) string {
+	t.Helper()
+	binPath := filepath.Join(dir, "hello")
+	build := exec.Command("go", "build", "-o", binPath, "./testdata/hello")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build hello: %v\n%s", err, out)
+	}
+	tarPath := filepath.Join(dir, "hello.tar")
+	err := artifacts.WriteImages(tarPath, artifacts.Image{
+		Ref: "provision.local/hello:e2e", Files: map[string]string{"/hello": binPath}, Entrypoint: []string{"/hello"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tarPath
+}
+
+const helloManifest = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: hello}
+spec:
+  replicas: %d
+  selector: {matchLabels: {app: hello}}
+  template:
+    metadata: {labels: {app: hello}}
+    spec:
+      topologySpreadConstraints:
+        - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, labelSelector: {matchLabels: {app: hello}}}
+      containers:
+        - name: hello
+          image: provision.local/hello:e2e
+          imagePullPolicy: Never
+          ports: [{containerPort: 8080}]
+          readinessProbe: {httpGet: {path: /, port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: hello}
+spec:
+  selector: {app: hello}
+  ports: [{port: 80, targetPort: 8080}]
+`
+
+// podNodes maps the hello pods to their nodes.
+func (k *kube) podNodes(selector string) map[string]string {
+	k.t.Helper()
+	out := k.mustKubectl("get", "pods", "-l", selector, "-o", `jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName}{"\n"}{end}`)
+	got := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if f := strings.Fields(l); len(f) == 2 {
+			got[f[0]] = f[1]
+		}
+	}
+	return got
+}
+
+// TestKubernetes is the kubeadm path's acceptance run on the docker
+// provider: up of 1 control plane + 2 workers offline, an idempotent re-up,
+// a workload reached through a ClusterIP Service by DNS name from another
+// node, workers scaled 2 → 4 → 2 with the drain held by a
+// PodDisruptionBudget, and a down that leaves nothing.
+func TestKubernetes(t *testing.T) {
+	k := newKube(t, "k")
+	k.images = []string{helloImage(t, k.dir)}
+	k.write(1, 2)
+
+	start := time.Now()
+	k.must("up", k.plan)
+	first := time.Since(start)
+	t.Logf("up of 1+2: %s", first.Round(time.Second))
+	k.converged(3)
+
+	start = time.Now()
+	out := k.must("up", k.plan)
+	if !strings.Contains(out, "No changes") {
+		t.Fatalf("second up changed something:\n%s", out)
+	}
+	t.Logf("second up: %s", time.Since(start).Round(time.Millisecond))
+
+	t.Run("service by DNS from another node", func(t *testing.T) {
+		k.apply(fmt.Sprintf(helloManifest, 3))
+		k.mustKubectl("rollout", "status", "deployment/hello", "--timeout=3m")
+		pods := k.podNodes("app=hello")
+		nodesUsed := map[string]bool{}
+		for _, n := range pods {
+			nodesUsed[n] = true
+		}
+		if len(pods) != 3 || len(nodesUsed) < 2 {
+			t.Fatalf("want 3 hello pods spread over the 2 workers, got %v", pods)
+		}
+		// The client runs on one worker; at least one replica is on the other.
+		var client string
+		for n := range nodesUsed {
+			client = n
+			break
+		}
+		k.apply(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  nodeName: %s
+  restartPolicy: Never
+  containers:
+    - {name: client, image: provision.local/hello:e2e, imagePullPolicy: Never, args: [get, "http://hello.default.svc.cluster.local", "30"]}
+`, client))
+		deadline := time.Now().Add(2 * time.Minute)
+		var phase string
+		for time.Now().Before(deadline) {
+			phase = strings.TrimSpace(k.mustKubectl("get", "pod", "client", "-o", "jsonpath={.status.phase}"))
+			if phase == "Succeeded" || phase == "Failed" {
+				break
+			}
+			time.Sleep(time.Second)
+		}
+		logs := k.mustKubectl("logs", "client")
+		answered := map[string]bool{}
+		for _, l := range strings.Split(strings.TrimSpace(logs), "\n") {
+			if _, ok := pods[l]; ok {
+				answered[l] = true
+			}
+		}
+		remote := 0
+		for p := range answered {
+			if pods[p] != client {
+				remote++
+			}
+		}
+		if phase != "Succeeded" || remote == 0 {
+			t.Fatalf("client on %s: phase %s, answers from %v, want some from pods on another node (pods %v)\n%s", client, phase, answered, pods, logs)
+		}
+		t.Logf("client on %s reached %d pods through hello.default.svc.cluster.local, %d on another node", client, len(answered), remote)
+	})
+
+	t.Run("scale workers 2 to 4 to 2 with a budget", func(t *testing.T) {
+		k.write(1, 4)
+		start := time.Now()
+		k.must("up", k.plan)
+		t.Logf("scale up 2 → 4: %s", time.Since(start).Round(time.Second))
+		k.converged(5)
+		// Spread 8 replicas over the 4 workers, so the 2 newest (the ones
+		// a shrink removes) hold pods, and allow one disruption at a time.
+		k.apply(fmt.Sprintf(helloManifest, 8) + `---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: hello}
+spec:
+  minAvailable: 7
+  selector: {matchLabels: {app: hello}}
+`)
+		k.mustKubectl("rollout", "status", "deployment/hello", "--timeout=3m")
+		// Watch the budget from outside while the drain runs: never fewer
+		// than 7 ready replicas.
+		var (
+			minReady atomic.Int64
+			stop     = make(chan struct{})
+			wg       sync.WaitGroup
+		)
+		minReady.Store(8)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(300 * time.Millisecond):
+				}
+				out, err := k.kubectl("get", "deployment", "hello", "-o", "jsonpath={.status.readyReplicas}")
+				var n int64
+				if _, serr := fmt.Sscan(strings.TrimSpace(out), &n); err == nil && serr == nil && n < minReady.Load() {
+					minReady.Store(n)
+				}
+			}
+		}()
+		k.write(1, 2)
+		start = time.Now()
+		out := k.must("--log-level", "debug", "up", k.plan)
+		close(stop)
+		wg.Wait()
+		t.Logf("scale down 4 → 2 with drain: %s, fewest ready replicas seen %d", time.Since(start).Round(time.Second), minReady.Load())
+		k.converged(3)
+		if minReady.Load() < 7 {
+			t.Errorf("ready replicas fell to %d during the drain; the budget allows 7", minReady.Load())
+		}
+		if !strings.Contains(out, "eviction refused by a disruption budget") {
+			t.Errorf("the drain never waited on the budget (no refused eviction logged):\n%s", lastLines(out, 60))
+		}
+		if n := len(k.podNodes("app=hello")); n != 8 {
+			t.Errorf("%d hello pods after the shrink, want 8 rescheduled", n)
+		}
+	})
+
+	vols := k.volumes()
+	k.must("down", k.plan)
+	if got := k.containers(); len(got) != 0 {
+		t.Fatalf("containers left after down: %v", got)
+	}
+	if out, _ := exec.Command("docker", "network", "ls", "-q", "--filter", "label=provision.cluster="+k.name).Output(); strings.TrimSpace(string(out)) != "" {
+		t.Fatalf("networks left after down: %s", out)
+	}
+	out2, _ := exec.Command("docker", "volume", "ls", "-q").Output()
+	for _, v := range vols {
+		if slices.Contains(strings.Fields(string(out2)), v) {
+			t.Fatalf("volume %s left after down", v)
+		}
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// TestKubernetesKill SIGKILLs provision while kubeadm init runs on the
+// first control-plane node, then while kubeadm join runs on a worker; each
+// next up converges to Ready nodes with nothing duplicated.
+func TestKubernetesKill(t *testing.T) {
+	k := newKube(t, "kk")
+	k.write(1, 0)
+	k.killWhile(t, "kubeadm init")
+	k.must("up", k.plan)
+	k.converged(1)
+
+	k.write(1, 1)
+	k.killWhile(t, "kubeadm join")
+	k.must("up", k.plan)
+	k.converged(2)
+}
+
+// killWhile starts up and SIGKILLs it once a process matching pattern runs
+// on one of the cluster's machines.
+func (k *kube) killWhile(t *testing.T, pattern string) {
+	t.Helper()
+	cmd := exec.Command(bin, "--progress", "plain", "up", k.plan)
+	cmd.Dir = k.dir
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var logMu sync.Mutex
+	var log strings.Builder
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			logMu.Lock()
+			log.WriteString(sc.Text() + "\n")
+			logMu.Unlock()
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Minute)
+	for time.Now().Before(deadline) {
+		for _, c := range k.containers() {
+			if exec.Command("docker", "exec", c, "pgrep", "-f", pattern).Run() == nil {
+				_ = cmd.Process.Signal(syscall.SIGKILL)
+				_ = cmd.Wait()
+				<-done
+				t.Logf("killed provision up while %q ran on %s", pattern, c)
+				return
+			}
+		}
+		select {
+		case <-done:
+			_ = cmd.Wait()
+			logMu.Lock()
+			defer logMu.Unlock()
+			t.Fatalf("up ended before %q ran anywhere:\n%s", pattern, log.String())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	_ = cmd.Process.Kill()
+	t.Fatalf("%q never ran", pattern)
+}
