@@ -205,7 +205,7 @@ func Gather(ctx context.Context, o Options) (*Bundle, error) {
 	dir := filepath.Join(root, fmt.Sprintf("%s-%s-%s", o.Version, o.Source, key))
 	log := o.Logger.With("version", o.Version, "source", o.Source)
 
-	b, err := openBundle(ctx, dir)
+	b, err := openBundle(ctx, dir, o.Version)
 	if err == nil {
 		return b, nil
 	}
@@ -221,7 +221,7 @@ func Gather(ctx context.Context, o Options) (*Bundle, error) {
 	}
 	defer unlock()
 	// Another gather may have finished it while we waited for the lock.
-	if b, err := openBundle(ctx, dir); err == nil {
+	if b, err := openBundle(ctx, dir, o.Version); err == nil {
 		return b, nil
 	}
 	removeStale(root, log)

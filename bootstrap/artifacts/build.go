@@ -48,11 +48,12 @@ func (s *buildSource) key(context.Context) (string, error) {
 // component is one build step, whose output is cached under the build
 // directory by name and recipe.
 type component struct {
-	name   string   // e.g. "etcd-v3.7.0"
-	recipe string   // everything besides name that decides the output
-	files  []string // what build leaves in its output directory
-	cold   string   // how long the first build takes here, for the log
-	build  func(ctx context.Context, g *goTool, out string) error
+	name    string   // "etcd"
+	version string   // "v3.7.0"
+	recipe  string   // everything besides name that decides the output
+	files   []string // what build leaves in its output directory
+	cold    string   // how long the first build takes here, for the log
+	build   func(ctx context.Context, g *goTool, out string) error
 }
 
 func (s *buildSource) gather(ctx context.Context, bin string) (gathered, error) {
@@ -68,11 +69,11 @@ func (s *buildSource) gather(ctx context.Context, bin string) (gathered, error) 
 	v := s.o.Version
 
 	kube, err := s.ensure(ctx, g, root, component{
-		name: "kubernetes", recipe: kubernetesRecipe(), files: []string{"kubernetes", "pause"}, cold: "~15 min",
+		name: "kubernetes", version: v, recipe: kubernetesRecipe(), files: []string{"kubernetes", "pause"}, cold: "~10 min",
 		build: func(ctx context.Context, g *goTool, out string) error { return buildKubernetes(ctx, g, v, out) },
 	})
 	if err != nil {
-		return gathered{}, fmt.Errorf("build kubernetes %s: %w", v, err)
+		return gathered{}, err
 	}
 	for _, f := range []string{"kubernetes", "pause"} {
 		if err := copyFile(filepath.Join(bin, f), filepath.Join(kube, f), 0o755); err != nil {
@@ -99,13 +100,13 @@ func (s *buildSource) gather(ctx context.Context, bin string) (gathered, error) 
 	}
 	containerdV := s.o.Containerd
 	steps := []component{{
-		name: "etcd-" + etcdV, recipe: etcdRecipe(), files: []string{"etcd"}, cold: "~1 min",
+		name: "etcd", version: etcdV, recipe: etcdRecipe(), files: []string{"etcd"}, cold: "~1 min",
 		build: func(ctx context.Context, g *goTool, out string) error { return buildEtcd(ctx, g, etcdV, out) },
 	}, {
-		name: "coredns-" + corednsV, recipe: corednsRecipe(), files: []string{"coredns"}, cold: "~3 min",
+		name: "coredns", version: corednsV, recipe: corednsRecipe(), files: []string{"coredns"}, cold: "~3 min",
 		build: func(ctx context.Context, g *goTool, out string) error { return buildCoreDNS(ctx, g, corednsV, out) },
 	}, {
-		name: "containerd-" + containerdV, recipe: containerdRecipe(), files: containerdBinaries, cold: "~2 min",
+		name: "containerd", version: containerdV, recipe: containerdRecipe(), files: containerdBinaries, cold: "~2 min",
 		build: func(ctx context.Context, g *goTool, out string) error {
 			return buildContainerd(ctx, g, containerdV, out)
 		},
@@ -113,7 +114,7 @@ func (s *buildSource) gather(ctx context.Context, bin string) (gathered, error) 
 	for _, c := range steps {
 		dir, err := s.ensure(ctx, g, root, c)
 		if err != nil {
-			return gathered{}, fmt.Errorf("build %s: %w", c.name, err)
+			return gathered{}, err
 		}
 		for _, f := range c.files {
 			if err := copyFile(filepath.Join(bin, f), filepath.Join(dir, f), 0o755); err != nil {
@@ -128,8 +129,8 @@ func (s *buildSource) gather(ctx context.Context, bin string) (gathered, error) 
 // unless an intact earlier build is cached. A build goes to a temporary
 // directory renamed into place when done.
 func (s *buildSource) ensure(ctx context.Context, g *goTool, root string, c component) (string, error) {
-	log := s.o.Logger.With("component", c.name)
-	dir := filepath.Join(root, c.name+"-"+keyOf(c.recipe))
+	log := s.o.Logger.With("component", c.name, "version", c.version)
+	dir := filepath.Join(root, c.name+"-"+c.version+"-"+keyOf(c.recipe))
 	if err := checkSums(dir, c.files); err == nil {
 		log.Debug("using cached build", "dir", dir)
 		return dir, nil
@@ -141,10 +142,10 @@ func (s *buildSource) ensure(ctx context.Context, g *goTool, root string, c comp
 		return "", err
 	}
 	defer os.RemoveAll(tmp)
-	log.Info(fmt.Sprintf("building %s (first time: %s)", c.name, c.cold))
+	log.Info(fmt.Sprintf("building %s %s (first time: %s)", c.name, c.version, c.cold))
 	start := time.Now()
 	if err := c.build(ctx, g, tmp); err != nil {
-		return "", err
+		return "", fmt.Errorf("build %s %s: %w", c.name, c.version, err)
 	}
 	if err := writeSums(tmp, c.files); err != nil {
 		return "", err
@@ -152,7 +153,7 @@ func (s *buildSource) ensure(ctx context.Context, g *goTool, root string, c comp
 	if err := replaceDir(tmp, dir); err != nil {
 		return "", err
 	}
-	log.Info("built "+c.name, "took", time.Since(start).Round(time.Second))
+	log.Info(fmt.Sprintf("built %s %s", c.name, c.version), "took", time.Since(start).Round(time.Second))
 	return dir, nil
 }
 

@@ -63,6 +63,7 @@ type manifest struct {
 // to dir once complete.
 func gatherBundle(ctx context.Context, src source, o Options, dir string, log *slog.Logger) (*Bundle, error) {
 	start := time.Now()
+	log.Info("gathering kubernetes bundle", "dir", dir)
 	tmp, err := mkdirTemp(filepath.Dir(dir), ".tmp-"+filepath.Base(dir)+"-")
 	if err != nil {
 		return nil, err
@@ -128,9 +129,10 @@ func bundleOf(dir string, m manifest, data []byte) *Bundle {
 	}
 }
 
-// openBundle returns the bundle in dir after checking every file against
-// its manifest. An error wrapping fs.ErrNotExist means there is none.
-func openBundle(ctx context.Context, dir string) (*Bundle, error) {
+// openBundle returns the bundle of Kubernetes version in dir after checking
+// every file against its manifest. An error wrapping fs.ErrNotExist means
+// there is none.
+func openBundle(ctx context.Context, dir, version string) (*Bundle, error) {
 	data, err := os.ReadFile(filepath.Join(dir, manifestFile))
 	if err != nil {
 		return nil, err
@@ -141,6 +143,9 @@ func openBundle(ctx context.Context, dir string) (*Bundle, error) {
 	}
 	if m.Format != bundleFormat {
 		return nil, fmt.Errorf("%s: format %d, want %d", manifestFile, m.Format, bundleFormat)
+	}
+	if m.Version != version {
+		return nil, fmt.Errorf("%s: Kubernetes %s, want %s", manifestFile, m.Version, version)
 	}
 	var missing []string
 	for _, want := range append(binPaths(requiredBinaries), nodeImages, controlPlaneImages) {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"time"
 
 	"golang.org/x/mod/modfile"
 )
@@ -53,6 +54,7 @@ func (g *goTool) runEnv(ctx context.Context, dir string, env []string, args ...s
 	cmd.Dir = dir
 	cmd.Env = append(g.env, env...)
 	killProcessGroup(cmd)
+	cmd.WaitDelay = processWaitDelay
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -63,6 +65,10 @@ func (g *goTool) runEnv(ctx context.Context, dir string, env []string, args ...s
 	}
 	return stdout.Bytes(), nil
 }
+
+// processWaitDelay bounds the wait for go's output pipes after it was
+// killed, should a grandchild still hold them.
+const processWaitDelay = 5 * time.Second
 
 // moduleInfo is what `go mod download -json` says about a module version.
 type moduleInfo struct {
