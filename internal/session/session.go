@@ -265,33 +265,41 @@ func (s *Session) Destroyer(events func(apply.Event)) *apply.Engine {
 		ProviderDir: s.ProviderDir(), Operation: "down"}
 }
 
-// Members asks the primary manager who is in the cluster.
+// Members asks a manager who is in the cluster: the primary, or the next
+// joined manager when it does not answer.
 func (s *Session) Members(ctx context.Context, st *state.State) (map[string]cluster.Member, error) {
-	id := plans.PrimaryManager(st)
-	if id == "" {
+	ms := managerOrder(st)
+	if len(ms) == 0 {
 		return nil, errors.New("no joined manager")
 	}
 	c, _, err := s.Connector()
 	if err != nil {
 		return nil, err
 	}
+	var errs []error
+	for _, m := range ms {
+		list, err := s.membersFrom(ctx, c, m)
+		if err == nil {
+			out := map[string]cluster.Member{}
+			for _, mem := range list {
+				out[mem.Name] = mem
+			}
+			return out, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
+}
+
+func (s *Session) membersFrom(ctx context.Context, c *Connector, m state.Machine) ([]cluster.Member, error) {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	m := *st.Machine(id)
 	conn, err := c.Connect(ctx, m)
 	if err != nil {
-		return nil, fmt.Errorf("connect to manager %s: %w", id, err)
+		return nil, fmt.Errorf("connect to manager %s: %w", m.ID, err)
 	}
 	defer conn.Close()
-	list, err := s.Driver().Members(ctx, cluster.Node{Name: m.ID, Address: m.Address, Role: m.Role, Run: conn})
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]cluster.Member{}
-	for _, mem := range list {
-		out[mem.Name] = mem
-	}
-	return out, nil
+	return s.Driver().Members(ctx, cluster.Node{Name: m.ID, Address: m.Address, Role: m.Role, Run: conn})
 }
 
 // managerOrder is the joined managers, the primary first: when it does

@@ -487,13 +487,49 @@ func (r *run) conn(ctx context.Context, m state.Machine) (Conn, error) {
 	return c, nil
 }
 
+// managerDial bounds the wait for one manager before another stands in.
+const managerDial = 20 * time.Second
+
+// managerNode returns a session to the manager that joins and drains go
+// through: id, or when it does not answer, another joined manager (a lost
+// control-plane node must not stop the cluster from growing or shrinking).
 func (r *run) managerNode(ctx context.Context, id string) (cluster.Node, error) {
-	m := r.machine(id)
-	c, err := r.conn(ctx, m)
-	if err != nil {
-		return cluster.Node{}, fmt.Errorf("connect to manager %s: %w", id, err)
+	var errs []error
+	for _, cid := range r.managersFrom(id) {
+		m := r.machine(cid)
+		dctx, cancel := context.WithTimeout(ctx, managerDial)
+		c, err := r.conn(dctx, m)
+		cancel()
+		if err == nil {
+			if cid != id {
+				r.log.Warn("manager does not answer; going through another", "manager", id, "instead", cid)
+			}
+			return cluster.Node{Name: m.ID, Address: nodeAddress(m), Role: m.Role, Run: c}, nil
+		}
+		errs = append(errs, fmt.Errorf("connect to manager %s: %w", cid, err))
+		if ctx.Err() != nil {
+			break
+		}
 	}
-	return cluster.Node{Name: m.ID, Address: nodeAddress(m), Role: m.Role, Run: c}, nil
+	return cluster.Node{}, errors.Join(errs...)
+}
+
+// managersFrom is id, then the other joined managers, oldest first.
+func (r *run) managersFrom(id string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := []string{id}
+	var others []state.Machine
+	for _, m := range r.st.Machines {
+		if m.ID != id && m.Role == string(providers.RoleManager) && m.Phase == state.PhaseJoined {
+			others = append(others, m)
+		}
+	}
+	sort.SliceStable(others, func(i, j int) bool { return others[i].CreatedAt.Before(others[j].CreatedAt) })
+	for _, m := range others {
+		out = append(out, m.ID)
+	}
+	return out
 }
 
 // remove drains and deletes machines: workers first, then managers, each

@@ -99,7 +99,6 @@ type joinControlPlane struct {
 	CertificateKey   string      `json:"certificateKey"`
 }
 
-
 type kubeProxyConfiguration struct {
 	typeMeta
 	ClientConnection struct {

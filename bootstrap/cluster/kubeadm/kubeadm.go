@@ -20,6 +20,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/provisionhq/provision/bootstrap/artifacts"
@@ -69,6 +70,9 @@ type Config struct {
 type Driver struct {
 	cfg Config
 	log *slog.Logger
+	// cpJoin runs control-plane joins one at a time: each adds an etcd
+	// member, and etcd refuses a second while the first is catching up.
+	cpJoin sync.Mutex
 }
 
 var _ cluster.Driver = (*Driver)(nil)
@@ -223,6 +227,10 @@ func (d *Driver) join(ctx context.Context, n, mgr cluster.Node, cred cluster.Cre
 	done, err := d.done(ctx, n)
 	if err != nil {
 		return err
+	}
+	if !done && n.Role == roleManager {
+		d.cpJoin.Lock()
+		defer d.cpJoin.Unlock()
 	}
 	if !done {
 		var c joinCredential

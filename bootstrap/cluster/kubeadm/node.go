@@ -338,7 +338,7 @@ func (d *Driver) imagesStep() bootstrap.Step {
 				return false, nil
 			}
 			for _, im := range images {
-				if ok, err := succeeds("test -f " + marker(im))(ctx, h); !ok || err != nil {
+				if ok, err := succeeds("test -f "+marker(im))(ctx, h); !ok || err != nil {
 					return false, err
 				}
 			}
