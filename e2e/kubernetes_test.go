@@ -201,7 +201,7 @@ spec:
     metadata: {labels: {app: hello}}
     spec:
       topologySpreadConstraints:
-        - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, labelSelector: {matchLabels: {app: hello}}}
+        - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, nodeTaintsPolicy: Honor, labelSelector: {matchLabels: {app: hello}}}
       containers:
         - name: hello
           image: provision.local/hello:e2e
@@ -253,7 +253,9 @@ func TestKubernetes(t *testing.T) {
 	}
 	t.Logf("second up: %s", time.Since(start).Round(time.Millisecond))
 
-	t.Run("service by DNS from another node", func(t *testing.T) {
+	// A Deployment spread over the workers answers through a ClusterIP
+	// Service, by DNS name, to a client pod on another node.
+	{
 		k.apply(fmt.Sprintf(helloManifest, 3))
 		k.mustKubectl("rollout", "status", "deployment/hello", "--timeout=3m")
 		pods := k.podNodes("app=hello")
@@ -305,9 +307,11 @@ spec:
 			t.Fatalf("client on %s: phase %s, answers from %v, want some from pods on another node (pods %v)\n%s", client, phase, answered, pods, logs)
 		}
 		t.Logf("client on %s reached %d pods through hello.default.svc.cluster.local, %d on another node", client, len(answered), remote)
-	})
+	}
 
-	t.Run("scale workers 2 to 4 to 2 with a budget", func(t *testing.T) {
+	// Workers 2 → 4 → 2; the shrink drains through the Eviction API and a
+	// PodDisruptionBudget holds it.
+	{
 		k.write(1, 4)
 		start := time.Now()
 		k.must("up", k.plan)
@@ -364,7 +368,7 @@ spec:
 		if n := len(k.podNodes("app=hello")); n != 8 {
 			t.Errorf("%d hello pods after the shrink, want 8 rescheduled", n)
 		}
-	})
+	}
 
 	vols := k.volumes()
 	k.must("down", k.plan)
@@ -451,4 +455,123 @@ func (k *kube) killWhile(t *testing.T, pattern string) {
 	}
 	_ = cmd.Process.Kill()
 	t.Fatalf("%q never ran", pattern)
+}
+
+// TestKubernetesHA runs 3 control-plane nodes with stacked etcd and a
+// worker, kills the first control-plane node's machine, and checks that the
+// API still answers through every surviving node's local balancer, that the
+// worker stays Ready, and that a new worker joins.
+func TestKubernetesHA(t *testing.T) {
+	k := newKube(t, "kha")
+	k.write(3, 1)
+	start := time.Now()
+	k.must("up", k.plan)
+	t.Logf("up of 3+1: %s", time.Since(start).Round(time.Second))
+	k.converged(4)
+
+	// The first control-plane node is the one kubeadm init ran on.
+	var first string
+	var survivors []string
+	for _, c := range k.containers() {
+		if exec.Command("docker", "exec", c, "test", "-f", "/etc/provision/kubeadm-init.yaml").Run() == nil {
+			first = c
+		} else {
+			survivors = append(survivors, c)
+		}
+	}
+	if first == "" {
+		t.Fatal("no node ran kubeadm init")
+	}
+	if out, err := exec.Command("docker", "kill", first).CombinedOutput(); err != nil {
+		t.Fatalf("docker kill %s: %v\n%s", first, err, out)
+	}
+	killed := time.Now()
+	t.Logf("killed %s", first)
+
+	// Every surviving node reaches the API through its own balancer.
+	for _, c := range survivors {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			out, err := exec.Command("docker", "exec", c, "kubectl", "--kubeconfig", "/etc/kubernetes/kubelet.conf", "--request-timeout=5s", "get", "--raw", "/readyz").CombinedOutput()
+			if err == nil && strings.TrimSpace(string(out)) == "ok" {
+				t.Logf("API answers from %s %s after the kill", c, time.Since(killed).Round(100*time.Millisecond))
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("API does not answer from %s: %v\n%s", c, err, out)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+
+	// Past the node monitor's grace period the dead node is NotReady and
+	// the worker still Ready: its kubelet reaches a surviving API server.
+	k.must("kubeconfig", "--file", k.kubeconfig, k.plan)
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		nodes := k.nodes()
+		if !nodes[first] {
+			for name, ready := range nodes {
+				if name != first && !ready {
+					t.Fatalf("node %s went NotReady after %s was killed: %v", name, first, nodes)
+				}
+			}
+			t.Logf("%s NotReady after %s, every other node Ready", first, time.Since(killed).Round(time.Second))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still Ready 3 minutes after it was killed", first)
+		}
+		time.Sleep(2 * time.Second)
+	}
+
+	k.write(3, 2)
+	start = time.Now()
+	out := k.must("up", k.plan)
+	t.Logf("a worker joined without the first control-plane node in %s", time.Since(start).Round(time.Second))
+	nodes := k.nodes()
+	if len(nodes) != 5 {
+		t.Fatalf("want 5 nodes (the dead one included), got %v\n%s", nodes, out)
+	}
+	ready := 0
+	for _, r := range nodes {
+		if r {
+			ready++
+		}
+	}
+	if ready != 4 {
+		t.Fatalf("want 4 Ready nodes, got %v", nodes)
+	}
+}
+
+// TestKubernetesMulticloud runs examples/multicloud-kubernetes.yaml on
+// cloudsim: the control plane on aws, workers on gcp and openstack, joined
+// over verified SSH as a non-root user, all Ready; a second up changes
+// nothing and down deletes every instance.
+func TestKubernetesMulticloud(t *testing.T) {
+	k := newKube(t, "mk")
+	group := fmt.Sprintf("simk%d", time.Now().UnixNano()%1e6)
+	sim := startCloudsim(t, group, "--pending", "1s")
+	k.env, k.group = sim.env, group
+	plan, err := os.ReadFile("../examples/multicloud-kubernetes.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(plan), "name: multik8s\n", fmt.Sprintf("name: %s\nstate:\n  path: %s\n", k.name, filepath.Join(k.dir, "state")), 1)
+	if err := os.WriteFile(k.plan, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	k.must("up", k.plan)
+	t.Logf("up on aws+gcp+openstack: %s", time.Since(start).Round(time.Second))
+	k.converged(3)
+	out := k.must("up", k.plan)
+	if !strings.Contains(out, "No changes") {
+		t.Fatalf("second up changed something:\n%s", out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if out, err := k.run(ctx, "down", k.plan); err != nil {
+		t.Fatalf("down: %v\n%s", err, out)
+	}
 }

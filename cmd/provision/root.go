@@ -26,13 +26,15 @@ func newRoot() *cobra.Command {
 		Long: `provision turns a plan.yaml into a running cluster: it creates the machines
 (aws, gcp, openstack; docker for local hosts; static for existing ones),
 installs the container runtime over verified SSH, and joins every machine to
-a Docker Swarm.
+a Docker Swarm or, with kind: kubeadm, a Kubernetes cluster.
 
   provision validate plan.yaml    check a plan without touching anything
   provision plan plan.yaml        show what up would change
   provision up plan.yaml          create, bootstrap and join what is missing
   provision status plan.yaml      machines, addresses and cluster health
   provision ssh plan.yaml NODE    a shell or a command on a machine
+  provision kubeconfig plan.yaml  an admin kubeconfig for a kubeadm cluster
+  provision artifacts plan.yaml   gather the Kubernetes binaries and images
   provision down plan.yaml        delete every machine and the state
   provision autoscale plan.yaml   grow and shrink autoscaled pools with demand
 
@@ -45,7 +47,7 @@ next up resumes from.`,
 	root.PersistentFlags().StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 	root.PersistentFlags().StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error (logs go to stderr)")
 	root.PersistentFlags().StringVar(&o.progress, "progress", "auto", "progress display: auto (a live line per machine on a terminal), plain (timestamped lines), none")
-	root.AddCommand(newValidate(o), newPlan(o), newUp(o), newDown(o), newStatus(o), newKubeconfig(o), newSSH(o), newImage(o), newAutoscale(o))
+	root.AddCommand(newValidate(o), newPlan(o), newUp(o), newDown(o), newStatus(o), newKubeconfig(o), newArtifacts(o), newSSH(o), newImage(o), newAutoscale(o))
 	return root
 }
 
