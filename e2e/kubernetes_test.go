@@ -397,13 +397,18 @@ func lastLines(s string, n int) string {
 func TestKubernetesKill(t *testing.T) {
 	k := newKube(t, "kk")
 	k.write(1, 0)
+	const reset = "leftovers of an interrupted kubeadm run; resetting it"
 	k.killWhile(t, "kubeadm init")
-	k.must("up", k.plan)
+	if out := k.must("up", k.plan); !strings.Contains(out, reset) {
+		t.Errorf("the resumed up did not reset the interrupted init:\n%s", lastLines(out, 40))
+	}
 	k.converged(1)
 
 	k.write(1, 1)
 	k.killWhile(t, "kubeadm join")
-	k.must("up", k.plan)
+	if out := k.must("up", k.plan); !strings.Contains(out, reset) {
+		t.Errorf("the resumed up did not reset the interrupted join:\n%s", lastLines(out, 40))
+	}
 	k.converged(2)
 }
 

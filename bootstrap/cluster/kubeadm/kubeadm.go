@@ -333,12 +333,14 @@ func (d *Driver) resetIfStarted(ctx context.Context, n cluster.Node) error {
 	return n.Run.Run(ctx, resetCmd, nil, &bytes.Buffer{})
 }
 
-// resetCmd stops the node's Kubernetes services and runs kubeadm reset
+// resetCmd stops a leftover kubeadm and the node's Kubernetes services and runs kubeadm reset
 // (which on a control-plane node also leaves etcd), then clears what reset
 // leaves: the CNI config, the pod bridge and provision's marker. The
 // kubelet service is started again, waiting for a new config as kubeadm
 // expects of it.
-const resetCmd = `provision-service stop node-sync 2>/dev/null || true
+const resetCmd = `# A kubeadm the killed run started may still be running: stop it first.
+pkill -f '^kubeadm (init|join)' 2>/dev/null && sleep 1
+provision-service stop node-sync 2>/dev/null || true
 provision-service stop kube-proxy 2>/dev/null || true
 provision-service stop kubelet 2>/dev/null || true
 kubeadm reset -f --cri-socket ` + criSocket + ` >/dev/null 2>&1 || kubeadm reset -f --cri-socket ` + criSocket + `
