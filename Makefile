@@ -9,8 +9,9 @@ export PROVISION_REQUIRE_DOCKER ?= 1
 
 all: build
 
+# Static (no cgo): the same binary runs in the autoscaler's image.
 build:
-	$(GO) build -o $(BIN) ./cmd/provision
+	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/provision
 	$(GO) build -o bin/cloudsim ./cmd/cloudsim
 
 deps:

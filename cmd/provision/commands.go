@@ -1,6 +1,7 @@
 package main
 
 import (
+	"debug/elf"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/provisionhq/provision/bootstrap/artifacts"
 	"github.com/provisionhq/provision/plans"
 	"github.com/provisionhq/provision/plans/apply"
 	"github.com/provisionhq/provision/providers"
@@ -213,5 +215,76 @@ cached image. The first build takes about two minutes and needs root.`,
 			return nil
 		},
 	})
+	img.AddCommand(newImageAutoscaler(o))
 	return img
+}
+
+// AutoscalerImage is the image `provision image autoscaler` writes by
+// default, the one examples/kubernetes/autoscaler.yaml runs.
+const AutoscalerImage = "provision.local/provision:latest"
+
+func newImageAutoscaler(o *options) *cobra.Command {
+	var file, ref string
+	cmd := &cobra.Command{
+		Use:   "autoscaler",
+		Short: "Write an image of this provision binary, to run the autoscaler in a cluster",
+		Long: `Write a single-layer image holding this provision binary (and the CA
+certificates of this machine, for cloud APIs) as an image archive, for
+provision autoscale running inside the cluster it scales
+(examples/kubernetes/autoscaler.yaml). No registry is needed: list the archive
+under kubernetes.images in the plan, and every node imports it into its
+containerd, nodes added later included.
+
+  provision image autoscaler --file provision-autoscaler.tar
+
+The binary must be statically linked (make build builds it so).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			exe, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			if err := requireStatic(exe); err != nil {
+				return err
+			}
+			im := artifacts.Image{
+				Ref:        ref,
+				Files:      map[string]string{"/usr/local/bin/provision": exe},
+				Entrypoint: []string{"/usr/local/bin/provision"},
+				Env:        []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/var/lib/provision"},
+			}
+			for _, ca := range []string{"/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"} {
+				if _, err := os.Stat(ca); err == nil {
+					im.Files["/etc/ssl/certs/ca-certificates.crt"] = ca
+					break
+				}
+			}
+			if err := artifacts.WriteImages(file, im); err != nil {
+				return fmt.Errorf("write %s: %w", file, err)
+			}
+			if o.output == "json" {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]string{"file": file, "image": ref})
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Wrote %s (%s)\n", file, ref)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&file, "file", "provision-autoscaler.tar", "the image archive to write")
+	cmd.Flags().StringVar(&ref, "image", AutoscalerImage, "the image's name and tag")
+	return cmd
+}
+
+// requireStatic refuses a dynamically linked binary: the image has no libc.
+func requireStatic(path string) error {
+	f, err := elf.Open(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("%s is dynamically linked and the image has no C library: rebuild it with CGO_ENABLED=0 (make build does)", path)
+		}
+	}
+	return nil
 }
