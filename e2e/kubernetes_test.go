@@ -562,7 +562,8 @@ func TestKubernetesMulticloud(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := strings.Replace(string(plan), "name: multik8s\n", fmt.Sprintf("name: %s\nstate:\n  path: %s\n", k.name, filepath.Join(k.dir, "state")), 1)
+	text := strings.Replace(string(plan), "name: multik8s\n  kind: kubeadm\n",
+		fmt.Sprintf("name: %s\n  kind: kubeadm\nstate:\n  path: %s\n", k.name, filepath.Join(k.dir, "state")), 1)
 	if err := os.WriteFile(k.plan, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -85,6 +86,10 @@ func (v *validator) kubernetesDefaults() {
 	}
 	v.expand("kubernetes.artifacts.dir", &k.Artifacts.Dir)
 	for i := range k.Images {
+		if v.opts.ImageDir != "" {
+			k.Images[i] = filepath.Join(v.opts.ImageDir, filepath.Base(k.Images[i]))
+			continue
+		}
 		v.expand(fmt.Sprintf("kubernetes.images[%d]", i), &k.Images[i])
 	}
 }

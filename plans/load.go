@@ -31,6 +31,10 @@ type Options struct {
 	// Providers checks each pool's provider name; nil skips the check (for
 	// tools that only read a plan and never create machines).
 	Providers ProviderSet
+	// ImageDir, when set, is where kubernetes.images are found, by file
+	// name: the autoscaler inside the cluster reads them from a node's copy
+	// of the artifacts, not from the operator's paths in the plan.
+	ImageDir string
 }
 
 // Load reads, decodes and validates the plan file at path. Problems in the

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"github.com/provisionhq/provision/autoscaler/kube"
 	"github.com/provisionhq/provision/autoscaler/swarm"
 	"github.com/provisionhq/provision/bootstrap"
+	"github.com/provisionhq/provision/bootstrap/cluster/kubeadm"
 	"github.com/provisionhq/provision/internal/session"
 	"github.com/provisionhq/provision/plans"
 	"github.com/provisionhq/provision/plans/apply"
@@ -45,6 +47,27 @@ type autoscaleFlags struct {
 	leaseTTL     time.Duration
 	once         bool
 	dryRun       bool
+	sshKey       string
+	k8sArtifacts string
+}
+
+// options are the loader options the flags imply.
+func (f *autoscaleFlags) options() plans.Options {
+	if f.k8sArtifacts == "" {
+		return plans.Options{}
+	}
+	return plans.Options{ImageDir: filepath.Join(f.k8sArtifacts, "plan-images")}
+}
+
+// override applies the flags that replace plan settings for this process:
+// the login key and, inside the cluster, the node's copy of the artifacts.
+func (f *autoscaleFlags) override(p *plans.Plan) {
+	if f.sshKey != "" {
+		p.SSH.Key, p.SSH.Agent = f.sshKey, false
+	}
+	if f.k8sArtifacts != "" && p.Kubernetes != nil {
+		p.Kubernetes.Artifacts = plans.KubernetesArtifacts{Source: "dir", Dir: filepath.Join(f.k8sArtifacts, "current")}
+	}
 }
 
 func newAutoscale(o *options) *cobra.Command {
@@ -107,6 +130,8 @@ are served on --listen.
 	fl.DurationVar(&f.leaseTTL, "lease-ttl", 0, "leader lease with the etcd state backend (default 10s)")
 	fl.BoolVar(&f.once, "once", false, "make one pass and exit")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "decide and log, change nothing")
+	fl.StringVar(&f.sshKey, "ssh-key", "", "private key file to log in to machines with, instead of the plan's ssh.key (a mounted Secret in a cluster)")
+	fl.StringVar(&f.k8sArtifacts, "kubernetes-artifacts", "", "a node's "+kubeadm.NodeArtifacts+", mounted: push the Kubernetes bundle and the plan's images found there to new nodes, instead of building or downloading them")
 	return cmd
 }
 
@@ -155,10 +180,11 @@ func (f *autoscaleFlags) settings(cmd *cobra.Command, p *plans.Plan) plans.Autos
 
 func runAutoscale(cmd *cobra.Command, o *options, f *autoscaleFlags) error {
 	ctx := cmd.Context()
-	s, err := load(ctx, f.plan, o)
+	s, err := loadWith(ctx, f.plan, o, f.options())
 	if err != nil {
 		return err
 	}
+	f.override(s.Plan)
 	a := f.settings(cmd, s.Plan)
 	if u := a.ScaleDown.Utilization; u < 0 || u > 1 {
 		return fmt.Errorf("--scale-down-utilization %g: use a fraction between 0 and 1", u)
@@ -199,7 +225,7 @@ func runAutoscale(cmd *cobra.Command, o *options, f *autoscaleFlags) error {
 		DrainTimeout: time.Duration(a.ScaleDown.DrainTimeout),
 		Metrics:      metrics,
 		Log:          s.Log,
-		Reload:       newPlanReloader(f.plan, s).reload,
+		Reload:       newPlanReloader(f, s).reload,
 	}
 	if f.once {
 		out, err := loop.Pass(ctx)
@@ -227,13 +253,15 @@ func runAutoscale(cmd *cobra.Command, o *options, f *autoscaleFlags) error {
 // cannot change under it.
 type planReloader struct {
 	path string
+	f    *autoscaleFlags
 	s    *session.Session
 	mod  time.Time
 	size int64
 }
 
-func newPlanReloader(path string, s *session.Session) *planReloader {
-	r := &planReloader{path: path, s: s}
+func newPlanReloader(f *autoscaleFlags, s *session.Session) *planReloader {
+	path := f.plan
+	r := &planReloader{path: path, f: f, s: s}
 	if fi, err := os.Stat(path); err == nil {
 		r.mod, r.size = fi.ModTime(), fi.Size()
 	}
@@ -249,10 +277,13 @@ func (r *planReloader) reload() (*plans.Plan, error) {
 		return nil, nil
 	}
 	r.mod, r.size = fi.ModTime(), fi.Size()
-	p, err := plans.Load(r.path, plans.Options{Providers: r.s.Registry})
+	opts := r.f.options()
+	opts.Providers = r.s.Registry
+	p, err := plans.Load(r.path, opts)
 	if err != nil {
 		return nil, err
 	}
+	r.f.override(p)
 	old := r.s.Plan
 	if p.Cluster != old.Cluster || !reflect.DeepEqual(p.SSH, old.SSH) || !reflect.DeepEqual(p.State, old.State) {
 		return nil, fmt.Errorf("%s changed its cluster, ssh or state settings: restart the autoscaler to apply them", r.path)

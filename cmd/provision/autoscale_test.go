@@ -96,7 +96,7 @@ func TestPlanReloader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := newPlanReloader(path, s)
+	r := newPlanReloader(&autoscaleFlags{plan: path}, s)
 	if p, err := r.reload(); p != nil || err != nil {
 		t.Fatalf("unchanged file: reload = %v, %v; want nothing", p, err)
 	}

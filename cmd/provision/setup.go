@@ -5,11 +5,17 @@ import (
 	"os"
 
 	"github.com/provisionhq/provision/internal/session"
+	"github.com/provisionhq/provision/plans"
 )
 
 // load checks the global flags, then loads the plan and opens its state,
 // closed when ctx is done.
 func load(ctx context.Context, path string, o *options) (*session.Session, error) {
+	return loadWith(ctx, path, o, plans.Options{})
+}
+
+// loadWith is load with loader options.
+func loadWith(ctx context.Context, path string, o *options, popts plans.Options) (*session.Session, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
@@ -17,7 +23,7 @@ func load(ctx context.Context, path string, o *options) (*session.Session, error
 	if err != nil {
 		return nil, err
 	}
-	s, err := session.Load(ctx, path, log)
+	s, err := session.LoadWith(ctx, path, log, popts)
 	if err != nil {
 		return nil, err
 	}

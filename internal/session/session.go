@@ -53,8 +53,15 @@ type Session struct {
 // Load reads and validates the plan at path and opens its state: a file
 // (default) or etcd. Close releases the backend.
 func Load(ctx context.Context, path string, log *slog.Logger) (*Session, error) {
+	return LoadWith(ctx, path, log, plans.Options{})
+}
+
+// LoadWith is Load with loader options (the providers are always the
+// built-in registry).
+func LoadWith(ctx context.Context, path string, log *slog.Logger, opts plans.Options) (*Session, error) {
 	reg := builtin.Registry()
-	p, err := plans.Load(path, plans.Options{Providers: reg})
+	opts.Providers = reg
+	p, err := plans.Load(path, opts)
 	if err != nil {
 		return nil, err
 	}

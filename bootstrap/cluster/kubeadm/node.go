@@ -41,8 +41,15 @@ var (
 	dnfPackages = []string{"runc", "containernetworking-plugins", "iptables", "conntrack-tools", "socat", "ebtables-legacy", "ethtool", "haproxy"}
 )
 
+// NodeArtifacts is where a node keeps what provision pushed: the bundle in
+// <ID>/ (and current, a relative link to it) and the plan's image archives
+// in plan-images/. An autoscaler running in the cluster mounts it and takes
+// its artifacts from there (provision autoscale --kubernetes-artifacts).
+const NodeArtifacts = "/opt/provision/kubernetes"
+
 const (
-	nodeDir       = "/opt/provision/kubernetes"
+	nodeDir       = NodeArtifacts
+	planImages    = NodeArtifacts + "/plan-images"
 	containerdCfg = "/etc/containerd/config.toml"
 	// ctrTimeout bounds the wait for containerd to answer after a start.
 	ctrTimeout = time.Minute
@@ -177,6 +184,7 @@ mkdir -p ` + dir + `
 cp -a ` + tmp + `/. ` + dir + `/
 rm -rf ` + tmp + `
 for f in ` + dir + `/bin/*; do ln -sfn "$f" /usr/local/bin/; done
+ln -sfn ` + b.ID + ` ` + nodeDir + `/current
 touch ` + dir + `/.complete-` + role
 	start := time.Now()
 	rerr := r.Run(ctx, cmd, pr, &bytes.Buffer{})
@@ -353,8 +361,11 @@ func (d *Driver) imagesStep() bootstrap.Step {
 				if err != nil {
 					return err
 				}
-				tmp := "/var/lib/provision/images/" + im.sum + ".tar"
-				cmd := "set -e; mkdir -p /var/lib/provision/images; cat > " + tmp + "; ctr -n k8s.io images import " + tmp + " >/dev/null; rm -f " + tmp + "; touch " + marker(im)
+				// The archive stays on the node: an autoscaler running in the
+				// cluster hands it to the nodes it adds (see NodeArtifacts).
+				dst := planImages + "/" + filepath.Base(im.path)
+				cmd := "set -e; mkdir -p " + planImages + " /var/lib/provision/images; cat > " + shellQuote(dst+".tmp") +
+					"; mv -f " + shellQuote(dst+".tmp") + " " + shellQuote(dst) + "; ctr -n k8s.io images import " + shellQuote(dst) + " >/dev/null; touch " + marker(im)
 				err = h.Run.Run(ctx, cmd, f, &bytes.Buffer{})
 				f.Close()
 				if err != nil {
