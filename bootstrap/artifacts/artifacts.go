@@ -7,6 +7,21 @@
 // Gather produces a bundle on local disk; pushing it to nodes and driving
 // kubeadm belong to bootstrap/cluster. WriteImages, the image builder the
 // bundle uses, is exported for tests and other single-binary images.
+//
+// The cache, under <CacheDir>/kubernetes/:
+//
+//	<version>-<source>-<key>/       a bundle (Bundle.Dir); key hashes what decides its content
+//	  bin/                          the binaries: files, or symlinks to a file in bin/
+//	  images/node.tar               pause, CoreDNS (docker archive)
+//	  images/control-plane.tar      kube-apiserver, kube-controller-manager, kube-scheduler, etcd
+//	  manifest.json                 what it is and the sha256 of every file; its sha256 is Bundle.ID
+//	<version>-<source>-<key>.lock   held while it is gathered
+//	build/<version>-linux-amd64/<component>-<version>-<recipe>/
+//	                                the build source's binaries with their SHA256SUMS,
+//	                                reused by later gathers (a relink instead of a rebuild)
+//
+// Every entry is written to a temporary directory and renamed into place
+// when complete, and checked against its checksums before it is used.
 package artifacts
 
 import (
@@ -209,7 +224,7 @@ func Gather(ctx context.Context, o Options) (*Bundle, error) {
 	if err == nil {
 		return b, nil
 	}
-	if !errors.Is(err, os.ErrNotExist) {
+	if !errors.Is(err, errNoBundle) {
 		log.Warn("cached kubernetes bundle is damaged; gathering it again", "dir", dir, "err", err)
 	}
 	if err := os.MkdirAll(root, 0o755); err != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -60,7 +61,9 @@ type manifest struct {
 }
 
 // gatherBundle gathers into a temporary directory beside dir and renames it
-// to dir once complete.
+// to dir once complete. Files are not fsynced: openBundle checks every one
+// against the manifest, so a bundle a power loss left incomplete behind a
+// completed rename is caught and gathered again.
 func gatherBundle(ctx context.Context, src source, o Options, dir string, log *slog.Logger) (*Bundle, error) {
 	start := time.Now()
 	log.Info("gathering kubernetes bundle", "dir", dir)
@@ -129,11 +132,16 @@ func bundleOf(dir string, m manifest, data []byte) *Bundle {
 	}
 }
 
+// errNoBundle: there is no bundle to open (as opposed to a damaged one).
+var errNoBundle = errors.New("no bundle")
+
 // openBundle returns the bundle of Kubernetes version in dir after checking
-// every file against its manifest. An error wrapping fs.ErrNotExist means
-// there is none.
+// every file against its manifest. errNoBundle means there is none.
 func openBundle(ctx context.Context, dir, version string) (*Bundle, error) {
 	data, err := os.ReadFile(filepath.Join(dir, manifestFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w in %s", errNoBundle, dir)
+	}
 	if err != nil {
 		return nil, err
 	}
