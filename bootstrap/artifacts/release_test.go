@@ -230,6 +230,16 @@ func TestGatherRelease(t *testing.T) {
 			t.Errorf("regathered bundle has ID %s, want %s (same inputs)", fixed.ID, b.ID)
 		}
 	}
+	// So is a missing one.
+	if err := os.Remove(filepath.Join(b.Dir, "bin", "kubectl")); err != nil {
+		t.Fatal(err)
+	}
+	before = f.requests.Load()
+	if fixed, err := Gather(ctx, f.options(cache)); err != nil {
+		t.Fatal(err)
+	} else if f.requests.Load() == before || fixed.ID != b.ID {
+		t.Errorf("after removing bin/kubectl: %d requests, ID %s; want a new gather of the same bundle", f.requests.Load()-before, fixed.ID)
+	}
 	if names := cachedBundles(t, cache); len(names) != 1 {
 		t.Errorf("cache holds %q after regathering, want one bundle", names)
 	}
