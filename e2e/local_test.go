@@ -27,6 +27,7 @@ func TestMain(m *testing.M) {
 	}
 	bin = filepath.Join(dir, "provision")
 	build := exec.Command("go", "build", "-o", bin, "../cmd/provision")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0") // static, as make build: it also runs in the autoscaler image
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build provision:", err)

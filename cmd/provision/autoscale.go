@@ -202,6 +202,17 @@ func runAutoscale(cmd *cobra.Command, o *options, f *autoscaleFlags) error {
 	}
 	defer closeSrc()
 
+	metrics := autoscaler.NewMetrics()
+	if !f.once {
+		// Serve /healthz before the engine gathers the Kubernetes
+		// artifacts, which may take a while: a liveness probe must not
+		// kill the process meanwhile.
+		stop, err := serveMetrics(ctx, a.Listen, metrics, s.Log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	var act autoscaler.Actuator = logOnly{s.Log}
 	if !f.dryRun {
 		e, err := s.Engine(ctx, "autoscale", nil)
@@ -213,7 +224,6 @@ func runAutoscale(cmd *cobra.Command, o *options, f *autoscaleFlags) error {
 		e.LockWait = 2 * time.Minute
 		act = engineActuator{e: e}
 	}
-	metrics := autoscaler.NewMetrics()
 	loop := &autoscaler.Loop{
 		Plan: s.Plan, Source: src, State: s.Backend, Actuator: act,
 		Planner: autoscaler.Planner{Expander: exp, MaxNodes: a.MaxNodes,
@@ -233,11 +243,6 @@ func runAutoscale(cmd *cobra.Command, o *options, f *autoscaleFlags) error {
 		return err
 	}
 
-	stop, err := serveMetrics(ctx, a.Listen, metrics, s.Log)
-	if err != nil {
-		return err
-	}
-	defer stop()
 	if s.Etcd == nil {
 		s.Log.Info("autoscaler running as the only replica (file state has no leader election; use state.backend: etcd for replicas)")
 		metrics.SetLeader(true)
