@@ -49,18 +49,30 @@ func TestSchema(t *testing.T) {
 	if !ok {
 		t.Fatalf("no provision:index:Cluster resource; resources: %v", spec.Resources)
 	}
-	for _, out := range []string{"nodes", "managerAddress", "privateKey", "publicKey", "workerJoinToken", "managerJoinToken", "state"} {
+	for _, out := range []string{"nodes", "managerAddress", "privateKey", "publicKey", "workerJoinToken", "managerJoinToken", "kubeconfig", "state"} {
 		if _, ok := res.Properties[out]; !ok {
 			t.Errorf("output %q missing", out)
 		}
 	}
-	for _, secret := range []string{"privateKey", "workerJoinToken", "managerJoinToken"} {
+	for _, secret := range []string{"privateKey", "workerJoinToken", "managerJoinToken", "kubeconfig"} {
 		if !res.Properties[secret].Secret {
 			t.Errorf("output %q is not marked secret", secret)
 		}
 	}
 	if res.InputProperties["pools"].Items == nil {
 		t.Errorf("input pools is not a list")
+	}
+	if ref := res.InputProperties["kubernetes"].Ref; ref != "#/types/provision:index:Kubernetes" {
+		t.Errorf("input kubernetes refers to %q, want the Kubernetes type", ref)
+	}
+	k8s := spec.Types["provision:index:Kubernetes"].Properties
+	for _, in := range []string{"version", "artifacts", "endpoint", "podCidr", "serviceCidr", "images"} {
+		if _, ok := k8s[in]; !ok {
+			t.Errorf("kubernetes input %q missing", in)
+		}
+	}
+	if taints := spec.Types["provision:index:Pool"].Properties["taints"]; taints.Items == nil {
+		t.Errorf("pool input taints is not a list")
 	}
 }
 

@@ -30,6 +30,7 @@ func (c *Cluster) Check(ctx context.Context, req infer.CheckRequest) (infer.Chec
 	if args.Name == "" {
 		args.Name = req.Name
 	}
+	keepVersion(&args, req.OldInputs)
 	args = withDefaults(args)
 	if property.New(req.NewInputs).HasComputed() {
 		// A preview before the values other resources produce are known:
@@ -112,6 +113,22 @@ func renderPlan(a ClusterArgs) ([]byte, []string) {
 			line(path, "%s%s: %d", indent, key, v)
 		}
 	}
+	// list writes one item a line, so an error about an item lands on it.
+	// It is a flow sequence: a block one would start on its first item's
+	// line, and an error about the whole list would land there too.
+	list := func(path, indent, key string, vs []string) {
+		if len(vs) == 0 {
+			return
+		}
+		line(path, "%s%s: [", indent, key)
+		for i, v := range vs {
+			end := ","
+			if i == len(vs)-1 {
+				end = "]"
+			}
+			line(fmt.Sprintf("%s[%d]", path, i), "%s  %s%s", indent, quote(v), end)
+		}
+	}
 	line("", "version: 1")
 	line("", "cluster:")
 	str("name", "  ", "name", a.Name)
@@ -128,6 +145,26 @@ func renderPlan(a ClusterArgs) ([]byte, []string) {
 			str("ssh.bastion.hostKey", "    ", "host_key", bs.HostKey)
 		}
 	}
+	if k := a.Kubernetes; k != nil {
+		if k.empty() {
+			// An empty block is still a block: on a swarm the loader
+			// refuses it, which a bare "kubernetes:" (null) would hide.
+			line("kubernetes", "kubernetes: {}")
+		} else {
+			line("kubernetes", "kubernetes:")
+		}
+		str("kubernetes.version", "  ", "version", k.Version)
+		if ar := k.Artifacts; ar != nil && *ar != (KubernetesArtifactsArgs{}) {
+			line("kubernetes.artifacts", "  artifacts:")
+			str("kubernetes.artifacts.source", "    ", "source", ar.Source)
+			str("kubernetes.artifacts.dir", "    ", "dir", ar.Dir)
+			str("kubernetes.artifacts.url", "    ", "url", ar.URL)
+		}
+		str("kubernetes.endpoint", "  ", "endpoint", k.Endpoint)
+		str("kubernetes.podCidr", "  ", "pod_cidr", k.PodCIDR)
+		str("kubernetes.serviceCidr", "  ", "service_cidr", k.ServiceCIDR)
+		list("kubernetes.images", "  ", "images", k.Images)
+	}
 	if len(a.Pools) == 0 {
 		line("pools", "pools: []")
 	} else {
@@ -143,6 +180,7 @@ func renderPlan(a ClusterArgs) ([]byte, []string) {
 		if len(pool.Labels) > 0 {
 			line(at+".labels", "    labels: %s", jsonText(pool.Labels))
 		}
+		list(at+".taints", "    ", "taints", pool.Taints)
 		if len(pool.Settings) > 0 {
 			line(at+".settings", "    settings: %s", jsonText(pool.Settings))
 		}
@@ -151,6 +189,12 @@ func renderPlan(a ClusterArgs) ([]byte, []string) {
 }
 
 func quote(s string) string { return jsonText(s) }
+
+// empty reports whether the block sets nothing.
+func (k *KubernetesArgs) empty() bool {
+	return k.Version == "" && k.Endpoint == "" && k.PodCIDR == "" && k.ServiceCIDR == "" && len(k.Images) == 0 &&
+		(k.Artifacts == nil || *k.Artifacts == KubernetesArtifactsArgs{})
+}
 
 // jsonText is v as JSON; v holds only what Pulumi decoded (strings,
 // numbers, booleans, lists, maps), which always marshals.
@@ -178,6 +222,22 @@ func withDefaults(a ClusterArgs) ClusterArgs {
 		ssh.Bastion = &b
 	}
 	a.SSH = &ssh
+	if a.Kind == "kubeadm" {
+		var k KubernetesArgs
+		if a.Kubernetes != nil {
+			k = *a.Kubernetes
+		}
+		var art KubernetesArtifactsArgs
+		if k.Artifacts != nil {
+			art = *k.Artifacts
+		}
+		art.Source = cmp.Or(art.Source, "build")
+		k.Artifacts = &art
+		k.Version = cmp.Or(k.Version, plans.DefaultKubernetesVersion)
+		k.PodCIDR = cmp.Or(k.PodCIDR, "10.244.0.0/16")
+		k.ServiceCIDR = cmp.Or(k.ServiceCIDR, "10.96.0.0/12")
+		a.Kubernetes = &k
+	}
 	pools := make([]PoolArgs, len(a.Pools))
 	for i, pool := range a.Pools {
 		pool.Role = cmp.Or(pool.Role, string(providers.RoleWorker))
@@ -185,6 +245,33 @@ func withDefaults(a ClusterArgs) ClusterArgs {
 	}
 	a.Pools = pools
 	return a
+}
+
+// keepVersion gives a kubeadm cluster whose inputs name no Kubernetes
+// version the version it was created with (old, the checked inputs of the
+// last update). Otherwise a newer provider, with a newer default, would
+// replace every such cluster on the next update.
+func keepVersion(a *ClusterArgs, old property.Map) {
+	if a.Kind != "kubeadm" || a.Kubernetes != nil && a.Kubernetes.Version != "" {
+		return
+	}
+	if kind := old.Get("kind"); !kind.IsString() || kind.AsString() != "kubeadm" {
+		return
+	}
+	k := old.Get("kubernetes")
+	if !k.IsMap() {
+		return
+	}
+	v := k.AsMap().Get("version")
+	if !v.IsString() || v.AsString() == "" {
+		return
+	}
+	next := KubernetesArgs{}
+	if a.Kubernetes != nil {
+		next = *a.Kubernetes
+	}
+	next.Version = v.AsString()
+	a.Kubernetes = &next
 }
 
 // checkKey refuses a login key provision cannot use, before any machine

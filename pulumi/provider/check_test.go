@@ -1,6 +1,10 @@
 package provider
 
 import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -70,6 +74,56 @@ func TestCheckDefaults(t *testing.T) {
 	}
 }
 
+// TestCheckKubernetes: a kubeadm cluster's checked inputs carry the
+// loader's Kubernetes defaults, and an unnamed version stays the one the
+// cluster was created with, so a provider with a newer default does not
+// replace it.
+func TestCheckKubernetes(t *testing.T) {
+	s := server(t)
+	manager := pool("managers", "docker", "manager", 1)
+	checked := func(in map[string]any, old property.Map) map[string]any {
+		t.Helper()
+		resp, err := s.Check(p.CheckRequest{Urn: clusterURN("k"), State: old, Inputs: props(in)})
+		if err != nil || len(resp.Failures) > 0 {
+			t.Fatalf("Check: %v %+v", err, resp.Failures)
+		}
+		return resource.ToResourcePropertyValue(property.New(resp.Inputs)).ObjectValue().Mappable()
+	}
+	created := props(checked(kube(map[string]any{"version": "v1.33.1"}, manager), property.Map{}))
+	tests := []struct {
+		name    string
+		in      map[string]any
+		old     property.Map
+		version string
+	}{
+		{"new cluster", kube(nil, manager), property.Map{}, plans.DefaultKubernetesVersion},
+		{"version kept", kube(nil, manager), created, "v1.33.1"},
+		{"version kept, other settings given", kube(map[string]any{"endpoint": "api.example.com"}, manager), created, "v1.33.1"},
+		{"version changed", kube(map[string]any{"version": "v1.34.0"}, manager), created, "v1.34.0"},
+		{"was a swarm", kube(nil, manager), props(checked(map[string]any{"pools": []any{manager}}, property.Map{})), plans.DefaultKubernetesVersion},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := checked(tt.in, tt.old)
+			for path, want := range map[string]any{
+				"kind":                        "kubeadm",
+				"kubernetes.version":          tt.version,
+				"kubernetes.artifacts.source": "build",
+				"kubernetes.podCidr":          "10.244.0.0/16",
+				"kubernetes.serviceCidr":      "10.96.0.0/12",
+			} {
+				if v := lookup(got, path); v != want {
+					t.Errorf("%s = %#v, want %#v", path, v, want)
+				}
+			}
+		})
+	}
+	// A swarm gets no kubernetes block.
+	if got := checked(map[string]any{"pools": []any{manager}}, property.Map{}); got["kubernetes"] != nil {
+		t.Errorf("a swarm's checked inputs have kubernetes %v", got["kubernetes"])
+	}
+}
+
 // lookup reads "a.b[1].c" from nested maps and lists.
 func lookup(v any, path string) any {
 	for _, part := range strings.Split(path, ".") {
@@ -96,8 +150,8 @@ func TestCheckFailures(t *testing.T) {
 	}{
 		{"bad name", map[string]any{"name": "Bad_Name", "pools": []any{manager}},
 			"name", `cluster.name: "Bad_Name" is not a valid cluster name`},
-		{"kind not implemented", map[string]any{"kind": "k3s", "pools": []any{manager}},
-			"kind", "cluster.kind: k3s is not implemented yet"},
+		{"k3s refused", map[string]any{"kind": "k3s", "pools": []any{manager}},
+			"kind", "cluster.kind: k3s cannot be built by provision (use kind: kubeadm for Kubernetes"},
 		{"unknown kind", map[string]any{"kind": "nomad", "pools": []any{manager}},
 			"kind", `cluster.kind: unknown cluster kind "nomad"`},
 		{"no pools", map[string]any{"pools": []any{}},
@@ -128,6 +182,37 @@ func TestCheckFailures(t *testing.T) {
 			"ssh.port", "ssh.port: 70000 is out of range"},
 		{"private key not a key", map[string]any{"ssh": map[string]any{"privateKey": "-----BEGIN NOTHING-----"}, "pools": []any{manager}},
 			"ssh.privateKey", "not a private key in OpenSSH or PEM form"},
+		{"kubeadm without a control plane", map[string]any{"kind": "kubeadm", "pools": []any{pool("workers", "docker", "", 2)}},
+			"pools", "a Kubernetes cluster needs a control-plane node"},
+		{"kubeadm bad version", kube(map[string]any{"version": "1.33"}, manager),
+			"kubernetes.version", `kubernetes.version: "1.33" is not a Kubernetes version (write the release as "v1.MINOR.PATCH"`},
+		{"kubeadm version too old", kube(map[string]any{"version": "v1.29.4"}, manager),
+			"kubernetes.version", "kubernetes.version: v1.29.4 is too old"},
+		{"unknown artifacts source", kube(map[string]any{"artifacts": map[string]any{"source": "nix"}}, manager),
+			"kubernetes.artifacts.source", `kubernetes.artifacts.source: unknown artifact source "nix"`},
+		{"artifacts dir missing", kube(map[string]any{"artifacts": map[string]any{"source": "dir"}}, manager),
+			"kubernetes.artifacts", "kubernetes.artifacts.dir: required"},
+		{"artifacts url without release", kube(map[string]any{"artifacts": map[string]any{"url": "https://mirror.example.com"}}, manager),
+			"kubernetes.artifacts.url", "kubernetes.artifacts.url: unused with source: build"},
+		{"bad endpoint", kube(map[string]any{"endpoint": "api.example.com:99999"}, manager),
+			"kubernetes.endpoint", `kubernetes.endpoint: "api.example.com:99999": port "99999" is out of range`},
+		{"pod range too small", kube(map[string]any{"podCidr": "10.244.0.0/24"}, manager),
+			"kubernetes.podCidr", `kubernetes.pod_cidr: "10.244.0.0/24" is not usable`},
+		{"service range overlaps pods", kube(map[string]any{"serviceCidr": "10.244.128.0/20"}, manager),
+			"kubernetes.serviceCidr", "kubernetes.service_cidr: 10.244.128.0/20 overlaps pod_cidr 10.244.0.0/16"},
+		{"image archive missing", kube(map[string]any{"images": []any{"/nonexistent/app.tar"}}, manager),
+			"kubernetes.images[0]", "kubernetes.images[0]: /nonexistent/app.tar: no such file or directory"},
+		{"malformed taint", kube(nil, manager, map[string]any{"name": "gpus", "provider": "docker", "count": 1,
+			"taints": []any{"dedicated=gpu:NoSchedule", "gpu"}}),
+			"pools[1].taints[1]", `pools[1].taints[1]: "gpu" has no single :Effect`},
+		{"taint with an unknown effect", kube(nil, manager, map[string]any{"name": "gpus", "provider": "docker", "count": 1,
+			"taints": []any{"dedicated=gpu:NoScheduel"}}),
+			"pools[1].taints[0]", `unknown effect "NoScheduel"`},
+		{"taints on a swarm", map[string]any{"pools": []any{manager, map[string]any{"name": "gpus", "provider": "docker", "count": 1,
+			"taints": []any{"dedicated=gpu:NoSchedule"}}}},
+			"pools[1].taints", "pools[1].taints: a swarm cluster has no taints"},
+		{"kubernetes block on a swarm", map[string]any{"kubernetes": map[string]any{}, "pools": []any{manager}},
+			"kubernetes", "kubernetes: only a kind: kubeadm cluster reads this block"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -143,6 +228,19 @@ func TestCheckFailures(t *testing.T) {
 			t.Fatalf("failures %+v: none on %q containing %q", resp.Failures, tt.prop, tt.reason)
 		})
 	}
+}
+
+// kube is the inputs of a kubeadm cluster with the given kubernetes block
+// (nil: none) and pools.
+func kube(kubernetes map[string]any, pools ...map[string]any) map[string]any {
+	in := map[string]any{"kind": "kubeadm", "pools": []any{}}
+	for _, p := range pools {
+		in["pools"] = append(in["pools"].([]any), p)
+	}
+	if kubernetes != nil {
+		in["kubernetes"] = kubernetes
+	}
+	return in
 }
 
 // TestRenderPlanMatchesValidate: the plan the inputs become is the plan a
@@ -168,6 +266,38 @@ func TestRenderPlanMatchesValidate(t *testing.T) {
 	}
 }
 
+// TestRenderKubernetes: a kubeadm cluster's inputs become the plan's
+// kubernetes block and pool taints, every list item on its own line.
+func TestRenderKubernetes(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "app.tar")
+	if err := os.WriteFile(img, []byte("archive"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := ClusterArgs{Name: "k", Kind: "kubeadm",
+		Kubernetes: &KubernetesArgs{Version: "v1.33.1", Artifacts: &KubernetesArtifactsArgs{Source: "dir", Dir: dir},
+			Endpoint: "api.example.com:443", PodCIDR: "10.32.0.0/16", ServiceCIDR: "10.33.0.0/16", Images: []string{img}},
+		Pools: []PoolArgs{
+			{Name: "control", Provider: "docker", Role: "manager", Count: 1},
+			{Name: "gpus", Provider: "docker", Count: 2, Taints: []string{"dedicated=gpu:NoSchedule", "nvidia.com/gpu:NoExecute"}},
+		}}
+	text, paths := renderPlan(args)
+	if n := strings.Count(string(text), "\n"); n != len(paths) {
+		t.Fatalf("%d lines, %d paths", n, len(paths))
+	}
+	pl, err := plans.Parse("plan.yaml", text, plans.Options{Providers: builtin.Registry()})
+	if err != nil {
+		t.Fatalf("rendered plan does not load: %v\n%s", err, text)
+	}
+	k := pl.Kubernetes
+	want := plans.Kubernetes{Version: "v1.33.1", Artifacts: plans.KubernetesArtifacts{Source: "dir", Dir: dir},
+		Endpoint: "api.example.com:443", PodCIDR: "10.32.0.0/16", ServiceCIDR: "10.33.0.0/16", Images: []string{img}}
+	if pl.Cluster.Kind != "kubeadm" || k == nil || !reflect.DeepEqual(*k, want) ||
+		!slices.Equal(pl.Pools[1].Taints, args.Pools[1].Taints) {
+		t.Fatalf("plan differs from the inputs: %+v %+v\n%s", k, pl.Pools[1], text)
+	}
+}
+
 func TestDiffArgs(t *testing.T) {
 	base := func() ClusterArgs {
 		return ClusterArgs{Name: "c", Kind: "swarm", SSH: &SSHArgs{User: "root", Port: 22}, Pools: []PoolArgs{
@@ -175,36 +305,68 @@ func TestDiffArgs(t *testing.T) {
 			{Name: "workers", Provider: "docker", Role: "worker", Count: 2},
 		}}
 	}
+	kubeadm := func() ClusterArgs {
+		a := base()
+		a.Kind = "kubeadm"
+		a.Kubernetes = &KubernetesArgs{Version: "v1.33.1", Artifacts: &KubernetesArtifactsArgs{Source: "build"},
+			PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/12"}
+		a.Pools[1].Taints = []string{"dedicated=gpu:NoSchedule"}
+		return a
+	}
 	tests := []struct {
 		name   string
+		kube   bool // both sides are a kubeadm cluster
 		change func(a *ClusterArgs)
 		want   map[string]p.DiffKind
 		notes  int
 	}{
-		{"nothing", func(*ClusterArgs) {}, map[string]p.DiffKind{}, 0},
-		{"scale workers", func(a *ClusterArgs) { a.Pools[1].Count = 3 }, map[string]p.DiffKind{"pools[1].count": p.Update}, 0},
-		{"rename", func(a *ClusterArgs) { a.Name = "d" }, map[string]p.DiffKind{"name": p.UpdateReplace}, 0},
-		{"kind", func(a *ClusterArgs) { a.Kind = "k3s" }, map[string]p.DiffKind{"kind": p.UpdateReplace}, 0},
-		{"ssh user", func(a *ClusterArgs) { a.SSH.User = "ops" }, map[string]p.DiffKind{"ssh.user": p.UpdateReplace}, 0},
-		{"login key", func(a *ClusterArgs) { a.SSH.PrivateKey = "k" }, map[string]p.DiffKind{"ssh.privateKey": p.UpdateReplace}, 0},
-		{"bastion", func(a *ClusterArgs) { a.SSH.Bastion = &BastionArgs{Host: "j", HostKey: "k"} }, map[string]p.DiffKind{"ssh.bastion": p.Update}, 0},
-		{"pool moves provider", func(a *ClusterArgs) { a.Pools[1].Provider = "aws" }, map[string]p.DiffKind{"pools[1].provider": p.Update}, 1},
-		{"pool changes role", func(a *ClusterArgs) { a.Pools[1].Role = "manager" }, map[string]p.DiffKind{"pools[1].role": p.Update}, 1},
-		{"labels", func(a *ClusterArgs) { a.Pools[1].Labels = map[string]string{"x": "y"} }, map[string]p.DiffKind{"pools[1].labels": p.Update}, 1},
-		{"settings", func(a *ClusterArgs) { a.Pools[1].Settings = map[string]any{"cpus": 1.0} }, map[string]p.DiffKind{"pools[1].settings": p.Update}, 1},
-		{"empty settings are no settings", func(a *ClusterArgs) { a.Pools[1].Settings = map[string]any{} }, map[string]p.DiffKind{}, 0},
-		{"pool added", func(a *ClusterArgs) {
+		{"nothing", false, func(*ClusterArgs) {}, map[string]p.DiffKind{}, 0},
+		{"scale workers", false, func(a *ClusterArgs) { a.Pools[1].Count = 3 }, map[string]p.DiffKind{"pools[1].count": p.Update}, 0},
+		{"rename", false, func(a *ClusterArgs) { a.Name = "d" }, map[string]p.DiffKind{"name": p.UpdateReplace}, 0},
+		{"kind", false, func(a *ClusterArgs) { a.Kind = "k3s" }, map[string]p.DiffKind{"kind": p.UpdateReplace}, 0},
+		{"ssh user", false, func(a *ClusterArgs) { a.SSH.User = "ops" }, map[string]p.DiffKind{"ssh.user": p.UpdateReplace}, 0},
+		{"login key", false, func(a *ClusterArgs) { a.SSH.PrivateKey = "k" }, map[string]p.DiffKind{"ssh.privateKey": p.UpdateReplace}, 0},
+		{"bastion", false, func(a *ClusterArgs) { a.SSH.Bastion = &BastionArgs{Host: "j", HostKey: "k"} }, map[string]p.DiffKind{"ssh.bastion": p.Update}, 0},
+		{"pool moves provider", false, func(a *ClusterArgs) { a.Pools[1].Provider = "aws" }, map[string]p.DiffKind{"pools[1].provider": p.Update}, 1},
+		{"pool changes role", false, func(a *ClusterArgs) { a.Pools[1].Role = "manager" }, map[string]p.DiffKind{"pools[1].role": p.Update}, 1},
+		{"labels", false, func(a *ClusterArgs) { a.Pools[1].Labels = map[string]string{"x": "y"} }, map[string]p.DiffKind{"pools[1].labels": p.Update}, 1},
+		{"settings", false, func(a *ClusterArgs) { a.Pools[1].Settings = map[string]any{"cpus": 1.0} }, map[string]p.DiffKind{"pools[1].settings": p.Update}, 1},
+		{"empty settings are no settings", false, func(a *ClusterArgs) { a.Pools[1].Settings = map[string]any{} }, map[string]p.DiffKind{}, 0},
+		{"pool added", false, func(a *ClusterArgs) {
 			a.Pools = append(a.Pools, PoolArgs{Name: "edge", Provider: "docker", Role: "worker", Count: 1})
 		}, map[string]p.DiffKind{"pools[2]": p.Add}, 0},
-		{"pool removed", func(a *ClusterArgs) { a.Pools = a.Pools[:1] }, map[string]p.DiffKind{"pools[1]": p.Delete}, 0},
-		{"pool replaced by another", func(a *ClusterArgs) { a.Pools[1].Name = "edge" }, map[string]p.DiffKind{"pools[1]": p.Update}, 0},
-		{"pools reordered", func(a *ClusterArgs) { a.Pools[0], a.Pools[1] = a.Pools[1], a.Pools[0] }, map[string]p.DiffKind{}, 0},
+		{"pool removed", false, func(a *ClusterArgs) { a.Pools = a.Pools[:1] }, map[string]p.DiffKind{"pools[1]": p.Delete}, 0},
+		{"pool replaced by another", false, func(a *ClusterArgs) { a.Pools[1].Name = "edge" }, map[string]p.DiffKind{"pools[1]": p.Update}, 0},
+		{"pools reordered", false, func(a *ClusterArgs) { a.Pools[0], a.Pools[1] = a.Pools[1], a.Pools[0] }, map[string]p.DiffKind{}, 0},
+		{"swarm to kubeadm", false, func(a *ClusterArgs) { a.Kind = "kubeadm"; a.Kubernetes = kubeadm().Kubernetes },
+			map[string]p.DiffKind{"kind": p.UpdateReplace}, 0},
+		{"kubeadm unchanged", true, func(*ClusterArgs) {}, map[string]p.DiffKind{}, 0},
+		{"kubernetes version", true, func(a *ClusterArgs) { a.Kubernetes.Version = "v1.34.0" },
+			map[string]p.DiffKind{"kubernetes.version": p.UpdateReplace}, 0},
+		{"kubernetes endpoint", true, func(a *ClusterArgs) { a.Kubernetes.Endpoint = "api.example.com" },
+			map[string]p.DiffKind{"kubernetes.endpoint": p.UpdateReplace}, 0},
+		{"pod range", true, func(a *ClusterArgs) { a.Kubernetes.PodCIDR = "10.32.0.0/16" },
+			map[string]p.DiffKind{"kubernetes.podCidr": p.UpdateReplace}, 0},
+		{"service range", true, func(a *ClusterArgs) { a.Kubernetes.ServiceCIDR = "10.33.0.0/16" },
+			map[string]p.DiffKind{"kubernetes.serviceCidr": p.UpdateReplace}, 0},
+		{"artifacts source", true, func(a *ClusterArgs) { a.Kubernetes.Artifacts = &KubernetesArtifactsArgs{Source: "release"} },
+			map[string]p.DiffKind{"kubernetes.artifacts": p.Update}, 1},
+		{"images", true, func(a *ClusterArgs) { a.Kubernetes.Images = []string{"app.tar"} },
+			map[string]p.DiffKind{"kubernetes.images": p.Update}, 1},
+		{"taints", true, func(a *ClusterArgs) { a.Pools[1].Taints = append(a.Pools[1].Taints, "spot:PreferNoSchedule") },
+			map[string]p.DiffKind{"pools[1].taints": p.Update}, 1},
+		{"taints removed", true, func(a *ClusterArgs) { a.Pools[1].Taints = nil },
+			map[string]p.DiffKind{"pools[1].taints": p.Update}, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			next := base()
+			prior := base
+			if tt.kube {
+				prior = kubeadm
+			}
+			next := prior()
 			tt.change(&next)
-			d := diffArgs(base(), next)
+			d := diffArgs(prior(), next)
 			got := map[string]p.DiffKind{}
 			for k, v := range d.props {
 				if !v.InputDiff {
@@ -230,18 +392,46 @@ func TestDiffArgs(t *testing.T) {
 // TestDefaultsMatchLoader: the defaults Check fills in are the plan
 // loader's, so what Diff compares is what the engine applies.
 func TestDefaultsMatchLoader(t *testing.T) {
-	args := ClusterArgs{Name: "edge", SSH: &SSHArgs{User: "ops", Bastion: &BastionArgs{Host: "jump", HostKey: testHostKey}},
-		Pools: []PoolArgs{{Name: "managers", Provider: "docker", Role: "manager", Count: 1}, {Name: "workers", Provider: "docker", Count: 2}}}
-	pl, failures, err := loadPlan(args, builtin.Registry())
-	if err != nil || len(failures) > 0 {
-		t.Fatalf("loadPlan: %v %+v", err, failures)
-	}
-	got := withDefaults(args)
-	b := got.SSH.Bastion
-	if got.Kind != pl.Cluster.Kind || got.SSH.User != pl.SSH.User || got.SSH.Port != pl.SSH.Port ||
-		b.Port != pl.SSH.Bastion.Port || b.User != pl.SSH.Bastion.User ||
-		got.Pools[0].Role != string(pl.Pools[0].Role) || got.Pools[1].Role != string(pl.Pools[1].Role) {
-		t.Fatalf("defaults %+v %+v, loader %+v %+v", got, *b, pl, *pl.SSH.Bastion)
+	for _, tt := range []struct {
+		kind       string
+		kubernetes *KubernetesArgs
+	}{
+		{"", nil},
+		{"kubeadm", nil},
+		{"kubeadm", &KubernetesArgs{Endpoint: "api.example.com"}},
+		{"kubeadm", &KubernetesArgs{Artifacts: &KubernetesArtifactsArgs{URL: "https://mirror.example.com"}}},
+	} {
+		args := ClusterArgs{Name: "edge", Kind: tt.kind, Kubernetes: tt.kubernetes,
+			SSH:   &SSHArgs{User: "ops", Bastion: &BastionArgs{Host: "jump", HostKey: testHostKey}},
+			Pools: []PoolArgs{{Name: "managers", Provider: "docker", Role: "manager", Count: 1}, {Name: "workers", Provider: "docker", Count: 2}}}
+		if tt.kubernetes != nil && tt.kubernetes.Artifacts != nil {
+			tt.kubernetes.Artifacts.Source = "release" // the loader reads url only for release
+		}
+		pl, failures, err := loadPlan(args, builtin.Registry())
+		if err != nil || len(failures) > 0 {
+			t.Fatalf("loadPlan %s: %v %+v", tt.kind, err, failures)
+		}
+		got := withDefaults(args)
+		b := got.SSH.Bastion
+		if got.Kind != pl.Cluster.Kind || got.SSH.User != pl.SSH.User || got.SSH.Port != pl.SSH.Port ||
+			b.Port != pl.SSH.Bastion.Port || b.User != pl.SSH.Bastion.User ||
+			got.Pools[0].Role != string(pl.Pools[0].Role) || got.Pools[1].Role != string(pl.Pools[1].Role) {
+			t.Fatalf("defaults %+v %+v, loader %+v %+v", got, *b, pl, *pl.SSH.Bastion)
+		}
+		if pl.Kubernetes == nil {
+			if got.Kubernetes != nil {
+				t.Fatalf("defaults give a %s cluster kubernetes %+v", got.Kind, *got.Kubernetes)
+			}
+			continue
+		}
+		k, a, lk := got.Kubernetes, got.Kubernetes.Artifacts, pl.Kubernetes
+		if k.Version != lk.Version || a.Source != lk.Artifacts.Source || a.URL != lk.Artifacts.URL || k.Endpoint != lk.Endpoint ||
+			k.PodCIDR != lk.PodCIDR || k.ServiceCIDR != lk.ServiceCIDR {
+			t.Fatalf("defaults %+v %+v, loader %+v", *k, *a, *lk)
+		}
+		if tt.kubernetes != nil && (tt.kubernetes.Version != "" || tt.kubernetes.PodCIDR != "") {
+			t.Fatalf("withDefaults changed the caller's inputs: %+v", *tt.kubernetes)
+		}
 	}
 }
 

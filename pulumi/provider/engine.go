@@ -74,9 +74,11 @@ func (c *Cluster) Update(ctx context.Context, req infer.UpdateRequest[ClusterArg
 	}
 	out, err := c.apply(ctx, req.Inputs, prior, key)
 	if err != nil {
-		// Keep what the run recorded, and the old tokens if none were read.
+		// Keep what the run recorded, and the old tokens or kubeconfig if
+		// none were read.
 		out.WorkerJoinToken = cmp.Or(out.WorkerJoinToken, req.State.WorkerJoinToken)
 		out.ManagerJoinToken = cmp.Or(out.ManagerJoinToken, req.State.ManagerJoinToken)
+		out.Kubeconfig = cmp.Or(out.Kubeconfig, req.State.Kubeconfig)
 		return infer.UpdateResponse[ClusterState]{Output: out}, infer.ResourceInitFailedError{Reasons: []string{err.Error()}}
 	}
 	return infer.UpdateResponse[ClusterState]{Output: out}, nil
@@ -134,7 +136,29 @@ func (c *Cluster) Read(ctx context.Context, req infer.ReadRequest[ClusterArgs, C
 	if err := out.record(st); err != nil {
 		return infer.ReadResponse[ClusterArgs, ClusterState]{}, err
 	}
+	if pl.Cluster.Kind == "kubeadm" {
+		// A refresh is not the place to fail on a control plane that does
+		// not answer right now: the machines were refreshed, and the
+		// kubeconfig read before still holds the cluster's CA and admin.
+		if err := c.refreshKubeconfig(ctx, pl, st, &out); err != nil {
+			p.GetLogger(ctx).Warningf("kubeconfig not refreshed, kept as it was: %v", err)
+		}
+	}
 	return infer.ReadResponse[ClusterArgs, ClusterState]{ID: req.ID, Inputs: req.Inputs, State: out}, nil
+}
+
+// refreshKubeconfig reads the kubeconfig again, logging in with the
+// cluster's key.
+func (c *Cluster) refreshKubeconfig(ctx context.Context, pl *plans.Plan, st *state.State, out *ClusterState) error {
+	key := cmp.Or(sshOf(out.ClusterArgs).PrivateKey, out.PrivateKey)
+	if key == "" {
+		return errors.New("the cluster's login key is in neither ssh.privateKey nor the privateKey output")
+	}
+	signer, err := parseKey(key)
+	if err != nil {
+		return fmt.Errorf("login key: %w", err)
+	}
+	return out.readKubeconfig(ctx, c.session(ctx, pl, nil, signer), st)
 }
 
 // apply runs the engine on the plan of args from the prior state (nil for
@@ -170,7 +194,15 @@ func (c *Cluster) apply(ctx context.Context, args ClusterArgs, prior *state.Stat
 	}
 	p.GetLogger(ctx).Infof("cluster %s: %d created, %d deleted, %d resumed, %d unchanged in %s",
 		pl.Cluster.Name, report.Created, report.Deleted, report.Resumed, report.Unchanged, report.Duration.Round(time.Second))
-	if err := out.readTokens(ctx, s, mem.Snapshot()); err != nil {
+	if pl.Cluster.Kind == "kubeadm" {
+		// No join tokens: the kubeadm driver's are 15-minute bootstrap
+		// tokens, worthless as outputs. The kubeconfig is how a program
+		// reaches the cluster.
+		err = out.readKubeconfig(ctx, s, mem.Snapshot())
+	} else {
+		err = out.readTokens(ctx, s, mem.Snapshot())
+	}
+	if err != nil {
 		return out, err
 	}
 	return out, nil
@@ -224,6 +256,26 @@ func (s *ClusterState) readTokens(ctx context.Context, sess *session.Session, st
 		}
 		*t.into = cred.Secret()
 	}
+	return nil
+}
+
+// kubeconfigTimeout bounds reading the kubeconfig: the session tries each
+// control-plane node for up to 20 s, and a cluster has few.
+const kubeconfigTimeout = time.Minute
+
+// readKubeconfig reads a kubeadm cluster's admin kubeconfig from a
+// control-plane node.
+func (s *ClusterState) readKubeconfig(ctx context.Context, sess *session.Session, st *state.State) error {
+	if st == nil {
+		return errors.New("the cluster has no joined control-plane node to read the kubeconfig from")
+	}
+	ctx, cancel := context.WithTimeout(ctx, kubeconfigTimeout)
+	defer cancel()
+	b, err := sess.Kubeconfig(ctx, st)
+	if err != nil {
+		return fmt.Errorf("read the cluster's kubeconfig: %w", err)
+	}
+	s.Kubeconfig = string(b)
 	return nil
 }
 

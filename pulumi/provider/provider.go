@@ -1,8 +1,9 @@
 // Package provider is provision's native Pulumi provider. Its one resource,
-// provision:index:Cluster, takes the same model as plan.yaml and drives the
-// same apply engine as `provision up` and `provision down`; the machines'
-// state document lives in the resource's outputs, so the Pulumi stack is
-// the only record of the cluster.
+// provision:index:Cluster (a Docker Swarm or a kubeadm Kubernetes cluster),
+// takes the same model as plan.yaml and drives the same apply engine as
+// `provision up` and `provision down`; the machines' state document lives
+// in the resource's outputs, so the Pulumi stack is the only record of the
+// cluster.
 package provider
 
 import (
@@ -46,8 +47,8 @@ func New(opts Options) (p.Provider, error) {
 	}
 	return infer.NewProviderBuilder().
 		WithDisplayName("provision").
-		WithDescription("Clusters of container hosts on any mix of clouds, bootstrapped over SSH and joined into a Docker Swarm.").
-		WithKeywords("swarm", "docker", "ssh", "provisioning").
+		WithDescription("Clusters of container hosts on any mix of clouds, bootstrapped over SSH and joined into a Docker Swarm or a Kubernetes cluster (kubeadm).").
+		WithKeywords("swarm", "docker", "kubernetes", "kubeadm", "ssh", "provisioning").
 		WithRepository("https://github.com/provisionhq/provision").
 		WithGoImportPath("github.com/provisionhq/provision/pulumi/sdk/provision").
 		WithResources(infer.Resource(&Cluster{cacheDir: opts.CacheDir, registry: opts.Registry})).
