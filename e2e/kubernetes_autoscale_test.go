@@ -18,12 +18,21 @@ import (
 // network they are on.
 func hostAddress(t *testing.T) string {
 	t.Helper()
-	out, err := exec.Command("docker", "network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}").Output()
-	addr := strings.TrimSpace(string(out))
-	if err != nil || net.ParseIP(addr) == nil {
-		t.Fatalf("docker bridge gateway: %q %v", addr, err)
+	ifc, err := net.InterfaceByName("docker0")
+	if err != nil {
+		t.Fatalf("docker's default bridge: %v", err)
 	}
-	return addr
+	addrs, err := ifc.Addrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil {
+			return ipn.IP.String()
+		}
+	}
+	t.Fatalf("docker0 has no IPv4 address: %v", addrs)
+	return ""
 }
 
 func port(t *testing.T) int {
@@ -148,7 +157,9 @@ pools:
 	cloud := []string{"-n", "provision-system", "create", "secret", "generic", "provision-cloud"}
 	for _, kv := range sim.env {
 		if strings.HasPrefix(kv, "AWS_") {
-			cloud = append(cloud, "--from-literal="+strings.ReplaceAll(kv, "0.0.0.0", host))
+			// cloudsim listens on every address; pods reach it on this one.
+			kv = strings.NewReplacer("0.0.0.0", host, "[::]", host).Replace(kv)
+			cloud = append(cloud, "--from-literal="+kv)
 		}
 	}
 	k.mustKubectl(cloud...)

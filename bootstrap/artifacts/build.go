@@ -164,7 +164,7 @@ const sumsFile = "SHA256SUMS"
 func writeSums(dir string, files []string) error {
 	var b strings.Builder
 	for _, f := range files {
-		sum, err := fileSHA256(filepath.Join(dir, f))
+		sum, err := FileSHA256(filepath.Join(dir, f))
 		if err != nil {
 			return fmt.Errorf("build left no %s: %w", f, err)
 		}
@@ -190,7 +190,7 @@ func checkSums(dir string, files []string) error {
 		return err
 	}
 	for _, name := range files {
-		got, err := fileSHA256(filepath.Join(dir, name))
+		got, err := FileSHA256(filepath.Join(dir, name))
 		if err != nil {
 			return err
 		}

@@ -178,7 +178,7 @@ func openBundle(ctx context.Context, dir, version string) (*Bundle, error) {
 	g := hashGroup(ctx)
 	for p, want := range m.Files {
 		g.Go(func() error {
-			got, err := fileSHA256(filepath.Join(dir, filepath.FromSlash(p)))
+			got, err := FileSHA256(filepath.Join(dir, filepath.FromSlash(p)))
 			if err != nil {
 				return err
 			}
@@ -323,7 +323,7 @@ func hashTree(ctx context.Context, root string) (files, links map[string]string,
 			links[rel] = t
 		case d.Type().IsRegular():
 			g.Go(func() error {
-				sum, err := fileSHA256(p)
+				sum, err := FileSHA256(p)
 				mu.Lock()
 				files[rel] = sum
 				mu.Unlock()
@@ -354,7 +354,9 @@ func hashGroup(ctx context.Context) *errgroup.Group {
 	return g
 }
 
-func fileSHA256(p string) (string, error) {
+// FileSHA256 is the hex sha256 of the file at p: how bundles and image
+// archives are known, here and on nodes.
+func FileSHA256(p string) (string, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return "", err

@@ -163,7 +163,7 @@ func checkBundle(t *testing.T, b *Bundle, multiCall bool) {
 		}
 	}
 	sum := func(p string) string {
-		s, err := fileSHA256(p)
+		s, err := FileSHA256(p)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -81,7 +81,7 @@ func (s *dirSource) scan() ([]dirFile, error) {
 		if !fi.Mode().IsRegular() {
 			return fmt.Errorf("bin/%s in %s: not a file", name, s.o.Dir)
 		}
-		sum, err := fileSHA256(p)
+		sum, err := FileSHA256(p)
 		if err != nil {
 			return err
 		}

@@ -64,7 +64,7 @@ func (s *Swarm) Init(ctx context.Context, n Node) error {
 	case state != "inactive":
 		return fmt.Errorf("swarm init on %s: %w: %q", n.Name, ErrSwarmState, state)
 	}
-	if err := n.Run.Run(ctx, "docker swarm init --advertise-addr "+shellQuote(n.Address), nil, &bytes.Buffer{}); err != nil {
+	if err := n.Run.Run(ctx, "docker swarm init --advertise-addr "+ShellQuote(n.Address), nil, &bytes.Buffer{}); err != nil {
 		return fmt.Errorf("swarm init on %s: %w", n.Name, err)
 	}
 	s.logger.Info("swarm initialized", "machine", n.Name, "advertise", n.Address)
@@ -125,7 +125,7 @@ func (s *Swarm) Join(ctx context.Context, n Node, mgr Node, cred Credential) err
 	}
 	var out bytes.Buffer
 	if err := n.Run.Run(ctx, joinCmd, bytes.NewReader(body), &out); err != nil {
-		return fmt.Errorf("swarm join of %s via %s: %w", n.Name, mgr.Name, redact(err, cred.Secret()))
+		return fmt.Errorf("swarm join of %s via %s: %w", n.Name, mgr.Name, Redact(err, cred.Secret()))
 	}
 	status, msg := parseAPIResponse(out.String())
 	if status != 200 {
@@ -145,9 +145,9 @@ func (s *Swarm) label(ctx context.Context, mgr, n Node) error {
 	}
 	cmd := "docker node update"
 	for _, k := range slices.Sorted(maps.Keys(n.Labels)) {
-		cmd += " --label-add " + shellQuote(k+"="+n.Labels[k])
+		cmd += " --label-add " + ShellQuote(k+"="+n.Labels[k])
 	}
-	cmd += " " + shellQuote(n.Name)
+	cmd += " " + ShellQuote(n.Name)
 	err := retry.Do(ctx, retry.Policy{Initial: 500 * time.Millisecond, Max: 2 * time.Second}, func(ctx context.Context) (bool, error) {
 		err := mgr.Run.Run(ctx, cmd, nil, &bytes.Buffer{})
 		return err == nil || ctx.Err() != nil, err
@@ -196,7 +196,7 @@ func (s *Swarm) Remove(ctx context.Context, mgr Node, n Node) error {
 		ids = append(ids, e.ID)
 		wasManager = wasManager || e.ManagerStatus != ""
 		if !strings.EqualFold(e.Availability, "drain") {
-			if err := mgr.Run.Run(ctx, "docker node update --availability drain "+shellQuote(e.ID), nil, &bytes.Buffer{}); err != nil {
+			if err := mgr.Run.Run(ctx, "docker node update --availability drain "+ShellQuote(e.ID), nil, &bytes.Buffer{}); err != nil {
 				return fmt.Errorf("swarm remove %s: drain: %w", n.Name, err)
 			}
 		}
@@ -210,7 +210,7 @@ func (s *Swarm) Remove(ctx context.Context, mgr Node, n Node) error {
 			if e.ManagerStatus == "" {
 				continue
 			}
-			if err := mgr.Run.Run(ctx, "docker node demote "+shellQuote(e.ID), nil, &bytes.Buffer{}); err != nil {
+			if err := mgr.Run.Run(ctx, "docker node demote "+ShellQuote(e.ID), nil, &bytes.Buffer{}); err != nil {
 				return fmt.Errorf("swarm remove %s: demote: %w", n.Name, err)
 			}
 		}
@@ -221,7 +221,7 @@ func (s *Swarm) Remove(ctx context.Context, mgr Node, n Node) error {
 	}
 	rm := "docker node rm --force"
 	for _, id := range ids {
-		rm += " " + shellQuote(id)
+		rm += " " + ShellQuote(id)
 	}
 	if err := mgr.Run.Run(ctx, rm, nil, &bytes.Buffer{}); err != nil {
 		// Gone meanwhile (a concurrent remove) is success too.
@@ -262,7 +262,7 @@ func (s *Swarm) leave(ctx context.Context, n Node, force bool) {
 func (s *Swarm) waitDrained(ctx context.Context, mgr Node, name string, ids []string) error {
 	cmd := "docker node ps --filter desired-state=running --format '{{.ID}}'"
 	for _, id := range ids {
-		cmd += " " + shellQuote(id)
+		cmd += " " + ShellQuote(id)
 	}
 	return s.wait(ctx, s.DrainTimeout, name, "drain", func(ctx context.Context) (bool, error) {
 		var out bytes.Buffer
@@ -392,25 +392,4 @@ func (s *Swarm) localState(ctx context.Context, n Node) (state string, control b
 		return "", false, errors.New("docker info printed no swarm state")
 	}
 	return fields[0], len(fields) > 1 && fields[1] == "true", nil
-}
-
-// redactedError hides a secret from an error's text but keeps its chain.
-type redactedError struct {
-	msg string
-	err error
-}
-
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.err }
-
-func redact(err error, secret string) error {
-	if secret == "" || !strings.Contains(err.Error(), secret) {
-		return err
-	}
-	return &redactedError{msg: strings.ReplaceAll(err.Error(), secret, "[redacted]"), err: err}
-}
-
-// shellQuote quotes s as one POSIX shell word.
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -546,34 +546,13 @@ func writeFile(ctx context.Context, n cluster.Node, path string, data []byte) er
 	return nil
 }
 
-// redactedError hides the join secret from an error's text but keeps its
-// chain.
-type redactedError struct {
-	msg string
-	err error
-}
-
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.err }
-
+// redact hides the join secrets from an error's text.
 func redact(err error, cred cluster.Credential) error {
 	var c joinCredential
 	if json.Unmarshal([]byte(cred.Secret()), &c) != nil {
 		return err
 	}
-	msg := err.Error()
-	for _, s := range []string{c.Token, c.CertificateKey} {
-		if s != "" {
-			msg = strings.ReplaceAll(msg, s, "[redacted]")
-		}
-	}
-	if msg == err.Error() {
-		return err
-	}
-	return &redactedError{msg: msg, err: err}
+	return cluster.Redact(err, c.Token, c.CertificateKey)
 }
 
-// shellQuote quotes s as one POSIX shell word.
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
+var shellQuote = cluster.ShellQuote

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/provisionhq/provision/bootstrap"
+	"github.com/provisionhq/provision/bootstrap/artifacts"
 	"github.com/provisionhq/provision/bootstrap/cluster"
 	"github.com/provisionhq/provision/internal/retry"
 )
@@ -332,7 +333,7 @@ func (d *Driver) imagesStep() bootstrap.Step {
 		sumErr error
 	)
 	for _, p := range d.cfg.Images {
-		sum, err := fileSHA(p)
+		sum, err := artifacts.FileSHA256(p)
 		if err != nil {
 			sumErr = errors.Join(sumErr, fmt.Errorf("image archive %s: %w", p, err))
 			continue
@@ -374,19 +375,6 @@ func (d *Driver) imagesStep() bootstrap.Step {
 			}
 			return nil
 		}}
-}
-
-func fileSHA(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func writeExec(ctx context.Context, r cluster.Runner, path string, data []byte) error {
