@@ -10,6 +10,16 @@
 //	})
 //	ctx.Export("managerAddress", cluster.ManagerAddress)
 //
+// A Kubernetes cluster is kind kubeadm; its admin kubeconfig is a secret
+// output, for a Kubernetes provider or an export:
+//
+//	k8s, err := provision.NewCluster(ctx, "k8s", &provision.ClusterArgs{
+//		Kind:       pulumi.String("kubeadm"),
+//		Kubernetes: &provision.KubernetesArgs{Version: pulumi.String("v1.37.2")},
+//		Pools: provision.PoolArray{ /* managers are control-plane nodes */ },
+//	})
+//	ctx.Export("kubeconfig", k8s.Kubeconfig)
+//
 // It is written by hand in the shape `pulumi package gen-sdk` gives Go SDKs
 // (Args structs of Inputs, Output types with accessors), against the schema
 // in cmd/pulumi-resource-provision/schema.json. The resource's lifecycle
@@ -27,19 +37,23 @@ import (
 const ClusterType = "provision:index:Cluster"
 
 // secretOutputs are the outputs that are always secret.
-var secretOutputs = []string{"privateKey", "workerJoinToken", "managerJoinToken"}
+var secretOutputs = []string{"privateKey", "workerJoinToken", "managerJoinToken", "kubeconfig"}
 
 // Cluster is a cluster of container hosts: machines from one or more
-// providers, bootstrapped over SSH and joined into a Docker Swarm.
+// providers, bootstrapped over SSH and joined into a Docker Swarm or, with
+// kind kubeadm, a Kubernetes cluster.
 type Cluster struct {
 	pulumi.CustomResourceState
 
 	// Name is the cluster's name (default: the resource's name).
 	Name pulumi.StringOutput `pulumi:"name"`
-	// Kind is the cluster kind: swarm.
+	// Kind is the cluster kind: swarm or kubeadm.
 	Kind pulumi.StringOutput `pulumi:"kind"`
 	// SSH is how provision logs in, defaults filled in.
 	SSH SSHPtrOutput `pulumi:"ssh"`
+	// Kubernetes is a kubeadm cluster's settings, defaults filled in (nil
+	// for a swarm).
+	Kubernetes KubernetesPtrOutput `pulumi:"kubernetes"`
 	// Pools are the cluster's pools, defaults filled in.
 	Pools PoolArrayOutput `pulumi:"pools"`
 	// Nodes are the cluster's machines.
@@ -52,9 +66,12 @@ type Cluster struct {
 	// provider generated.
 	PrivateKey pulumi.StringOutput `pulumi:"privateKey"`
 	// WorkerJoinToken and ManagerJoinToken are the swarm's join tokens
-	// (secret).
+	// (secret; empty for kubeadm).
 	WorkerJoinToken  pulumi.StringOutput `pulumi:"workerJoinToken"`
 	ManagerJoinToken pulumi.StringOutput `pulumi:"managerJoinToken"`
+	// Kubeconfig is a kubeadm cluster's admin kubeconfig (secret; empty
+	// for a swarm): give it to a Kubernetes provider.
+	Kubeconfig pulumi.StringPtrOutput `pulumi:"kubeconfig"`
 	// State is provision's state document (JSON, no secrets).
 	State pulumi.StringOutput `pulumi:"state"`
 }
@@ -64,20 +81,23 @@ type ClusterArgs struct {
 	// Name of the cluster: lowercase letters, digits and "-". Default: the
 	// resource's name.
 	Name pulumi.StringPtrInput
-	// Kind of cluster: swarm (the default).
+	// Kind of cluster: swarm (the default) or kubeadm (Kubernetes).
 	Kind pulumi.StringPtrInput
 	// SSH says how provision logs in; optional.
 	SSH SSHPtrInput
+	// Kubernetes configures a kubeadm cluster; optional.
+	Kubernetes KubernetesPtrInput
 	// Pools of identical machines; required.
 	Pools PoolArrayInput
 }
 
 // clusterArgs is ClusterArgs resolved: what goes on the wire.
 type clusterArgs struct {
-	Name  *string `pulumi:"name"`
-	Kind  *string `pulumi:"kind"`
-	SSH   *SSH    `pulumi:"ssh"`
-	Pools []Pool  `pulumi:"pools"`
+	Name       *string     `pulumi:"name"`
+	Kind       *string     `pulumi:"kind"`
+	SSH        *SSH        `pulumi:"ssh"`
+	Kubernetes *Kubernetes `pulumi:"kubernetes"`
+	Pools      []Pool      `pulumi:"pools"`
 }
 
 // ElementType implements pulumi.Input.
@@ -102,6 +122,7 @@ func NewCluster(ctx *pulumi.Context, name string, args *ClusterArgs, opts ...pul
 	c.PrivateKey = secretString(c.PrivateKey)
 	c.WorkerJoinToken = secretString(c.WorkerJoinToken)
 	c.ManagerJoinToken = secretString(c.ManagerJoinToken)
+	c.Kubeconfig = pulumi.ToSecret(c.Kubeconfig).(pulumi.StringPtrOutput)
 	return &c, nil
 }
 

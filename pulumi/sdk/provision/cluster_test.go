@@ -27,6 +27,10 @@ func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 	out["privateKey"] = resource.NewProperty("-----BEGIN OPENSSH PRIVATE KEY-----")
 	out["workerJoinToken"] = resource.NewProperty("SWMTKN-1-worker")
 	out["managerJoinToken"] = resource.NewProperty("SWMTKN-1-manager")
+	if kind, ok := args.Inputs["kind"]; ok && kind.IsString() && kind.StringValue() == "kubeadm" {
+		out["workerJoinToken"], out["managerJoinToken"] = resource.NewProperty(""), resource.NewProperty("")
+		out["kubeconfig"] = resource.NewProperty(testKubeconfig)
+	}
 	out["nodes"] = resource.NewProperty([]resource.PropertyValue{
 		resource.NewProperty(resource.NewPropertyMapFromMap(map[string]any{
 			"id": "c-managers-1", "pool": "managers", "role": "manager", "provider": "docker",
@@ -102,6 +106,61 @@ func TestNewCluster(t *testing.T) {
 	}
 	if pools[0].ObjectValue()["role"].StringValue() != "manager" {
 		t.Errorf("managers pool input %v", pools[0])
+	}
+}
+
+const testKubeconfig = "apiVersion: v1\nkind: Config\nclusters:\n- cluster: {server: 'https://10.0.0.5:6443'}\n  name: k8s\n"
+
+// TestNewKubeadmCluster: a kubeadm cluster's Kubernetes settings and pool
+// taints reach the provider, and its kubeconfig reaches the program as a
+// secret, so exporting it never prints the admin's key.
+func TestNewKubeadmCluster(t *testing.T) {
+	m := &mocks{}
+	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
+		c, err := NewCluster(ctx, "k8s", &ClusterArgs{
+			Kind: pulumi.String("kubeadm"),
+			Kubernetes: &KubernetesArgs{
+				Version:   pulumi.String("v1.33.1"),
+				Artifacts: &KubernetesArtifactsArgs{Source: pulumi.String("release"), URL: pulumi.String("https://mirror.example.com")},
+				Endpoint:  pulumi.String("api.example.com"),
+				PodCidr:   pulumi.String("10.32.0.0/16"),
+				Images:    pulumi.StringArray{pulumi.String("images/app.tar")},
+			},
+			Pools: PoolArray{
+				PoolArgs{Name: pulumi.String("control"), Provider: pulumi.String("docker"), Role: pulumi.String("manager"), Count: pulumi.Int(1)},
+				PoolArgs{Name: pulumi.String("gpus"), Provider: pulumi.String("aws"), Count: pulumi.Int(2),
+					Taints: pulumi.StringArray{pulumi.String("dedicated=gpu:NoSchedule")}},
+			},
+		})
+		if err != nil {
+			return err
+		}
+		if r := await(t, c.Kubeconfig); !r.Secret || r.Value == nil || *r.Value.(*string) != testKubeconfig {
+			t.Errorf("Kubeconfig = %+v, want the provider's kubeconfig as a secret", r)
+		}
+		if r := await(t, c.Kubernetes.Version()); r.Secret || r.Value == nil || *r.Value.(*string) != "v1.33.1" {
+			t.Errorf("Kubernetes.Version = %+v", r)
+		}
+		if r := await(t, c.Pools.Index(pulumi.Int(1)).Taints()); len(r.Value.([]string)) != 1 {
+			t.Errorf("Pools[1].Taints = %+v", r)
+		}
+		return nil
+	}, pulumi.WithMocks("proj", "stack", m))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	in := m.registered[0].Inputs
+	k := in["kubernetes"].ObjectValue()
+	art := k["artifacts"].ObjectValue()
+	if in["kind"].StringValue() != "kubeadm" || k["version"].StringValue() != "v1.33.1" || k["endpoint"].StringValue() != "api.example.com" ||
+		k["podCidr"].StringValue() != "10.32.0.0/16" || art["source"].StringValue() != "release" ||
+		art["url"].StringValue() != "https://mirror.example.com" || k["images"].ArrayValue()[0].StringValue() != "images/app.tar" {
+		t.Errorf("kubernetes input %v", k)
+	}
+	taints := in["pools"].ArrayValue()[1].ObjectValue()["taints"].ArrayValue()
+	if len(taints) != 1 || taints[0].StringValue() != "dedicated=gpu:NoSchedule" {
+		t.Errorf("gpus pool taints input %v", taints)
 	}
 }
 

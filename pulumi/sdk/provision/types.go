@@ -16,12 +16,20 @@ func init() {
 	pulumi.RegisterInputType(reflect.TypeOf((*SSHPtrInput)(nil)).Elem(), SSHArgs{})
 	pulumi.RegisterInputType(reflect.TypeOf((*BastionInput)(nil)).Elem(), BastionArgs{})
 	pulumi.RegisterInputType(reflect.TypeOf((*BastionPtrInput)(nil)).Elem(), BastionArgs{})
+	pulumi.RegisterInputType(reflect.TypeOf((*KubernetesInput)(nil)).Elem(), KubernetesArgs{})
+	pulumi.RegisterInputType(reflect.TypeOf((*KubernetesPtrInput)(nil)).Elem(), KubernetesArgs{})
+	pulumi.RegisterInputType(reflect.TypeOf((*KubernetesArtifactsInput)(nil)).Elem(), KubernetesArtifactsArgs{})
+	pulumi.RegisterInputType(reflect.TypeOf((*KubernetesArtifactsPtrInput)(nil)).Elem(), KubernetesArtifactsArgs{})
 	pulumi.RegisterInputType(reflect.TypeOf((*PoolInput)(nil)).Elem(), PoolArgs{})
 	pulumi.RegisterInputType(reflect.TypeOf((*PoolArrayInput)(nil)).Elem(), PoolArray{})
 	pulumi.RegisterOutputType(SSHOutput{})
 	pulumi.RegisterOutputType(SSHPtrOutput{})
 	pulumi.RegisterOutputType(BastionOutput{})
 	pulumi.RegisterOutputType(BastionPtrOutput{})
+	pulumi.RegisterOutputType(KubernetesOutput{})
+	pulumi.RegisterOutputType(KubernetesPtrOutput{})
+	pulumi.RegisterOutputType(KubernetesArtifactsOutput{})
+	pulumi.RegisterOutputType(KubernetesArtifactsPtrOutput{})
 	pulumi.RegisterOutputType(PoolOutput{})
 	pulumi.RegisterOutputType(PoolArrayOutput{})
 	pulumi.RegisterOutputType(NodeOutput{})
@@ -198,6 +206,225 @@ func (BastionPtrOutput) ElementType() reflect.Type { return reflect.TypeOf((**Ba
 func (o BastionPtrOutput) ToBastionPtrOutput() BastionPtrOutput                           { return o }
 func (o BastionPtrOutput) ToBastionPtrOutputWithContext(context.Context) BastionPtrOutput { return o }
 
+// ---- Kubernetes ----
+
+// Kubernetes configures a kind kubeadm cluster, as plan.yaml's kubernetes
+// block. Every field is optional; the provider fills in the defaults.
+type Kubernetes struct {
+	// Version is the Kubernetes release, "v1.MINOR.PATCH". Changing it
+	// replaces the cluster.
+	Version *string `pulumi:"version"`
+	// Artifacts says where the binaries and images pushed to the nodes
+	// come from.
+	Artifacts *KubernetesArtifacts `pulumi:"artifacts"`
+	// Endpoint is host or host:port of a load balancer in front of the
+	// control-plane nodes. Changing it replaces the cluster.
+	Endpoint *string `pulumi:"endpoint"`
+	// PodCidr is the pods' range (default 10.244.0.0/16). Changing it
+	// replaces the cluster.
+	PodCidr *string `pulumi:"podCidr"`
+	// ServiceCidr is the ClusterIP Services' range (default 10.96.0.0/12).
+	// Changing it replaces the cluster.
+	ServiceCidr *string `pulumi:"serviceCidr"`
+	// Images are image archives imported into every node before it joins.
+	Images []string `pulumi:"images"`
+}
+
+// KubernetesInput is an input of Kubernetes.
+type KubernetesInput interface {
+	pulumi.Input
+	ToKubernetesOutput() KubernetesOutput
+	ToKubernetesOutputWithContext(context.Context) KubernetesOutput
+}
+
+// KubernetesArgs are Kubernetes's inputs.
+type KubernetesArgs struct {
+	Version     pulumi.StringPtrInput       `pulumi:"version"`
+	Artifacts   KubernetesArtifactsPtrInput `pulumi:"artifacts"`
+	Endpoint    pulumi.StringPtrInput       `pulumi:"endpoint"`
+	PodCidr     pulumi.StringPtrInput       `pulumi:"podCidr"`
+	ServiceCidr pulumi.StringPtrInput       `pulumi:"serviceCidr"`
+	Images      pulumi.StringArrayInput     `pulumi:"images"`
+}
+
+func (KubernetesArgs) ElementType() reflect.Type { return reflect.TypeOf((*Kubernetes)(nil)).Elem() }
+
+func (i KubernetesArgs) ToKubernetesOutput() KubernetesOutput {
+	return i.ToKubernetesOutputWithContext(context.Background())
+}
+
+func (i KubernetesArgs) ToKubernetesOutputWithContext(ctx context.Context) KubernetesOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(KubernetesOutput)
+}
+
+func (i KubernetesArgs) ToKubernetesPtrOutput() KubernetesPtrOutput {
+	return i.ToKubernetesPtrOutputWithContext(context.Background())
+}
+
+func (i KubernetesArgs) ToKubernetesPtrOutputWithContext(ctx context.Context) KubernetesPtrOutput {
+	return i.ToKubernetesOutputWithContext(ctx).ToKubernetesPtrOutputWithContext(ctx)
+}
+
+// KubernetesPtrInput is an optional Kubernetes input: &KubernetesArgs{…},
+// KubernetesArgs{…} or a KubernetesPtrOutput.
+type KubernetesPtrInput interface {
+	pulumi.Input
+	ToKubernetesPtrOutput() KubernetesPtrOutput
+	ToKubernetesPtrOutputWithContext(context.Context) KubernetesPtrOutput
+}
+
+// KubernetesOutput is a Kubernetes output.
+type KubernetesOutput struct{ *pulumi.OutputState }
+
+func (KubernetesOutput) ElementType() reflect.Type { return reflect.TypeOf((*Kubernetes)(nil)).Elem() }
+
+func (o KubernetesOutput) ToKubernetesOutput() KubernetesOutput                           { return o }
+func (o KubernetesOutput) ToKubernetesOutputWithContext(context.Context) KubernetesOutput { return o }
+func (o KubernetesOutput) ToKubernetesPtrOutput() KubernetesPtrOutput {
+	return o.ToKubernetesPtrOutputWithContext(context.Background())
+}
+func (o KubernetesOutput) ToKubernetesPtrOutputWithContext(ctx context.Context) KubernetesPtrOutput {
+	return o.ApplyTWithContext(ctx, func(_ context.Context, v Kubernetes) *Kubernetes { return &v }).(KubernetesPtrOutput)
+}
+
+// KubernetesPtrOutput is an optional Kubernetes output.
+type KubernetesPtrOutput struct{ *pulumi.OutputState }
+
+func (KubernetesPtrOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((**Kubernetes)(nil)).Elem()
+}
+
+func (o KubernetesPtrOutput) ToKubernetesPtrOutput() KubernetesPtrOutput { return o }
+func (o KubernetesPtrOutput) ToKubernetesPtrOutputWithContext(context.Context) KubernetesPtrOutput {
+	return o
+}
+
+// Version is the cluster's Kubernetes release.
+func (o KubernetesPtrOutput) Version() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *Kubernetes) *string {
+		if v == nil {
+			return nil
+		}
+		return v.Version
+	}).(pulumi.StringPtrOutput)
+}
+
+// Endpoint is the control-plane load balancer, when there is one.
+func (o KubernetesPtrOutput) Endpoint() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *Kubernetes) *string {
+		if v == nil {
+			return nil
+		}
+		return v.Endpoint
+	}).(pulumi.StringPtrOutput)
+}
+
+// PodCidr is the pods' range.
+func (o KubernetesPtrOutput) PodCidr() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *Kubernetes) *string {
+		if v == nil {
+			return nil
+		}
+		return v.PodCidr
+	}).(pulumi.StringPtrOutput)
+}
+
+// ServiceCidr is the ClusterIP Services' range.
+func (o KubernetesPtrOutput) ServiceCidr() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *Kubernetes) *string {
+		if v == nil {
+			return nil
+		}
+		return v.ServiceCidr
+	}).(pulumi.StringPtrOutput)
+}
+
+// ---- KubernetesArtifacts ----
+
+// KubernetesArtifacts says where the Kubernetes artifacts come from.
+type KubernetesArtifacts struct {
+	// Source is build (the default), release or dir.
+	Source *string `pulumi:"source"`
+	// Dir is the staged directory for source dir.
+	Dir *string `pulumi:"dir"`
+	// URL is the release source's base URL.
+	URL *string `pulumi:"url"`
+}
+
+// KubernetesArtifactsInput is an input of KubernetesArtifacts.
+type KubernetesArtifactsInput interface {
+	pulumi.Input
+	ToKubernetesArtifactsOutput() KubernetesArtifactsOutput
+	ToKubernetesArtifactsOutputWithContext(context.Context) KubernetesArtifactsOutput
+}
+
+// KubernetesArtifactsArgs are KubernetesArtifacts's inputs.
+type KubernetesArtifactsArgs struct {
+	Source pulumi.StringPtrInput `pulumi:"source"`
+	Dir    pulumi.StringPtrInput `pulumi:"dir"`
+	URL    pulumi.StringPtrInput `pulumi:"url"`
+}
+
+func (KubernetesArtifactsArgs) ElementType() reflect.Type {
+	return reflect.TypeOf((*KubernetesArtifacts)(nil)).Elem()
+}
+
+func (i KubernetesArtifactsArgs) ToKubernetesArtifactsOutput() KubernetesArtifactsOutput {
+	return i.ToKubernetesArtifactsOutputWithContext(context.Background())
+}
+
+func (i KubernetesArtifactsArgs) ToKubernetesArtifactsOutputWithContext(ctx context.Context) KubernetesArtifactsOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(KubernetesArtifactsOutput)
+}
+
+func (i KubernetesArtifactsArgs) ToKubernetesArtifactsPtrOutput() KubernetesArtifactsPtrOutput {
+	return i.ToKubernetesArtifactsPtrOutputWithContext(context.Background())
+}
+
+func (i KubernetesArtifactsArgs) ToKubernetesArtifactsPtrOutputWithContext(ctx context.Context) KubernetesArtifactsPtrOutput {
+	return i.ToKubernetesArtifactsOutputWithContext(ctx).ToKubernetesArtifactsPtrOutputWithContext(ctx)
+}
+
+// KubernetesArtifactsPtrInput is an optional KubernetesArtifacts input:
+// &KubernetesArtifactsArgs{…}.
+type KubernetesArtifactsPtrInput interface {
+	pulumi.Input
+	ToKubernetesArtifactsPtrOutput() KubernetesArtifactsPtrOutput
+	ToKubernetesArtifactsPtrOutputWithContext(context.Context) KubernetesArtifactsPtrOutput
+}
+
+// KubernetesArtifactsOutput is a KubernetesArtifacts output.
+type KubernetesArtifactsOutput struct{ *pulumi.OutputState }
+
+func (KubernetesArtifactsOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((*KubernetesArtifacts)(nil)).Elem()
+}
+
+func (o KubernetesArtifactsOutput) ToKubernetesArtifactsOutput() KubernetesArtifactsOutput { return o }
+func (o KubernetesArtifactsOutput) ToKubernetesArtifactsOutputWithContext(context.Context) KubernetesArtifactsOutput {
+	return o
+}
+func (o KubernetesArtifactsOutput) ToKubernetesArtifactsPtrOutput() KubernetesArtifactsPtrOutput {
+	return o.ToKubernetesArtifactsPtrOutputWithContext(context.Background())
+}
+func (o KubernetesArtifactsOutput) ToKubernetesArtifactsPtrOutputWithContext(ctx context.Context) KubernetesArtifactsPtrOutput {
+	return o.ApplyTWithContext(ctx, func(_ context.Context, v KubernetesArtifacts) *KubernetesArtifacts { return &v }).(KubernetesArtifactsPtrOutput)
+}
+
+// KubernetesArtifactsPtrOutput is an optional KubernetesArtifacts output.
+type KubernetesArtifactsPtrOutput struct{ *pulumi.OutputState }
+
+func (KubernetesArtifactsPtrOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((**KubernetesArtifacts)(nil)).Elem()
+}
+
+func (o KubernetesArtifactsPtrOutput) ToKubernetesArtifactsPtrOutput() KubernetesArtifactsPtrOutput {
+	return o
+}
+func (o KubernetesArtifactsPtrOutput) ToKubernetesArtifactsPtrOutputWithContext(context.Context) KubernetesArtifactsPtrOutput {
+	return o
+}
+
 // ---- Pool ----
 
 // Pool is a group of identical machines from one provider.
@@ -206,8 +433,10 @@ type Pool struct {
 	Provider string `pulumi:"provider"`
 	Count    int    `pulumi:"count"`
 	// Role is manager or worker (the default).
-	Role     *string                `pulumi:"role"`
-	Labels   map[string]string      `pulumi:"labels"`
+	Role   *string           `pulumi:"role"`
+	Labels map[string]string `pulumi:"labels"`
+	// Taints go on a kubeadm cluster's nodes of the pool when they join.
+	Taints   []string               `pulumi:"taints"`
 	Settings map[string]interface{} `pulumi:"settings"`
 }
 
@@ -230,6 +459,9 @@ type PoolArgs struct {
 	Role pulumi.StringPtrInput `pulumi:"role"`
 	// Labels go on the machines at their provider.
 	Labels pulumi.StringMapInput `pulumi:"labels"`
+	// Taints go on a kubeadm cluster's nodes of the pool when they join:
+	// "key=value:Effect" or "key:Effect".
+	Taints pulumi.StringArrayInput `pulumi:"taints"`
 	// Settings are the provider's settings, as in plan.yaml.
 	Settings pulumi.MapInput `pulumi:"settings"`
 }
@@ -286,6 +518,10 @@ func (o PoolOutput) Role() pulumi.StringPtrOutput {
 	return o.ApplyT(func(v Pool) *string { return v.Role }).(pulumi.StringPtrOutput)
 }
 
+func (o PoolOutput) Taints() pulumi.StringArrayOutput {
+	return o.ApplyT(func(v Pool) []string { return v.Taints }).(pulumi.StringArrayOutput)
+}
+
 // PoolArrayOutput is a []Pool output.
 type PoolArrayOutput struct{ *pulumi.OutputState }
 
@@ -305,7 +541,8 @@ func (o PoolArrayOutput) Index(i pulumi.IntInput) PoolOutput {
 
 // Node is one machine of the cluster.
 type Node struct {
-	// ID is provision's machine ID, also the node's host name in the swarm.
+	// ID is provision's machine ID, also the node's name in the swarm or
+	// Kubernetes.
 	ID       string `pulumi:"id"`
 	Pool     string `pulumi:"pool"`
 	Role     string `pulumi:"role"`
