@@ -551,19 +551,23 @@ func TestKubernetesHA(t *testing.T) {
 
 // TestKubernetesMulticloud runs examples/multicloud-kubernetes.yaml on
 // cloudsim: the control plane on aws, workers on gcp and openstack, joined
-// over verified SSH as a non-root user, all Ready; a second up changes
+// over verified SSH as a non-root user, all Ready; a pod on the gcp worker
+// reaches one on the openstack worker through a Service; a second up changes
 // nothing and down deletes every instance.
 func TestKubernetesMulticloud(t *testing.T) {
 	k := newKube(t, "mk")
 	group := fmt.Sprintf("simk%d", time.Now().UnixNano()%1e6)
 	sim := startCloudsim(t, group, "--pending", "1s")
 	k.env, k.group = sim.env, group
+	hello := helloImage(t, k.dir)
 	plan, err := os.ReadFile("../examples/multicloud-kubernetes.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := strings.Replace(string(plan), "name: multik8s\n  kind: kubeadm\n",
-		fmt.Sprintf("name: %s\n  kind: kubeadm\nstate:\n  path: %s\n", k.name, filepath.Join(k.dir, "state")), 1)
+	text := strings.NewReplacer(
+		"name: multik8s\n  kind: kubeadm\n", fmt.Sprintf("name: %s\n  kind: kubeadm\nstate:\n  path: %s\n", k.name, filepath.Join(k.dir, "state")),
+		"kubernetes:\n  version: v1.37.2\n", "kubernetes:\n  version: v1.37.2\n  images: ["+hello+"]\n",
+	).Replace(string(plan))
 	if err := os.WriteFile(k.plan, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -571,6 +575,49 @@ func TestKubernetesMulticloud(t *testing.T) {
 	k.must("up", k.plan)
 	t.Logf("up on aws+gcp+openstack: %s", time.Since(start).Round(time.Second))
 	k.converged(3)
+
+	// One replica per worker: the client on the gcp worker must be answered
+	// by the pod on the openstack worker too.
+	k.apply(fmt.Sprintf(helloManifest, 2))
+	k.mustKubectl("rollout", "status", "deployment/hello", "--timeout=3m")
+	pods := k.podNodes("app=hello")
+	var gcpNode string
+	for _, n := range pods {
+		if strings.Contains(n, "gcp-workers") {
+			gcpNode = n
+		}
+	}
+	if len(pods) != 2 || gcpNode == "" {
+		t.Fatalf("want one hello pod on each worker, got %v", pods)
+	}
+	k.apply(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  nodeName: %s
+  restartPolicy: Never
+  containers:
+    - {name: client, image: provision.local/hello:e2e, imagePullPolicy: Never, args: [get, "http://hello.default.svc.cluster.local", "20"]}
+`, gcpNode))
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		phase := strings.TrimSpace(k.mustKubectl("get", "pod", "client", "-o", "jsonpath={.status.phase}"))
+		if phase == "Succeeded" || phase == "Failed" {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	logs := k.mustKubectl("logs", "client")
+	crossed := false
+	for _, l := range strings.Split(strings.TrimSpace(logs), "\n") {
+		if n, ok := pods[l]; ok && strings.Contains(n, "os-workers") {
+			crossed = true
+		}
+	}
+	if !crossed {
+		t.Fatalf("the client on %s never reached the pod on the openstack worker (pods %v):\n%s", gcpNode, pods, logs)
+	}
+
 	out := k.must("up", k.plan)
 	if !strings.Contains(out, "No changes") {
 		t.Fatalf("second up changed something:\n%s", out)
