@@ -73,6 +73,10 @@ type Driver struct {
 	// cpJoin runs control-plane joins one at a time: each adds an etcd
 	// member, and etcd refuses a second while the first is catching up.
 	cpJoin sync.Mutex
+
+	imagesOnce sync.Once
+	images     []planImage
+	imagesErr  error
 }
 
 var _ cluster.Driver = (*Driver)(nil)

@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/provisionhq/provision/bootstrap"
 	"github.com/provisionhq/provision/bootstrap/artifacts"
 	"github.com/provisionhq/provision/bootstrap/cluster"
 )
@@ -299,5 +300,47 @@ func TestMembers(t *testing.T) {
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("members\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// The plan's image archives reach every node on stdin, are imported and
+// kept where an in-cluster autoscaler finds them, and a node that has one
+// is not sent it again.
+func TestPlanImagesStep(t *testing.T) {
+	t.Parallel()
+	archive := filepath.Join(t.TempDir(), "hello.tar")
+	if err := os.WriteFile(archive, []byte("image archive bytes"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := testDriver("")
+	d.cfg.Images = []string{archive}
+	step := d.imagesStep()
+
+	fresh := &fakeNode{answers: []answer{{match: "test -f /var/lib/provision/images/", exit: 1}}}
+	h := &bootstrap.Host{Name: "w-1", Run: fresh}
+	if done, err := step.Check(context.Background(), h); err != nil || done {
+		t.Fatalf("check on a fresh node: done=%v err=%v", done, err)
+	}
+	if err := step.Apply(context.Background(), h); err != nil {
+		t.Fatal(err)
+	}
+	var cmd string
+	for c, in := range fresh.stdin {
+		if in == "image archive bytes" {
+			cmd = c
+		}
+	}
+	if cmd == "" {
+		t.Fatalf("the archive never went to the node on stdin: %v", fresh.ran)
+	}
+	for _, want := range []string{NodeArtifacts + "/plan-images/hello.tar", "ctr -n k8s.io images import"} {
+		if !strings.Contains(cmd, want) {
+			t.Errorf("import command %q lacks %q", cmd, want)
+		}
+	}
+
+	imported := &fakeNode{}
+	if done, err := step.Check(context.Background(), &bootstrap.Host{Name: "w-2", Run: imported}); err != nil || !done {
+		t.Errorf("check on a node that has it: done=%v err=%v", done, err)
 	}
 }

@@ -327,20 +327,8 @@ func (d *Driver) imagesPresent(role string) func(ctx context.Context, h *bootstr
 // is known on the node by its content hash, so a changed file is imported
 // again and an unchanged one never is.
 func (d *Driver) imagesStep() bootstrap.Step {
-	type image struct{ path, sum string }
-	var (
-		images []image
-		sumErr error
-	)
-	for _, p := range d.cfg.Images {
-		sum, err := artifacts.FileSHA256(p)
-		if err != nil {
-			sumErr = errors.Join(sumErr, fmt.Errorf("image archive %s: %w", p, err))
-			continue
-		}
-		images = append(images, image{p, sum})
-	}
-	marker := func(im image) string { return "/var/lib/provision/images/" + im.sum }
+	images, sumErr := d.planImages()
+	marker := func(im planImage) string { return "/var/lib/provision/images/" + im.sum }
 	return bootstrap.Step{Name: "plan-images",
 		Check: func(ctx context.Context, h *bootstrap.Host) (bool, error) {
 			if sumErr != nil {
@@ -375,6 +363,24 @@ func (d *Driver) imagesStep() bootstrap.Step {
 			}
 			return nil
 		}}
+}
+
+type planImage struct{ path, sum string }
+
+// planImages hashes the plan's image archives once per driver, not once
+// per machine.
+func (d *Driver) planImages() ([]planImage, error) {
+	d.imagesOnce.Do(func() {
+		for _, p := range d.cfg.Images {
+			sum, err := artifacts.FileSHA256(p)
+			if err != nil {
+				d.imagesErr = errors.Join(d.imagesErr, fmt.Errorf("image archive %s: %w", p, err))
+				continue
+			}
+			d.images = append(d.images, planImage{p, sum})
+		}
+	})
+	return d.images, d.imagesErr
 }
 
 func writeExec(ctx context.Context, r cluster.Runner, path string, data []byte) error {
