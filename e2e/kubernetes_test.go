@@ -398,14 +398,14 @@ func TestKubernetesKill(t *testing.T) {
 	k := newKube(t, "kk")
 	k.write(1, 0)
 	const reset = "leftovers of an interrupted kubeadm run; resetting it"
-	k.killWhile(t, "kubeadm init")
+	k.killWhile(t, "^kubeadm init", "/etc/kubernetes/manifests/kube-apiserver.yaml")
 	if out := k.must("up", k.plan); !strings.Contains(out, reset) {
 		t.Errorf("the resumed up did not reset the interrupted init:\n%s", lastLines(out, 40))
 	}
 	k.converged(1)
 
 	k.write(1, 1)
-	k.killWhile(t, "kubeadm join")
+	k.killWhile(t, "^kubeadm join", "/var/lib/kubelet/config.yaml")
 	if out := k.must("up", k.plan); !strings.Contains(out, reset) {
 		t.Errorf("the resumed up did not reset the interrupted join:\n%s", lastLines(out, 40))
 	}
@@ -413,8 +413,9 @@ func TestKubernetesKill(t *testing.T) {
 }
 
 // killWhile starts up and SIGKILLs it once a process matching pattern runs
-// on one of the cluster's machines.
-func (k *kube) killWhile(t *testing.T, pattern string) {
+// on one of the cluster's machines and has written evidence there: in the
+// middle of the step, with its leftovers on the node.
+func (k *kube) killWhile(t *testing.T, pattern, evidence string) {
 	t.Helper()
 	cmd := exec.Command(bin, "--progress", "plain", "up", k.plan)
 	cmd.Dir = k.dir
@@ -441,7 +442,8 @@ func (k *kube) killWhile(t *testing.T, pattern string) {
 	deadline := time.Now().Add(10 * time.Minute)
 	for time.Now().Before(deadline) {
 		for _, c := range k.containers() {
-			if exec.Command("docker", "exec", c, "pgrep", "-f", pattern).Run() == nil {
+			probe := fmt.Sprintf("pgrep -f %q >/dev/null && test -e %s", pattern, evidence)
+			if exec.Command("docker", "exec", c, "sh", "-c", probe).Run() == nil {
 				_ = cmd.Process.Signal(syscall.SIGKILL)
 				_ = cmd.Wait()
 				<-done

@@ -325,8 +325,7 @@ func (d *Driver) markDone(ctx context.Context, n cluster.Node, already bool) err
 // resetIfStarted undoes an interrupted init or join: kubeadm refuses to run
 // over its own leftovers (manifests, certificates, a kubelet config).
 func (d *Driver) resetIfStarted(ctx context.Context, n cluster.Node) error {
-	const started = "ls /etc/kubernetes/manifests/*.yaml /etc/kubernetes/kubelet.conf /etc/kubernetes/bootstrap-kubelet.conf /var/lib/kubelet/config.yaml /var/lib/etcd/member >/dev/null 2>&1"
-	err := n.Run.Run(ctx, started, nil, &bytes.Buffer{})
+	err := n.Run.Run(ctx, startedCmd, nil, &bytes.Buffer{})
 	if _, exited := cluster.ExitStatus(err); err != nil && !exited {
 		return err
 	}
@@ -336,6 +335,14 @@ func (d *Driver) resetIfStarted(ctx context.Context, n cluster.Node) error {
 	d.log.Warn("node has leftovers of an interrupted kubeadm run; resetting it", "machine", n.Name)
 	return n.Run.Run(ctx, resetCmd, nil, &bytes.Buffer{})
 }
+
+// startedCmd succeeds when anything of an init or join is on the node: a
+// kubeadm still running, or any file kubeadm writes.
+const startedCmd = `pgrep -f '^kubeadm (init|join)' >/dev/null && exit 0
+for f in /etc/kubernetes/pki/ca.crt /etc/kubernetes/admin.conf /etc/kubernetes/kubelet.conf /etc/kubernetes/bootstrap-kubelet.conf /var/lib/kubelet/config.yaml /var/lib/etcd/member; do
+	[ -e "$f" ] && exit 0
+done
+ls /etc/kubernetes/manifests/*.yaml >/dev/null 2>&1`
 
 // resetCmd stops a leftover kubeadm and the node's Kubernetes services and runs kubeadm reset
 // (which on a control-plane node also leaves etcd), then clears what reset
