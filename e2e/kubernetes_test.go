@@ -230,6 +230,37 @@ func (k *kube) podNodes(selector string) map[string]string {
 	return got
 }
 
+// ask runs a client pod of the hello image on node that asks url n times,
+// and returns the answers (the names of the pods that answered), the pod's
+// final phase and its log.
+func (k *kube) ask(node, url string, n int) (answers []string, phase, logs string) {
+	k.t.Helper()
+	k.apply(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  nodeName: %s
+  restartPolicy: Never
+  containers:
+    - {name: client, image: provision.local/hello:e2e, imagePullPolicy: Never, args: [get, %q, "%d"]}
+`, node, url, n))
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		phase = strings.TrimSpace(k.mustKubectl("get", "pod", "client", "-o", "jsonpath={.status.phase}"))
+		if phase == "Succeeded" || phase == "Failed" {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	logs = k.mustKubectl("logs", "client")
+	for _, l := range strings.Split(strings.TrimSpace(logs), "\n") {
+		if l != "" && !strings.HasPrefix(l, "error:") {
+			answers = append(answers, l)
+		}
+	}
+	return answers, phase, logs
+}
+
 // TestKubernetes is the kubeadm path's acceptance run on the docker
 // provider: up of 1 control plane + 2 workers offline, an idempotent re-up,
 // a workload reached through a ClusterIP Service by DNS name from another
@@ -272,29 +303,11 @@ func TestKubernetes(t *testing.T) {
 			client = n
 			break
 		}
-		k.apply(fmt.Sprintf(`apiVersion: v1
-kind: Pod
-metadata: {name: client}
-spec:
-  nodeName: %s
-  restartPolicy: Never
-  containers:
-    - {name: client, image: provision.local/hello:e2e, imagePullPolicy: Never, args: [get, "http://hello.default.svc.cluster.local", "30"]}
-`, client))
-		deadline := time.Now().Add(2 * time.Minute)
-		var phase string
-		for time.Now().Before(deadline) {
-			phase = strings.TrimSpace(k.mustKubectl("get", "pod", "client", "-o", "jsonpath={.status.phase}"))
-			if phase == "Succeeded" || phase == "Failed" {
-				break
-			}
-			time.Sleep(time.Second)
-		}
-		logs := k.mustKubectl("logs", "client")
+		answers, phase, logs := k.ask(client, "http://hello.default.svc.cluster.local", 30)
 		answered := map[string]bool{}
-		for _, l := range strings.Split(strings.TrimSpace(logs), "\n") {
-			if _, ok := pods[l]; ok {
-				answered[l] = true
+		for _, a := range answers {
+			if _, ok := pods[a]; ok {
+				answered[a] = true
 			}
 		}
 		remote := 0
@@ -592,27 +605,10 @@ func TestKubernetesMulticloud(t *testing.T) {
 	if len(pods) != 2 || gcpNode == "" {
 		t.Fatalf("want one hello pod on each worker, got %v", pods)
 	}
-	k.apply(fmt.Sprintf(`apiVersion: v1
-kind: Pod
-metadata: {name: client}
-spec:
-  nodeName: %s
-  restartPolicy: Never
-  containers:
-    - {name: client, image: provision.local/hello:e2e, imagePullPolicy: Never, args: [get, "http://hello.default.svc.cluster.local", "20"]}
-`, gcpNode))
-	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) {
-		phase := strings.TrimSpace(k.mustKubectl("get", "pod", "client", "-o", "jsonpath={.status.phase}"))
-		if phase == "Succeeded" || phase == "Failed" {
-			break
-		}
-		time.Sleep(time.Second)
-	}
-	logs := k.mustKubectl("logs", "client")
+	answers, _, logs := k.ask(gcpNode, "http://hello.default.svc.cluster.local", 20)
 	crossed := false
-	for _, l := range strings.Split(strings.TrimSpace(logs), "\n") {
-		if n, ok := pods[l]; ok && strings.Contains(n, "os-workers") {
+	for _, a := range answers {
+		if strings.Contains(pods[a], "os-workers") {
 			crossed = true
 		}
 	}
