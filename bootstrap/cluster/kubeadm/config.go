@@ -54,8 +54,18 @@ type patches struct {
 	Directory string `json:"directory"`
 }
 
+type bootstrapToken struct {
+	TTL         string `json:"ttl"`
+	Description string `json:"description"`
+}
+
 type initConfiguration struct {
 	typeMeta
+	// BootstrapTokens: kubeadm creates one at init whatever the config
+	// says (24 h by default) and fills in a random value when it has none.
+	// Nobody uses it, as each join gets a token of its own: let it die with
+	// the first joins' (tokenTTL).
+	BootstrapTokens  []bootstrapToken `json:"bootstrapTokens"`
 	LocalAPIEndpoint apiEndpoint      `json:"localAPIEndpoint"`
 	NodeRegistration nodeRegistration `json:"nodeRegistration"`
 	SkipPhases       []string         `json:"skipPhases,omitempty"`
@@ -176,6 +186,7 @@ func (d *Driver) registration(n cluster.Node) nodeRegistration {
 func (d *Driver) initConfig(n cluster.Node) ([]byte, error) {
 	ic := initConfiguration{
 		typeMeta:         typeMeta{kubeadmAPI, "InitConfiguration"},
+		BootstrapTokens:  []bootstrapToken{{TTL: tokenTTL, Description: "made by kubeadm init; provision gives each join its own"}},
 		LocalAPIEndpoint: apiEndpoint{AdvertiseAddress: n.Address, BindPort: APIPort},
 		NodeRegistration: d.registration(n),
 		// kube-proxy runs as a host service on each node (see
