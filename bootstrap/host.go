@@ -187,13 +187,7 @@ func detectOS(ctx context.Context, h *Host) error {
 // succeeds is a check that passes when cmd exits 0. Another exit is "not
 // done"; a failure to run it at all is an error.
 func succeeds(cmd string) func(ctx context.Context, h *Host) (bool, error) {
-	return func(ctx context.Context, h *Host) (bool, error) {
-		err := h.Run.Run(ctx, cmd, nil, &bytes.Buffer{})
-		if _, exited := cluster.ExitStatus(err); err != nil && !exited {
-			return false, err
-		}
-		return err == nil, nil
-	}
+	return func(ctx context.Context, h *Host) (bool, error) { return cluster.Succeeds(ctx, h.Run, cmd) }
 }
 
 func runs(cmd string) func(ctx context.Context, h *Host) error {

@@ -1,6 +1,10 @@
 package cluster
 
-import "errors"
+import (
+	"context"
+	"errors"
+	"io"
+)
 
 // ExitStatus reports the status of a command that ran and exited non-zero,
 // as opposed to one that could not run at all (connection lost, cancelled).
@@ -11,4 +15,14 @@ func ExitStatus(err error) (status int, ok bool) {
 		return e.ExitStatus(), true
 	}
 	return 0, false
+}
+
+// Succeeds runs a check command on r: true when it exits 0, false when it
+// exits otherwise ("not so"), an error only when it could not run at all.
+func Succeeds(ctx context.Context, r Runner, cmd string) (bool, error) {
+	err := r.Run(ctx, cmd, nil, io.Discard)
+	if _, exited := ExitStatus(err); err != nil && !exited {
+		return false, err
+	}
+	return err == nil, nil
 }

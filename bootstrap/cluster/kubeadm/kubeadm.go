@@ -18,6 +18,8 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -125,7 +127,7 @@ func (d *Driver) init(ctx context.Context, n cluster.Node) error {
 		if err := writeCgroupPatch(ctx, n); err != nil {
 			return err
 		}
-		if err := writeFile(ctx, n, initConf, cfg); err != nil {
+		if err := writeFile(ctx, n.Run, initConf, cfg, 0o600); err != nil {
 			return err
 		}
 		start := time.Now()
@@ -265,7 +267,7 @@ func (d *Driver) join(ctx context.Context, n, mgr cluster.Node, cred cluster.Cre
 		if err := writeCgroupPatch(ctx, n); err != nil {
 			return err
 		}
-		if err := writeFile(ctx, n, joinConf, cfg); err != nil {
+		if err := writeFile(ctx, n.Run, joinConf, cfg, 0o600); err != nil {
 			return err
 		}
 		start := time.Now()
@@ -307,11 +309,7 @@ func (d *Driver) done(ctx context.Context, n cluster.Node) (bool, error) {
 	if n.Run == nil {
 		return false, errors.New("node is unreachable")
 	}
-	err := n.Run.Run(ctx, "test -f "+doneMarker+" && test -f /etc/kubernetes/kubelet.conf", nil, &bytes.Buffer{})
-	if _, exited := cluster.ExitStatus(err); err != nil && !exited {
-		return false, err
-	}
-	return err == nil, nil
+	return cluster.Succeeds(ctx, n.Run, "test -f "+doneMarker+" && test -f /etc/kubernetes/kubelet.conf")
 }
 
 func (d *Driver) markDone(ctx context.Context, n cluster.Node, already bool) error {
@@ -325,12 +323,9 @@ func (d *Driver) markDone(ctx context.Context, n cluster.Node, already bool) err
 // resetIfStarted undoes an interrupted init or join: kubeadm refuses to run
 // over its own leftovers (manifests, certificates, a kubelet config).
 func (d *Driver) resetIfStarted(ctx context.Context, n cluster.Node) error {
-	err := n.Run.Run(ctx, startedCmd, nil, &bytes.Buffer{})
-	if _, exited := cluster.ExitStatus(err); err != nil && !exited {
-		return err
-	}
-	if err != nil {
-		return nil // nothing of kubeadm's is there
+	started, err := cluster.Succeeds(ctx, n.Run, startedCmd)
+	if err != nil || !started {
+		return err // nothing of kubeadm's is there, or the check could not run
 	}
 	d.log.Warn("node has leftovers of an interrupted kubeadm run; resetting it", "machine", n.Name)
 	return n.Run.Run(ctx, resetCmd, nil, &bytes.Buffer{})
@@ -407,7 +402,7 @@ func (d *Driver) nodeServices(ctx context.Context, n cluster.Node) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFile(ctx, n, proxyConf, pc); err != nil {
+	if err := writeFile(ctx, n.Run, proxyConf, pc, 0o600); err != nil {
 		return err
 	}
 	lb := "none"
@@ -536,22 +531,24 @@ func parseNodes(b []byte) ([]node, error) {
 // systemd driver where systemd runs the machine, as upstream advises, and
 // cgroupfs where there is no init (a container as a node).
 func cgroupDriverFor(ctx context.Context, n cluster.Node) string {
-	if err := n.Run.Run(ctx, "test -d /run/systemd/system", nil, &bytes.Buffer{}); err == nil {
+	if ok, _ := cluster.Succeeds(ctx, n.Run, "test -d /run/systemd/system"); ok {
 		return "systemd"
 	}
 	return "cgroupfs"
 }
 
 func writeCgroupPatch(ctx context.Context, n cluster.Node) error {
-	return writeFile(ctx, n, cgroupPatch, []byte("cgroupDriver: "+cgroupDriverFor(ctx, n)+"\n"))
+	return writeFile(ctx, n.Run, cgroupPatch, []byte("cgroupDriver: "+cgroupDriverFor(ctx, n)+"\n"), 0o600)
 }
 
-// writeFile writes data to path on n, 0600, through stdin: configs may
-// hold secrets and never go through a command line.
-func writeFile(ctx context.Context, n cluster.Node, path string, data []byte) error {
-	dir := path[:strings.LastIndexByte(path, '/')]
-	cmd := "umask 077 && mkdir -p " + shellQuote(dir) + " && cat > " + shellQuote(path+".tmp") + " && mv -f " + shellQuote(path+".tmp") + " " + shellQuote(path)
-	if err := n.Run.Run(ctx, cmd, bytes.NewReader(data), &bytes.Buffer{}); err != nil {
+// writeFile writes data to path on r, atomically and through stdin:
+// configs may hold secrets and never go through a command line. It is
+// private to root (umask 077) until chmod gives it mode.
+func writeFile(ctx context.Context, r cluster.Runner, path string, data []byte, mode os.FileMode) error {
+	tmp := shellQuote(path + ".tmp")
+	cmd := fmt.Sprintf("umask 077 && mkdir -p %s && cat > %s && chmod %04o %s && mv -f %s %s",
+		shellQuote(filepath.Dir(path)), tmp, mode.Perm(), tmp, tmp, shellQuote(path))
+	if err := r.Run(ctx, cmd, bytes.NewReader(data), &bytes.Buffer{}); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil

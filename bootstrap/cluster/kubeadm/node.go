@@ -94,7 +94,7 @@ func (d *Driver) PrepareSteps(h *bootstrap.Host, role string) []bootstrap.Step {
 			},
 			Apply: func(ctx context.Context, h *bootstrap.Host) error {
 				for _, path := range slices.Sorted(maps.Keys(scripts)) {
-					if err := writeExec(ctx, h.Run, path, scripts[path]); err != nil {
+					if err := writeFile(ctx, h.Run, path, scripts[path], 0o755); err != nil {
 						return err
 					}
 				}
@@ -383,24 +383,10 @@ func (d *Driver) planImages() ([]planImage, error) {
 	return d.images, d.imagesErr
 }
 
-func writeExec(ctx context.Context, r cluster.Runner, path string, data []byte) error {
-	cmd := "mkdir -p " + shellQuote(filepath.Dir(path)) + " && cat > " + shellQuote(path+".tmp") + " && chmod 0755 " + shellQuote(path+".tmp") + " && mv -f " + shellQuote(path+".tmp") + " " + shellQuote(path)
-	if err := r.Run(ctx, cmd, bytes.NewReader(data), &bytes.Buffer{}); err != nil {
-		return fmt.Errorf("install %s: %w", path, err)
-	}
-	return nil
-}
-
 // succeeds is a check that passes when cmd exits 0; another exit is "not
 // done", a failure to run it at all an error.
 func succeeds(cmd string) func(ctx context.Context, h *bootstrap.Host) (bool, error) {
-	return func(ctx context.Context, h *bootstrap.Host) (bool, error) {
-		err := h.Run.Run(ctx, cmd, nil, &bytes.Buffer{})
-		if _, exited := cluster.ExitStatus(err); err != nil && !exited {
-			return false, err
-		}
-		return err == nil, nil
-	}
+	return func(ctx context.Context, h *bootstrap.Host) (bool, error) { return cluster.Succeeds(ctx, h.Run, cmd) }
 }
 
 func sha(b []byte) string {
