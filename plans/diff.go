@@ -3,7 +3,9 @@ package plans
 import (
 	"fmt"
 	"io"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/provisionhq/provision/providers"
 	"github.com/provisionhq/provision/state"
@@ -181,20 +183,37 @@ func deleteFirst(a, b state.Machine, primary string, remove map[string]bool) boo
 // PrimaryManager is the manager other nodes join through: the oldest joined
 // manager, or "" when the cluster has none yet.
 func PrimaryManager(s *state.State) string {
-	var best *state.Machine
+	if ms := ManagersFrom(s, ""); len(ms) > 0 {
+		return ms[0]
+	}
+	return ""
+}
+
+// ManagersFrom lists the joined managers to go through, first when it is
+// one, then the others oldest first (the primary leads them): when one does
+// not answer, the next stands in.
+func ManagersFrom(s *state.State, first string) []string {
+	var ms []*state.Machine
 	for i := range s.Machines {
 		m := &s.Machines[i]
-		if m.Role != string(providers.RoleManager) || m.Phase != state.PhaseJoined {
-			continue
-		}
-		if best == nil || m.CreatedAt.Before(best.CreatedAt) || (m.CreatedAt.Equal(best.CreatedAt) && m.ID < best.ID) {
-			best = m
+		if m.Role == string(providers.RoleManager) && m.Phase == state.PhaseJoined && m.ID != first {
+			ms = append(ms, m)
 		}
 	}
-	if best == nil {
-		return ""
+	slices.SortStableFunc(ms, func(a, b *state.Machine) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	var out []string
+	if m := s.Machine(first); m != nil && m.Role == string(providers.RoleManager) {
+		out = append(out, first)
 	}
-	return best.ID
+	for _, m := range ms {
+		out = append(out, m.ID)
+	}
+	return out
 }
 
 // Render writes the changes for a person, one line per machine.

@@ -312,15 +312,9 @@ func (s *Session) membersFrom(ctx context.Context, c *Connector, m state.Machine
 // managerOrder is the joined managers, the primary first: when it does
 // not answer (a control-plane node lost), the others can stand in.
 func managerOrder(st *state.State) []state.Machine {
-	primary := plans.PrimaryManager(st)
 	var out []state.Machine
-	if m := st.Machine(primary); m != nil {
-		out = append(out, *m)
-	}
-	for _, m := range st.Machines {
-		if m.ID != primary && m.Role == string(providers.RoleManager) && m.Phase == state.PhaseJoined {
-			out = append(out, m)
-		}
+	for _, id := range plans.ManagersFrom(st, "") {
+		out = append(out, *st.Machine(id))
 	}
 	return out
 }

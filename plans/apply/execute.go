@@ -518,18 +518,7 @@ func (r *run) managerNode(ctx context.Context, id string) (cluster.Node, error) 
 func (r *run) managersFrom(id string) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := []string{id}
-	var others []state.Machine
-	for _, m := range r.st.Machines {
-		if m.ID != id && m.Role == string(providers.RoleManager) && m.Phase == state.PhaseJoined {
-			others = append(others, m)
-		}
-	}
-	sort.SliceStable(others, func(i, j int) bool { return others[i].CreatedAt.Before(others[j].CreatedAt) })
-	for _, m := range others {
-		out = append(out, m.ID)
-	}
-	return out
+	return plans.ManagersFrom(r.st, id)
 }
 
 // remove drains and deletes machines: workers first, then managers, each
