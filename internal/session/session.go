@@ -275,48 +275,51 @@ func (s *Session) Destroyer(events func(apply.Event)) *apply.Engine {
 // Members asks a manager who is in the cluster: the primary, or the next
 // joined manager when it does not answer.
 func (s *Session) Members(ctx context.Context, st *state.State) (map[string]cluster.Member, error) {
-	ms := managerOrder(st)
-	if len(ms) == 0 {
-		return nil, errors.New("no joined manager")
-	}
-	c, _, err := s.Connector()
+	out := map[string]cluster.Member{}
+	err := s.onManager(ctx, st, func(ctx context.Context, conn *bootstrap.Client, m state.Machine) error {
+		list, err := s.Driver().Members(ctx, cluster.Node{Name: m.ID, Address: m.Address, Role: m.Role, Run: conn})
+		for _, mem := range list {
+			out[mem.Name] = mem
+		}
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
+	return out, nil
+}
+
+// onManager runs f on a session to the first joined manager that answers,
+// the primary first, each tried for up to 20 s: a lost control-plane node
+// must not blind provision to the cluster.
+func (s *Session) onManager(ctx context.Context, st *state.State, f func(ctx context.Context, conn *bootstrap.Client, m state.Machine) error) error {
+	ids := plans.ManagersFrom(st, "")
+	if len(ids) == 0 {
+		return errors.New("no joined manager: run provision up first")
+	}
+	c, _, err := s.Connector()
+	if err != nil {
+		return err
+	}
 	var errs []error
-	for _, m := range ms {
-		list, err := s.membersFrom(ctx, c, m)
-		if err == nil {
-			out := map[string]cluster.Member{}
-			for _, mem := range list {
-				out[mem.Name] = mem
+	for _, id := range ids {
+		m := *st.Machine(id)
+		err := func() error {
+			ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			defer cancel()
+			conn, err := c.Dial(ctx, m)
+			if err != nil {
+				return fmt.Errorf("connect to manager %s: %w", m.ID, err)
 			}
-			return out, nil
+			defer conn.Close()
+			return f(ctx, conn, m)
+		}()
+		if err == nil {
+			return nil
 		}
 		errs = append(errs, err)
 	}
-	return nil, errors.Join(errs...)
-}
-
-func (s *Session) membersFrom(ctx context.Context, c *Connector, m state.Machine) ([]cluster.Member, error) {
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	conn, err := c.Connect(ctx, m)
-	if err != nil {
-		return nil, fmt.Errorf("connect to manager %s: %w", m.ID, err)
-	}
-	defer conn.Close()
-	return s.Driver().Members(ctx, cluster.Node{Name: m.ID, Address: m.Address, Role: m.Role, Run: conn})
-}
-
-// managerOrder is the joined managers, the primary first: when it does
-// not answer (a control-plane node lost), the others can stand in.
-func managerOrder(st *state.State) []state.Machine {
-	var out []state.Machine
-	for _, id := range plans.ManagersFrom(st, "") {
-		out = append(out, *st.Machine(id))
-	}
-	return out
+	return errors.Join(errs...)
 }
 
 // Kubeconfig returns an admin kubeconfig for a kubeadm cluster, read from a
@@ -327,32 +330,16 @@ func (s *Session) Kubeconfig(ctx context.Context, st *state.State) ([]byte, erro
 	if s.Plan.Cluster.Kind != "kubeadm" {
 		return nil, fmt.Errorf("cluster %q is a %s cluster: kubeconfig is for kind: kubeadm", s.Plan.Cluster.Name, s.Plan.Cluster.Kind)
 	}
-	c, _, err := s.Connector()
-	if err != nil {
-		return nil, err
-	}
-	var errs []error
-	for _, m := range managerOrder(st) {
-		b, err := s.kubeconfigFrom(ctx, c, m)
-		if err == nil {
-			return b, nil
-		}
-		errs = append(errs, err)
-	}
-	if len(errs) == 0 {
-		return nil, errors.New("no joined control-plane node: run provision up first")
-	}
-	return nil, errors.Join(errs...)
+	var b []byte
+	err := s.onManager(ctx, st, func(ctx context.Context, conn *bootstrap.Client, m state.Machine) error {
+		var err error
+		b, err = s.kubeconfigFrom(ctx, conn, m)
+		return err
+	})
+	return b, err
 }
 
-func (s *Session) kubeconfigFrom(ctx context.Context, c *Connector, m state.Machine) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	conn, err := c.Dial(ctx, m)
-	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", m.ID, err)
-	}
-	defer conn.Close()
+func (s *Session) kubeconfigFrom(ctx context.Context, conn *bootstrap.Client, m state.Machine) ([]byte, error) {
 	var out bytes.Buffer
 	if err := conn.Run(ctx, "cat /etc/kubernetes/admin.conf", nil, &out); err != nil {
 		return nil, fmt.Errorf("read admin.conf on %s: %w", m.ID, err)
@@ -363,10 +350,7 @@ func (s *Session) kubeconfigFrom(ctx context.Context, c *Connector, m state.Mach
 	}
 	server := "https://" + net.JoinHostPort(m.Address, strconv.Itoa(kubeadm.APIPort))
 	if ep := s.Plan.Kubernetes.Endpoint; ep != "" {
-		if _, _, err := net.SplitHostPort(ep); err != nil {
-			ep = net.JoinHostPort(ep, strconv.Itoa(kubeadm.APIPort))
-		}
-		server = "https://" + ep
+		server = "https://" + kubeadm.EndpointAddr(ep)
 	}
 	for _, cl := range cfg.Clusters {
 		cl.Server = server

@@ -154,10 +154,16 @@ func (d *Driver) endpoint() string {
 	if d.cfg.Endpoint == "" {
 		return localLB
 	}
-	if _, _, err := net.SplitHostPort(d.cfg.Endpoint); err == nil {
-		return d.cfg.Endpoint
+	return EndpointAddr(d.cfg.Endpoint)
+}
+
+// EndpointAddr is a plan's kubernetes.endpoint as host:port, the API port
+// added when it names none.
+func EndpointAddr(ep string) string {
+	if _, _, err := net.SplitHostPort(ep); err == nil {
+		return ep
 	}
-	return net.JoinHostPort(d.cfg.Endpoint, strconv.Itoa(APIPort))
+	return net.JoinHostPort(ep, strconv.Itoa(APIPort))
 }
 
 func (d *Driver) registration(n cluster.Node) nodeRegistration {
