@@ -137,13 +137,7 @@ func (k *kube) nodes() map[string]bool {
 // Kubernetes nodes.
 func (k *kube) converged(want int) {
 	k.t.Helper()
-	s := k.status()
-	if !s.Healthy || len(s.Machines) != want {
-		k.t.Fatalf("status: healthy=%v with %d machines, want healthy with %d: %+v", s.Healthy, len(s.Machines), want, s.Machines)
-	}
-	if got := k.containers(); len(got) != want {
-		k.t.Fatalf("%d containers %v, want %d (leaked or duplicated)", len(got), got, want)
-	}
+	s := k.machinesConverged(want)
 	k.must("kubeconfig", "--file", k.kubeconfig, k.plan)
 	nodes := k.nodes()
 	if len(nodes) != want {

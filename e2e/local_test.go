@@ -175,9 +175,9 @@ func (c *cluster) swarmNodes() map[string]string {
 	return nodes
 }
 
-// converged asserts the cluster matches the plan: one container per machine,
-// every machine joined and Ready in the swarm, nothing extra.
-func (c *cluster) converged(want int) {
+// machinesConverged asserts provision reports want healthy machines and
+// there is one container for each, and returns the status.
+func (c *cluster) machinesConverged(want int) status {
 	c.t.Helper()
 	s := c.status()
 	if !s.Healthy || len(s.Machines) != want {
@@ -186,6 +186,14 @@ func (c *cluster) converged(want int) {
 	if got := c.containers(); len(got) != want {
 		c.t.Fatalf("%d containers %v, want %d (leaked or duplicated)", len(got), got, want)
 	}
+	return s
+}
+
+// converged asserts the cluster matches the plan: one container per machine,
+// every machine joined and Ready in the swarm, nothing extra.
+func (c *cluster) converged(want int) {
+	c.t.Helper()
+	s := c.machinesConverged(want)
 	nodes := c.swarmNodes()
 	if len(nodes) != want {
 		c.t.Fatalf("swarm has %d nodes %v, want %d", len(nodes), nodes, want)
