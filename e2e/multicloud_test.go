@@ -63,9 +63,7 @@ func startCloudsim(t *testing.T, group string, args ...string) *cloudsimProc {
 			p := &cloudsimProc{urls: map[string]string{}}
 			sc := bufio.NewScanner(strings.NewReader(string(b)))
 			for sc.Scan() {
-				for _, kv := range strings.Fields(strings.TrimPrefix(sc.Text(), "export ")) {
-					p.env = append(p.env, kv)
-				}
+				p.env = append(p.env, strings.Fields(strings.TrimPrefix(sc.Text(), "export "))...)
 			}
 			for _, kv := range p.env {
 				k, v, _ := strings.Cut(kv, "=")

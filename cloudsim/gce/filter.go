@@ -70,6 +70,7 @@ func paginate(all []*computepb.Instance, maxResults, pageToken string) ([]*compu
 	if maxResults != "" {
 		n, err := strconv.Atoi(maxResults)
 		if err != nil || n < 0 || n > 500 {
+			//lint:ignore ST1005 GCE's own wording, returned to clients verbatim
 			return nil, nil, fmt.Errorf("Invalid value for field 'maxResults': %q. Must be between 0 and 500", maxResults)
 		}
 		if n > 0 {
@@ -80,6 +81,7 @@ func paginate(all []*computepb.Instance, maxResults, pageToken string) ([]*compu
 	if pageToken != "" {
 		n, err := strconv.Atoi(pageToken)
 		if err != nil || n < 0 || n > len(all) {
+			//lint:ignore ST1005 GCE's own wording, returned to clients verbatim
 			return nil, nil, fmt.Errorf("Invalid value for field 'pageToken': %q", pageToken)
 		}
 		start = n
