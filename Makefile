@@ -5,7 +5,7 @@ PLAN      ?= examples/local.yaml
 # Packages whose tests need nothing but Go; the rest need dockerd.
 export PROVISION_REQUIRE_DOCKER ?= 1
 
-.PHONY: all build deps image demo down demo-kubernetes down-kubernetes kube-artifacts demo-multicloud down-multicloud test unit e2e vet fmt clean pulumi-tools e2e-pulumi
+.PHONY: all build deps image demo down demo-kubernetes down-kubernetes kube-artifacts demo-multicloud down-multicloud test unit e2e vet lint fmt clean pulumi-tools e2e-pulumi
 
 all: build
 
@@ -74,7 +74,7 @@ kube-artifacts: build
 ## The node image is built once up front so parallel test packages share it;
 ## so are the pulumi tools, for e2e's TestPulumiExample, and the Kubernetes
 ## artifacts, for e2e's TestKubernetes*.
-test: deps vet image pulumi-tools kube-artifacts
+test: deps vet lint image pulumi-tools kube-artifacts
 	$(PULUMI_BIN_SH); PROVISION_PULUMI_BIN=$$bin $(GO) test -count=1 -timeout 60m ./...
 
 unit:
@@ -109,6 +109,15 @@ PULUMI_BIN_SH = bin=$$(./scripts/build-pulumi.sh 2>/dev/null | tail -n 1); \
 
 vet:
 	$(GO) vet ./...
+
+## lint: go.mod and go.sum must be what `go mod tidy` makes them, and
+## staticcheck (built once per version into the cache) must find nothing
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK := $${PROVISION_CACHE:-$$HOME/.cache/provision}/tools/staticcheck-$(STATICCHECK_VERSION)
+lint:
+	@$(GO) mod tidy -diff >/dev/null || { $(GO) mod tidy -diff; echo "make: go.mod/go.sum are not tidy: run go mod tidy and commit the result" >&2; exit 1; }
+	@[ -x $(STATICCHECK)/staticcheck ] || GOBIN=$(STATICCHECK) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	$(STATICCHECK)/staticcheck ./...
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
