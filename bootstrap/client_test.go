@@ -16,6 +16,7 @@ import (
 
 	"github.com/provisionhq/provision/bootstrap"
 	"github.com/provisionhq/provision/bootstrap/sshtest"
+	"github.com/provisionhq/provision/providers/hostkey"
 )
 
 // key is a test key pair: the signer and its public half in
@@ -27,7 +28,7 @@ type key struct {
 
 func newKey(t *testing.T) key {
 	t.Helper()
-	hk, err := bootstrap.GenerateHostKey()
+	hk, err := hostkey.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,30 +12,7 @@ import (
 	"strings"
 
 	"golang.org/x/crypto/ssh"
-
-	"github.com/provisionhq/provision/providers"
 )
-
-// GenerateHostKey makes a new ed25519 host key for a machine. The private half
-// is handed to the machine at creation; the public half is pinned in state.
-func GenerateHostKey() (providers.HostKey, error) {
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return providers.HostKey{}, fmt.Errorf("generate host key: %w", err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		return providers.HostKey{}, fmt.Errorf("encode host key: %w", err)
-	}
-	sshPub, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		return providers.HostKey{}, fmt.Errorf("encode host key: %w", err)
-	}
-	return providers.HostKey{
-		PrivatePEM: pem.EncodeToMemory(block),
-		Public:     authorizedKey(sshPub),
-	}, nil
-}
 
 // Fingerprint returns the SHA256 fingerprint ("SHA256:...") of a public key in
 // authorized_keys format, as ssh-keygen -l prints it.

@@ -15,11 +15,12 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/provisionhq/provision/bootstrap"
+	"github.com/provisionhq/provision/providers/hostkey"
 )
 
 func TestGenerateHostKey(t *testing.T) {
 	t.Parallel()
-	hk, err := bootstrap.GenerateHostKey()
+	hk, err := hostkey.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}

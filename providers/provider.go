@@ -7,7 +7,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
+
+	"github.com/provisionhq/provision/providers/hostkey"
 )
 
 // Provider creates, finds and deletes machines. It is batch by design: the
@@ -57,7 +58,7 @@ type MachineSpec struct {
 	AuthorizedKeys []string
 	// HostKey is the SSH host key provision generated for this machine; the
 	// provider installs it so the first connection is already verified.
-	HostKey HostKey
+	HostKey hostkey.Key
 }
 
 // Machine is a machine as its provider sees it.
@@ -93,23 +94,6 @@ type Selector struct {
 	Cluster string // required
 	Pool    string // optional: every pool when empty
 }
-
-// HostKey is an SSH host key pair. The private half is a secret: it is never
-// printed, logged or written to state.
-type HostKey struct {
-	PrivatePEM []byte // OpenSSH private key (PEM)
-	Public     string // authorized_keys format, e.g. "ssh-ed25519 AAAA..."
-}
-
-// String keeps the private half out of any %v or log line.
-func (k HostKey) String() string { return k.Public }
-
-// LogValue keeps the private half out of slog output.
-func (k HostKey) LogValue() slog.Value { return slog.StringValue(k.Public) }
-
-// MarshalJSON emits the public half only, so a spec can never carry the
-// private key into a JSON document by accident.
-func (k HostKey) MarshalJSON() ([]byte, error) { return json.Marshal(k.Public) }
 
 // Settings are a pool's provider-specific settings, as written in the plan.
 type Settings map[string]any

@@ -14,6 +14,7 @@ import (
 	"github.com/provisionhq/provision/bootstrap"
 	"github.com/provisionhq/provision/providers"
 	"github.com/provisionhq/provision/providers/cloudinit"
+	"github.com/provisionhq/provision/providers/hostkey"
 )
 
 // TestInstanceAnswersSSHWithItsUserDataHostKey: a backed instance is a real
@@ -38,7 +39,7 @@ func TestInstanceAnswersSSHWithItsUserDataHostKey(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = b.StopAll(context.Background()) })
 
-	hk, err := bootstrap.GenerateHostKey()
+	hk, err := hostkey.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,7 @@ import (
 	simos "github.com/provisionhq/provision/cloudsim/openstack"
 	"github.com/provisionhq/provision/providers"
 	"github.com/provisionhq/provision/providers/cloudinit"
+	"github.com/provisionhq/provision/providers/hostkey"
 )
 
 type fakeBacking struct {
@@ -214,7 +215,7 @@ func TestMultiCreateGivesEachServerItsLaunchIndexPart(t *testing.T) {
 	var specs []providers.MachineSpec
 	for i := range 3 {
 		specs = append(specs, providers.MachineSpec{ID: providers.MachineID(fmt.Sprintf("m-%d", i)),
-			HostKey: providers.HostKey{PrivatePEM: []byte(fmt.Sprintf("priv-%d", i)), Public: fmt.Sprintf("ssh-ed25519 pub-%d", i)}})
+			HostKey: hostkey.Key{PrivatePEM: []byte(fmt.Sprintf("priv-%d", i)), Public: fmt.Sprintf("ssh-ed25519 pub-%d", i)}})
 	}
 	ud, err := cloudinit.MultiPart(specs)
 	if err != nil {

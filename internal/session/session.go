@@ -28,6 +28,7 @@ import (
 	"github.com/provisionhq/provision/plans/apply"
 	"github.com/provisionhq/provision/providers"
 	"github.com/provisionhq/provision/providers/builtin"
+	"github.com/provisionhq/provision/providers/hostkey"
 	"github.com/provisionhq/provision/state"
 	"github.com/provisionhq/provision/state/etcd"
 )
@@ -256,7 +257,7 @@ func (s *Session) Engine(ctx context.Context, op string, events func(apply.Event
 			return prepare(ctx, m, h)
 		},
 		Driver:         driver,
-		HostKeys:       bootstrap.GenerateHostKey,
+		HostKeys:       hostkey.Generate,
 		AuthorizedKeys: pubs,
 		ProviderDir:    s.ProviderDir(),
 		Logger:         s.Log,

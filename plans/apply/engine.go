@@ -19,6 +19,7 @@ import (
 	"github.com/provisionhq/provision/bootstrap/cluster"
 	"github.com/provisionhq/provision/plans"
 	"github.com/provisionhq/provision/providers"
+	"github.com/provisionhq/provision/providers/hostkey"
 	"github.com/provisionhq/provision/state"
 )
 
@@ -70,7 +71,7 @@ type Engine struct {
 	Prepare   Preparer
 	Driver    cluster.Driver
 	// HostKeys generates a machine's SSH host key before it is created.
-	HostKeys func() (providers.HostKey, error)
+	HostKeys func() (hostkey.Key, error)
 	// AuthorizedKeys are installed for the plan's SSH user on new machines.
 	AuthorizedKeys []string
 	// ProviderDir is where providers may keep files (see providers.Env).

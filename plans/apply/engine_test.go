@@ -12,6 +12,7 @@ import (
 	"github.com/provisionhq/provision/bootstrap/cluster"
 	"github.com/provisionhq/provision/plans"
 	"github.com/provisionhq/provision/providers"
+	"github.com/provisionhq/provision/providers/hostkey"
 	"github.com/provisionhq/provision/state"
 )
 
@@ -184,11 +185,11 @@ func newFixture(t *testing.T) *fixture {
 			return nil
 		},
 		Driver: f.driver,
-		HostKeys: func() (providers.HostKey, error) {
+		HostKeys: func() (hostkey.Key, error) {
 			mu.Lock()
 			defer mu.Unlock()
 			n++
-			return providers.HostKey{PrivatePEM: []byte("private"), Public: fmt.Sprintf("ssh-ed25519 KEY%d", n)}, nil
+			return hostkey.Key{PrivatePEM: []byte("private"), Public: fmt.Sprintf("ssh-ed25519 KEY%d", n)}, nil
 		},
 		Operation: "up",
 	}

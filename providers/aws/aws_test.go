@@ -25,6 +25,7 @@ import (
 	ec2sim "github.com/provisionhq/provision/cloudsim/ec2"
 	"github.com/provisionhq/provision/providers"
 	"github.com/provisionhq/provision/providers/cloudinit"
+	"github.com/provisionhq/provision/providers/hostkey"
 	"github.com/provisionhq/provision/providers/providertest"
 )
 
@@ -96,13 +97,13 @@ func newFixture(t *testing.T, cluster string, f cloudsim.Faults, backing cloudsi
 
 func specs(t *testing.T, cluster, pool string, n int, set providers.Settings) []providers.MachineSpec {
 	t.Helper()
-	login, err := providertest.GenerateHostKey()
+	login, err := hostkey.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := make([]providers.MachineSpec, n)
 	for i := range out {
-		hk, err := providertest.GenerateHostKey()
+		hk, err := hostkey.Generate()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,6 +10,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/provisionhq/provision/providers"
+	"github.com/provisionhq/provision/providers/hostkey"
 )
 
 // Config is the part of #cloud-config provision writes.
@@ -80,10 +81,10 @@ func Parse(data []byte) (*Config, error) {
 }
 
 // HostKey returns the ed25519 host key pair from a parsed config.
-func (c *Config) HostKey() (providers.HostKey, error) {
+func (c *Config) HostKey() (hostkey.Key, error) {
 	priv, pub := c.SSHKeys["ed25519_private"], c.SSHKeys["ed25519_public"]
 	if priv == "" || pub == "" {
-		return providers.HostKey{}, fmt.Errorf("user-data has no ed25519 host key")
+		return hostkey.Key{}, fmt.Errorf("user-data has no ed25519 host key")
 	}
-	return providers.HostKey{PrivatePEM: []byte(priv), Public: pub}, nil
+	return hostkey.Key{PrivatePEM: []byte(priv), Public: pub}, nil
 }

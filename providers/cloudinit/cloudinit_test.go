@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/provisionhq/provision/providers"
+	"github.com/provisionhq/provision/providers/hostkey"
 )
 
 func TestUserDataRoundTrip(t *testing.T) {
@@ -15,7 +16,7 @@ func TestUserDataRoundTrip(t *testing.T) {
 		t.Run(user, func(t *testing.T) {
 			t.Parallel()
 			spec := providers.MachineSpec{ID: "c-p-1", SSHUser: user, AuthorizedKeys: []string{"ssh-ed25519 AAAAuser"},
-				HostKey: providers.HostKey{PrivatePEM: []byte("-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----\n"), Public: "ssh-ed25519 AAAAhost"}}
+				HostKey: hostkey.Key{PrivatePEM: []byte("-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----\n"), Public: "ssh-ed25519 AAAAhost"}}
 			ud, err := UserData(spec)
 			if err != nil {
 				t.Fatal(err)

@@ -7,13 +7,14 @@ import (
 	"testing"
 
 	"github.com/provisionhq/provision/providers"
+	"github.com/provisionhq/provision/providers/hostkey"
 )
 
 func batchSpecs(n int) []providers.MachineSpec {
 	out := make([]providers.MachineSpec, n)
 	for i := range out {
 		out[i] = providers.MachineSpec{ID: providers.MachineID(fmt.Sprintf("c-p-%d", i)), AuthorizedKeys: []string{"ssh-ed25519 AAAAuser"},
-			HostKey: providers.HostKey{
+			HostKey: hostkey.Key{
 				PrivatePEM: []byte(fmt.Sprintf("-----BEGIN OPENSSH PRIVATE KEY-----\nkey%d\n-----END OPENSSH PRIVATE KEY-----\n", i)),
 				Public:     fmt.Sprintf("ssh-ed25519 AAAAhost%d", i),
 			}}

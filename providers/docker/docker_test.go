@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/provisionhq/provision/providers"
+	"github.com/provisionhq/provision/providers/hostkey"
 	"github.com/provisionhq/provision/providers/providertest"
 )
 
@@ -47,7 +48,7 @@ func (r *recordingRunner) run(ctx context.Context, stdin io.Reader, name string,
 
 // assertNoSecretInArgv fails when any recorded argv holds any part of a
 // private key, and checks the key did travel (over stdin).
-func (r *recordingRunner) assertNoSecretInArgv(t *testing.T, keys ...providers.HostKey) {
+func (r *recordingRunner) assertNoSecretInArgv(t *testing.T, keys ...hostkey.Key) {
 	t.Helper()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -105,14 +106,14 @@ func TestConformance(t *testing.T) {
 	cluster := uniqueCluster(t, "pt")
 	rec := &recordingRunner{next: execRunner{}}
 	p := newProvider(providers.Env{Cluster: cluster}, rec)
-	var keys []providers.HostKey
+	var keys []hostkey.Key
 	var mu sync.Mutex
 	providertest.Run(t, p, providertest.Options{
 		Cluster:         cluster,
 		Settings:        providers.Settings{"memory": "512m", "cpus": 1},
 		InvalidSettings: providers.Settings{"memory": "lots"},
-		NewHostKey: func() (providers.HostKey, error) {
-			k, err := providertest.GenerateHostKey()
+		NewHostKey: func() (hostkey.Key, error) {
+			k, err := hostkey.Generate()
 			mu.Lock()
 			keys = append(keys, k)
 			mu.Unlock()
@@ -132,7 +133,7 @@ func TestMissingImageIsInvalidSpec(t *testing.T) {
 	cluster := uniqueCluster(t, "img")
 	t.Cleanup(cleanupCluster(t, cluster))
 	p, _ := New(t.Context(), providers.Env{Cluster: cluster})
-	k, _ := providertest.GenerateHostKey()
+	k, _ := hostkey.Generate()
 	_, err := p.Create(t.Context(), []providers.MachineSpec{{
 		ID: providers.MachineID(cluster + "-m0"), Cluster: cluster, Pool: "p", SSHUser: "root", HostKey: k,
 		Settings: providers.Settings{"image": "provision-no-such-image:1"},
@@ -144,18 +145,18 @@ func TestMissingImageIsInvalidSpec(t *testing.T) {
 
 // createNode creates one machine for a test and returns it with a client
 // signer that may log in as user.
-func createNode(t *testing.T, user string) (providers.Machine, providers.HostKey, ssh.Signer, *recordingRunner) {
+func createNode(t *testing.T, user string) (providers.Machine, hostkey.Key, ssh.Signer, *recordingRunner) {
 	t.Helper()
 	nodeImage(t)
 	cluster := uniqueCluster(t, "node")
 	t.Cleanup(cleanupCluster(t, cluster))
 	rec := &recordingRunner{next: execRunner{}}
 	p := newProvider(providers.Env{Cluster: cluster}, rec)
-	hk, err := providertest.GenerateHostKey()
+	hk, err := hostkey.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	ck, err := providertest.GenerateHostKey() // a client key is an ed25519 key too
+	ck, err := hostkey.Generate() // a client key is an ed25519 key too
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +178,7 @@ func createNode(t *testing.T, user string) (providers.Machine, providers.HostKey
 
 // dialNode connects with the injected host key pinned, retrying until sshd
 // is up or the deadline passes.
-func dialNode(t *testing.T, m providers.Machine, hk providers.HostKey, user string, signer ssh.Signer) *ssh.Client {
+func dialNode(t *testing.T, m providers.Machine, hk hostkey.Key, user string, signer ssh.Signer) *ssh.Client {
 	t.Helper()
 	pinned, _, _, _, err := ssh.ParseAuthorizedKey([]byte(hk.Public))
 	if err != nil {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/provisionhq/provision/providers"
-	"github.com/provisionhq/provision/providers/providertest"
+	"github.com/provisionhq/provision/providers/hostkey"
 )
 
 // TestNodeCanHostKubelet checks, inside a running node, what kubelet and
@@ -133,7 +133,7 @@ func TestDeleteRemovesVolumes(t *testing.T) {
 	cluster := uniqueCluster(t, "vol")
 	t.Cleanup(cleanupCluster(t, cluster))
 	p := newProvider(providers.Env{Cluster: cluster}, execRunner{})
-	hk, err := providertest.GenerateHostKey()
+	hk, err := hostkey.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/provisionhq/provision/providers"
-	"github.com/provisionhq/provision/providers/providertest"
+	"github.com/provisionhq/provision/providers/hostkey"
 )
 
 // fakeDocker answers docker CLI calls from memory, so Create's command
@@ -58,9 +58,9 @@ func TestCreateKeepsPrivateKeyOutOfArgv(t *testing.T) {
 	f := &fakeDocker{}
 	p := newProvider(providers.Env{Cluster: "c"}, f)
 	var specs []providers.MachineSpec
-	var keys []providers.HostKey
+	var keys []hostkey.Key
 	for i := range 3 {
-		k, err := providertest.GenerateHostKey()
+		k, err := hostkey.Generate()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -124,7 +124,7 @@ func TestBadHostKeyIsInvalidSpecWithoutKeyMaterial(t *testing.T) {
 	p := newProvider(providers.Env{Cluster: "c"}, &fakeDocker{})
 	secret := "-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0LXNlY3JldA==\n-----END OPENSSH PRIVATE KEY-----\n"
 	_, err := p.Create(t.Context(), []providers.MachineSpec{{ID: "m0", Cluster: "c", Pool: "p", SSHUser: "root",
-		HostKey: providers.HostKey{PrivatePEM: []byte(secret)}, Settings: providers.Settings{"image": "img:1"}}})
+		HostKey: hostkey.Key{PrivatePEM: []byte(secret)}, Settings: providers.Settings{"image": "img:1"}}})
 	if !errors.Is(err, providers.ErrInvalidSpec) || strings.Contains(err.Error(), "c2VjcmV0") {
 		t.Fatalf("err = %v", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/provisionhq/provision/cloudsim"
 	"github.com/provisionhq/provision/cloudsim/gce"
 	"github.com/provisionhq/provision/providers"
+	"github.com/provisionhq/provision/providers/hostkey"
 	"github.com/provisionhq/provision/providers/providertest"
 )
 
@@ -48,13 +49,13 @@ func simProvider(t *testing.T, f cloudsim.Faults, cluster string) (*Provider, *c
 
 func specs(t *testing.T, cluster, pool string, n int) []providers.MachineSpec {
 	t.Helper()
-	login, err := providertest.GenerateHostKey() // any public key will do as a login key
+	login, err := hostkey.Generate() // any public key will do as a login key
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []providers.MachineSpec
 	for i := range n {
-		hk, err := providertest.GenerateHostKey()
+		hk, err := hostkey.Generate()
 		if err != nil {
 			t.Fatal(err)
 		}

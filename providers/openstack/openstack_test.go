@@ -21,6 +21,7 @@ import (
 	"github.com/provisionhq/provision/internal/retry"
 	"github.com/provisionhq/provision/providers"
 	"github.com/provisionhq/provision/providers/cloudinit"
+	"github.com/provisionhq/provision/providers/hostkey"
 	"github.com/provisionhq/provision/providers/providertest"
 )
 
@@ -64,7 +65,7 @@ func specs(t *testing.T, cluster, pool string, n int) []providers.MachineSpec {
 	t.Helper()
 	var out []providers.MachineSpec
 	for i := range n {
-		hk, err := providertest.GenerateHostKey()
+		hk, err := hostkey.Generate()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,13 +7,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/provisionhq/provision/bootstrap"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/provisionhq/provision/providers"
+	"github.com/provisionhq/provision/providers/hostkey"
 )
 
 // Options describe the provider under test.
@@ -33,18 +33,14 @@ type Options struct {
 	// generated key when empty.
 	SSHUser        string
 	AuthorizedKeys []string
-	// NewHostKey generates a spec's host key; GenerateHostKey when nil.
-	NewHostKey func() (providers.HostKey, error)
+	// NewHostKey generates a spec's host key; hostkey.Generate when nil.
+	NewHostKey func() (hostkey.Key, error)
 	// Timeout bounds the whole suite; 10 minutes when zero.
 	Timeout time.Duration
 	// Cleanup runs when the suite ends, pass or fail, to remove anything a
 	// failed step left behind.
 	Cleanup func()
 }
-
-// GenerateHostKey returns a fresh ed25519 host key pair, as the engine
-// makes them.
-func GenerateHostKey() (providers.HostKey, error) { return bootstrap.GenerateHostKey() }
 
 // suite is the state the behaviours share, in order.
 type suite struct {
@@ -82,13 +78,13 @@ func Run(t *testing.T, p providers.Provider, opts Options) {
 		opts.Pools = [2]string{"a", "b"}
 	}
 	if opts.NewHostKey == nil {
-		opts.NewHostKey = GenerateHostKey
+		opts.NewHostKey = hostkey.Generate
 	}
 	if opts.SSHUser == "" {
 		opts.SSHUser = "root"
 	}
 	if len(opts.AuthorizedKeys) == 0 {
-		k, err := GenerateHostKey() // any public key will do for a login key
+		k, err := hostkey.Generate() // any public key will do for a login key
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -119,7 +115,7 @@ func Run(t *testing.T, p providers.Provider, opts Options) {
 	}
 }
 
-func (s *suite) spec(id, pool string, set providers.Settings, hk providers.HostKey) providers.MachineSpec {
+func (s *suite) spec(id, pool string, set providers.Settings, hk hostkey.Key) providers.MachineSpec {
 	role := providers.RoleWorker
 	if strings.HasSuffix(id, "-m0") {
 		role = providers.RoleManager

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/provisionhq/provision/providers"
+	"github.com/provisionhq/provision/providers/hostkey"
 	"github.com/provisionhq/provision/providers/providertest"
 )
 
@@ -15,7 +16,7 @@ func hostsSettings(t *testing.T, n int) providers.Settings {
 	t.Helper()
 	var hosts []any
 	for i := range n {
-		k, err := providertest.GenerateHostKey()
+		k, err := hostkey.Generate()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -116,7 +117,7 @@ func TestDeleteReleasesHost(t *testing.T) {
 }
 
 func TestValidateSettings(t *testing.T) {
-	k, _ := providertest.GenerateHostKey()
+	k, _ := hostkey.Generate()
 	tests := []struct {
 		name string
 		set  providers.Settings
