@@ -100,9 +100,19 @@ func (s *Sim) Actions() []string {
 // an instance is created and Stop when it is terminated; a nil Backing
 // leaves instances as records only (with made-up addresses).
 type Backing interface {
-	// Start creates the host for instance id and returns its address.
-	// userData is the instance's cloud-init user-data (it carries the
-	// ssh host key and authorized keys).
-	Start(ctx context.Context, id string, userData []byte) (address string, err error)
+	// Start creates the host for instance id and returns its address. The
+	// host configures itself from boot as cloud-init on a VM would.
+	Start(ctx context.Context, id string, boot Boot) (address string, err error)
 	Stop(ctx context.Context, id string) error
+}
+
+// Boot is what an instance's guest reads from its cloud's metadata service
+// at first boot: the user-data exactly as the create call carried it
+// (transport base64 undone, nothing else), and its launch index.
+type Boot struct {
+	UserData []byte
+	// LaunchIndex is the instance's index in its launch request (EC2
+	// ami-launch-index, Nova launch_index); userdata.NoLaunchIndex (-1)
+	// when the cloud has none (GCE).
+	LaunchIndex int
 }

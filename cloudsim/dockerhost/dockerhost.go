@@ -11,8 +11,8 @@ import (
 	"log/slog"
 
 	"github.com/provisionhq/provision/cloudsim"
+	"github.com/provisionhq/provision/cloudsim/userdata"
 	"github.com/provisionhq/provision/providers"
-	"github.com/provisionhq/provision/providers/cloudinit"
 	"github.com/provisionhq/provision/providers/docker"
 )
 
@@ -39,9 +39,10 @@ func New(ctx context.Context, group string, logger *slog.Logger) (*Backing, erro
 }
 
 // Start creates the container for instance id as cloud-init would set up a
-// VM from userData, and returns its address.
-func (b *Backing) Start(ctx context.Context, id string, userData []byte) (string, error) {
-	cfg, err := cloudinit.Parse(userData)
+// VM from boot (cloudsim/userdata decodes it as cloud-init would), and
+// returns its address.
+func (b *Backing) Start(ctx context.Context, id string, boot cloudsim.Boot) (string, error) {
+	cfg, err := userdata.Decode(boot.UserData, boot.LaunchIndex)
 	if err != nil {
 		return "", fmt.Errorf("instance %s: %w", id, err)
 	}
@@ -50,9 +51,9 @@ func (b *Backing) Start(ctx context.Context, id string, userData []byte) (string
 		return "", fmt.Errorf("instance %s: %w", id, err)
 	}
 	spec := providers.MachineSpec{ID: providers.MachineID(id), Cluster: b.cluster, Pool: "instances", Role: providers.RoleWorker, HostKey: hk}
-	if len(cfg.Users) > 0 {
-		spec.SSHUser = cfg.Users[0].Name
-		spec.AuthorizedKeys = cfg.Users[0].SSHAuthorizedKeys
+	if u, ok := cfg.LoginUser(); ok {
+		spec.SSHUser = u.Name
+		spec.AuthorizedKeys = u.SSHAuthorizedKeys
 	}
 	ms, err := b.hosts.Create(ctx, []providers.MachineSpec{spec})
 	if err != nil {

@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/provisionhq/provision/bootstrap"
+	"github.com/provisionhq/provision/cloudsim"
+	"github.com/provisionhq/provision/cloudsim/userdata"
 	"github.com/provisionhq/provision/providers"
 	"github.com/provisionhq/provision/providers/cloudinit"
 	"github.com/provisionhq/provision/providers/hostkey"
@@ -53,7 +55,7 @@ func TestInstanceAnswersSSHWithItsUserDataHostKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := group + "-i-1"
-	addr, err := b.Start(ctx, id, ud)
+	addr, err := b.Start(ctx, id, cloudsim.Boot{UserData: ud, LaunchIndex: userdata.NoLaunchIndex})
 	if err != nil {
 		t.Fatal(err)
 	}

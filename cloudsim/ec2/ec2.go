@@ -30,7 +30,6 @@ import (
 	"time"
 
 	"github.com/provisionhq/provision/cloudsim"
-	"github.com/provisionhq/provision/providers/cloudinit"
 )
 
 // Options configure a Server.
@@ -301,17 +300,13 @@ func (s *Server) startBackingLocked(ctx context.Context, insts []*instance, user
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, backingParallelism)
 	for i, in := range insts {
-		ud, err := cloudinit.ForLaunchIndex(userData, in.launchIndex)
-		if err != nil {
-			results[i].err = err
-			continue
-		}
+		boot := cloudsim.Boot{UserData: userData, LaunchIndex: in.launchIndex}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			slots <- struct{}{}
 			defer func() { <-slots }()
-			results[i].addr, results[i].err = s.opts.Backing.Start(ctx, in.id, ud)
+			results[i].addr, results[i].err = s.opts.Backing.Start(ctx, in.id, boot)
 		}()
 	}
 	wg.Wait()

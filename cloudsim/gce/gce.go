@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/provisionhq/provision/cloudsim"
+	"github.com/provisionhq/provision/cloudsim/userdata"
 )
 
 // UserDataPrefix names the metadata items that carry one instance's own
@@ -413,7 +414,7 @@ func (s *Server) start(ctx context.Context, ins []*instance) error {
 		name, ud := in.pb.GetName(), userData(in.pb)
 		s.mu.Unlock()
 		g.Go(func() error {
-			a, err := s.opts.Backing.Start(ctx, name, ud)
+			a, err := s.opts.Backing.Start(ctx, name, cloudsim.Boot{UserData: ud, LaunchIndex: userdata.NoLaunchIndex})
 			if err != nil {
 				return fmt.Errorf("start instance %s: %w", name, err)
 			}

@@ -14,7 +14,7 @@
 // the name regex) and reading metadata. A multi-create (min_count/max_count)
 // names its servers "<name>-1".."<name>-N" and gives each its launch index;
 // a backing host gets the user_data cloud-init would apply for that index
-// (cloudinit.ForLaunchIndex), and user_data over 65535 base64 bytes is a
+// (cloudsim/userdata, in the backing), and user_data over 65535 base64 bytes is a
 // 400, as in Nova.
 //
 // Faults and call counters come from cloudsim.Sim (actions "tokens.create",
@@ -42,7 +42,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/provisionhq/provision/cloudsim"
-	"github.com/provisionhq/provision/providers/cloudinit"
 )
 
 // Options configure a Server.
@@ -532,13 +531,9 @@ func (s *Server) start(reqCtx context.Context, sv *server) {
 	go func() {
 		defer s.wg.Done()
 		defer cancel()
-		// Every server of a multi-create has the same user_data; cloud-init
+		// Every server of a multi-create has the same user_data; the guest
 		// applies only the parts for its own launch index, as a VM would.
-		ud, err := cloudinit.ForLaunchIndex(sv.userData, sv.launchIndex)
-		addr := ""
-		if err == nil {
-			addr, err = s.opts.Backing.Start(ctx, sv.id, ud)
-		}
+		addr, err := s.opts.Backing.Start(ctx, sv.id, cloudsim.Boot{UserData: sv.userData, LaunchIndex: sv.launchIndex})
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		delete(s.cancel, sv.id)

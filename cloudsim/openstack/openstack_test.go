@@ -22,6 +22,7 @@ import (
 
 	"github.com/provisionhq/provision/cloudsim"
 	simos "github.com/provisionhq/provision/cloudsim/openstack"
+	"github.com/provisionhq/provision/cloudsim/userdata"
 	"github.com/provisionhq/provision/providers"
 	"github.com/provisionhq/provision/providers/cloudinit"
 	"github.com/provisionhq/provision/providers/hostkey"
@@ -29,18 +30,18 @@ import (
 
 type fakeBacking struct {
 	mu       sync.Mutex
-	started  map[string][]byte
+	started  map[string]cloudsim.Boot
 	stopped  []string
 	startErr error
 }
 
-func (b *fakeBacking) Start(_ context.Context, id string, userData []byte) (string, error) {
+func (b *fakeBacking) Start(_ context.Context, id string, boot cloudsim.Boot) (string, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.startErr != nil {
 		return "", b.startErr
 	}
-	b.started[id] = userData
+	b.started[id] = boot
 	return "10.9.8.7", nil
 }
 
@@ -90,7 +91,7 @@ func listAll(t *testing.T, c *gophercloud.ServiceClient, opts servers.ListOpts) 
 
 func TestMultiCreateNamesPaginationAndBacking(t *testing.T) {
 	sim := cloudsim.NewSim(cloudsim.Faults{PendingFor: 30 * time.Millisecond}, 1)
-	back := &fakeBacking{started: map[string][]byte{}}
+	back := &fakeBacking{started: map[string]cloudsim.Boot{}}
 	compute, network, _ := clientsFor(t, sim, simos.Options{MaxLimit: 2, Backing: back})
 
 	created, err := servers.Create(t.Context(), compute, servers.CreateOpts{
@@ -119,8 +120,8 @@ func TestMultiCreateNamesPaginationAndBacking(t *testing.T) {
 	if got := sim.Calls("servers.list"); got != 2 {
 		t.Errorf("servers.list = %d, want 2 pages", got)
 	}
-	if string(back.started[created.ID]) != "#cloud-config\n" {
-		t.Errorf("backing got user-data %q", back.started[created.ID])
+	if b := back.started[created.ID]; string(b.UserData) != "#cloud-config\n" || b.LaunchIndex != 0 {
+		t.Errorf("backing got user-data %q, launch index %d", b.UserData, b.LaunchIndex)
 	}
 	pages, err := ports.List(network, ports.ListOpts{DeviceID: created.ID}).AllPages(t.Context())
 	if err != nil {
@@ -210,7 +211,7 @@ func TestUnauthenticated(t *testing.T) {
 // as cloud-init's OpenStack datasource applies it.
 func TestMultiCreateGivesEachServerItsLaunchIndexPart(t *testing.T) {
 	sim := cloudsim.NewSim(cloudsim.Faults{}, 1)
-	back := &fakeBacking{started: map[string][]byte{}}
+	back := &fakeBacking{started: map[string]cloudsim.Boot{}}
 	compute, _, _ := clientsFor(t, sim, simos.Options{Backing: back})
 	var specs []providers.MachineSpec
 	for i := range 3 {
@@ -244,12 +245,12 @@ func TestMultiCreateGivesEachServerItsLaunchIndexPart(t *testing.T) {
 		back.mu.Lock()
 		got := back.started[s.ID]
 		back.mu.Unlock()
-		cfg, err := cloudinit.Parse(got)
+		cfg, err := userdata.Decode(got.UserData, got.LaunchIndex)
 		if err != nil {
 			t.Fatalf("server %s: backing user-data: %v", s.Name, err)
 		}
 		i, _ := strconv.Atoi(strings.TrimPrefix(s.Name, "b-"))
-		if s.LaunchIndex == nil || *s.LaunchIndex != i-1 || cfg.Hostname != string(specs[i-1].ID) {
+		if s.LaunchIndex == nil || *s.LaunchIndex != i-1 || got.LaunchIndex != i-1 || cfg.Hostname != string(specs[i-1].ID) {
 			t.Errorf("server %s (launch index %v) booted machine %s", s.Name, s.LaunchIndex, cfg.Hostname)
 		}
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/provisionhq/provision/cloudsim"
 	ec2sim "github.com/provisionhq/provision/cloudsim/ec2"
+	"github.com/provisionhq/provision/cloudsim/userdata"
 	"github.com/provisionhq/provision/providers"
 	"github.com/provisionhq/provision/providers/cloudinit"
 	"github.com/provisionhq/provision/providers/hostkey"
@@ -33,21 +34,21 @@ const testRegion = "us-east-1"
 
 var testSettings = providers.Settings{"instance_type": "t3.micro", "ami": "ami-0123456789abcdef0"}
 
-// recordingBacking is a cloudsim.Backing that keeps each instance's
-// user-data (as cloud-init would see it) instead of starting a host.
+// recordingBacking is a cloudsim.Backing that keeps what each instance
+// boots with instead of starting a host.
 type recordingBacking struct {
-	mu       sync.Mutex
-	userData map[string][]byte
-	n        int
+	mu   sync.Mutex
+	boot map[string]cloudsim.Boot
+	n    int
 }
 
-func (b *recordingBacking) Start(_ context.Context, id string, ud []byte) (string, error) {
+func (b *recordingBacking) Start(_ context.Context, id string, boot cloudsim.Boot) (string, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.userData == nil {
-		b.userData = map[string][]byte{}
+	if b.boot == nil {
+		b.boot = map[string]cloudsim.Boot{}
 	}
-	b.userData[id] = ud
+	b.boot[id] = boot
 	b.n++
 	return fmt.Sprintf("192.0.2.%d", b.n), nil
 }
@@ -151,7 +152,10 @@ func TestFiftyMachinesOneRunInstances(t *testing.T) {
 			t.Fatalf("instance %s returned twice", m.ProviderID)
 		}
 		seen[m.ProviderID] = true
-		cfg, err := cloudinit.Parse(backing.userData[m.ProviderID])
+		// Decoded as cloud-init on the instance would, not with the
+		// provider's own cloudinit package.
+		boot := backing.boot[m.ProviderID]
+		cfg, err := userdata.Decode(boot.UserData, boot.LaunchIndex)
 		if err != nil {
 			t.Fatalf("instance %s: %v", m.ProviderID, err)
 		}

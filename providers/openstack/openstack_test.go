@@ -18,9 +18,9 @@ import (
 
 	"github.com/provisionhq/provision/cloudsim"
 	simos "github.com/provisionhq/provision/cloudsim/openstack"
+	"github.com/provisionhq/provision/cloudsim/userdata"
 	"github.com/provisionhq/provision/internal/retry"
 	"github.com/provisionhq/provision/providers"
-	"github.com/provisionhq/provision/providers/cloudinit"
 	"github.com/provisionhq/provision/providers/hostkey"
 	"github.com/provisionhq/provision/providers/providertest"
 )
@@ -91,17 +91,16 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-// recordingBacking records the user-data each server's host was started
-// with, as a VM's cloud-init would apply it.
+// recordingBacking records what each server's host was started with.
 type recordingBacking struct {
 	mu      sync.Mutex
-	started map[string][]byte // server ID → user-data
+	started map[string]cloudsim.Boot // server ID → user-data, launch index
 }
 
-func (b *recordingBacking) Start(_ context.Context, id string, userData []byte) (string, error) {
+func (b *recordingBacking) Start(_ context.Context, id string, boot cloudsim.Boot) (string, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.started[id] = userData
+	b.started[id] = boot
 	return fmt.Sprintf("10.0.0.%d", len(b.started)+1), nil
 }
 
@@ -113,7 +112,7 @@ func (b *recordingBacking) Stop(context.Context, string) error { return nil }
 // on a rerun, and a partially existing batch creates only what is missing.
 func TestCreateIsOneCallPerBatch(t *testing.T) {
 	t.Parallel()
-	back := &recordingBacking{started: map[string][]byte{}}
+	back := &recordingBacking{started: map[string]cloudsim.Boot{}}
 	sim, url := emulator(t, cloudsim.Faults{PendingFor: 50 * time.Millisecond}, simos.Options{Backing: back})
 	p := testProvider(t, url, "batch")
 	ss := specs(t, "batch", "w", 5)
@@ -129,7 +128,10 @@ func TestCreateIsOneCallPerBatch(t *testing.T) {
 	}
 	back.mu.Lock()
 	for i, m := range ms {
-		cfg, err := cloudinit.Parse(back.started[m.ProviderID])
+		// Decoded as cloud-init on the server would, not with the
+		// provider's own cloudinit package.
+		boot := back.started[m.ProviderID]
+		cfg, err := userdata.Decode(boot.UserData, boot.LaunchIndex)
 		if err != nil {
 			t.Fatalf("machine %s: backing user-data: %v", m.ID, err)
 		}
