@@ -204,7 +204,7 @@ const (
 
 // installRuntime installs the engine.
 func installRuntime(ctx context.Context, h *Host) error {
-	return Install(ctx, h, []string{"docker.io", "curl", "ca-certificates"}, []string{"moby-engine curl || dnf install -y docker curl"})
+	return Install(ctx, h, []string{"docker.io", "ca-certificates"}, []string{"moby-engine || dnf install -y docker"})
 }
 
 // Install installs distro packages with the machine's package manager: the

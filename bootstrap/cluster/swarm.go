@@ -1,19 +1,18 @@
 package cluster
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"net"
-	"slices"
 	"strconv"
-	"strings"
 	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/swarm"
+	"github.com/moby/moby/client"
 
 	"github.com/provisionhq/provision/internal/retry"
 )
@@ -21,9 +20,20 @@ import (
 // SwarmPort is the Swarm cluster management port.
 const SwarmPort = 2377
 
-// Swarm is the Docker Swarm driver. It drives the docker CLI on the nodes
-// and, for joins, the Engine API on the node's local socket, so the join
-// token travels on stdin and never through argv.
+// DockerSocket is where the Docker engine listens on a node.
+const DockerSocket = "/var/run/docker.sock"
+
+// SocketDialer is a Runner that can also open unix sockets on its node (an
+// SSH client's direct-streamlocal channel, as bootstrap.Client.DialUnix):
+// the Swarm driver speaks the Engine API through the node's Docker socket,
+// so nothing but the engine has to be installed there.
+type SocketDialer interface {
+	DialUnix(ctx context.Context, path string) (net.Conn, error)
+}
+
+// Swarm is the Docker Swarm driver. It speaks the Docker Engine API (the
+// official client) on each node's socket, reached through the node's
+// SocketDialer; join tokens travel in request bodies, never in argv.
 type Swarm struct {
 	logger *slog.Logger
 	// DrainTimeout bounds the wait for a draining node's tasks to stop;
@@ -49,26 +59,80 @@ func NewSwarm(logger *slog.Logger) *Swarm {
 // (pending, error, locked, or a worker asked to init).
 var ErrSwarmState = errors.New("unexpected swarm state")
 
+// ErrNoSocket: the node's connection cannot open unix sockets, so its
+// engine cannot be reached.
+var ErrNoSocket = errors.New("connection cannot open the Docker socket")
+
+// engine is an Engine API client for n's Docker socket. The API version is
+// negotiated on the first request. Close it after use.
+//
+// The socket is opened once first: the client reports any failure to dial
+// as "Cannot connect to the Docker daemon", dropping the cause (a login
+// user not in the docker group, sshd refusing socket forwarding), which is
+// what the operator needs to read.
+func engine(ctx context.Context, n Node) (*client.Client, error) {
+	if n.Run == nil {
+		return nil, fmt.Errorf("%s: node is unreachable", n.Name)
+	}
+	d, ok := n.Run.(SocketDialer)
+	if !ok {
+		return nil, fmt.Errorf("%s: %w (%T)", n.Name, ErrNoSocket, n.Run)
+	}
+	probe, err := d.DialUnix(ctx, DockerSocket)
+	if err != nil {
+		return nil, err
+	}
+	probe.Close()
+	c, err := client.New(
+		client.WithHost("unix://"+DockerSocket),
+		client.WithDialContext(func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return d.DialUnix(ctx, DockerSocket)
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("%s: docker client: %w", n.Name, err)
+	}
+	return c, nil
+}
+
+// localState is the node's own view of its swarm membership.
+func localState(ctx context.Context, c *client.Client) (swarm.Info, error) {
+	res, err := c.Info(ctx, client.InfoOptions{})
+	if err != nil {
+		return swarm.Info{}, err
+	}
+	return res.Info.Swarm, nil
+}
+
 // Init makes n the first manager; a no-op when it already manages a swarm.
 func (s *Swarm) Init(ctx context.Context, n Node) error {
-	state, control, err := s.localState(ctx, n)
+	c, err := engine(ctx, n)
+	if err != nil {
+		return fmt.Errorf("swarm init on %s: %w", n.Name, err)
+	}
+	defer c.Close()
+	info, err := localState(ctx, c)
 	if err != nil {
 		return fmt.Errorf("swarm init on %s: %w", n.Name, err)
 	}
 	switch {
-	case state == "active" && control:
+	case info.LocalNodeState == swarm.LocalNodeStateActive && info.ControlAvailable:
 		s.logger.Info("swarm already initialized", "machine", n.Name)
-		return s.label(ctx, n, n)
-	case state == "active":
+		return s.label(ctx, c, n, info.NodeID)
+	case info.LocalNodeState == swarm.LocalNodeStateActive:
 		return fmt.Errorf("swarm init on %s: %w: it is a worker of another swarm", n.Name, ErrSwarmState)
-	case state != "inactive":
-		return fmt.Errorf("swarm init on %s: %w: %q", n.Name, ErrSwarmState, state)
+	case info.LocalNodeState != swarm.LocalNodeStateInactive:
+		return fmt.Errorf("swarm init on %s: %w: %q", n.Name, ErrSwarmState, info.LocalNodeState)
 	}
-	if err := n.Run.Run(ctx, "docker swarm init --advertise-addr "+ShellQuote(n.Address), nil, &bytes.Buffer{}); err != nil {
+	res, err := c.SwarmInit(ctx, client.SwarmInitOptions{
+		ListenAddr:    "0.0.0.0:" + strconv.Itoa(SwarmPort),
+		AdvertiseAddr: n.Address,
+	})
+	if err != nil {
 		return fmt.Errorf("swarm init on %s: %w", n.Name, err)
 	}
 	s.logger.Info("swarm initialized", "machine", n.Name, "advertise", n.Address)
-	return s.label(ctx, n, n)
+	return s.label(ctx, c, n, res.NodeID)
 }
 
 // Credential returns the join token for role ("manager" or "worker").
@@ -76,80 +140,90 @@ func (s *Swarm) Credential(ctx context.Context, mgr Node, role string) (Credenti
 	if role != "manager" && role != "worker" {
 		return Credential{}, fmt.Errorf("swarm join token: role %q is neither manager nor worker", role)
 	}
-	var out bytes.Buffer
-	if err := mgr.Run.Run(ctx, "docker swarm join-token -q "+role, nil, &out); err != nil {
+	c, err := engine(ctx, mgr)
+	if err != nil {
+		return Credential{}, fmt.Errorf("swarm %s join token: %w", role, err)
+	}
+	defer c.Close()
+	res, err := c.SwarmInspect(ctx, client.SwarmInspectOptions{})
+	if err != nil {
 		return Credential{}, fmt.Errorf("swarm %s join token from %s: %w", role, mgr.Name, err)
 	}
-	token := strings.TrimSpace(out.String())
+	token := res.Swarm.JoinTokens.Worker
+	if role == "manager" {
+		token = res.Swarm.JoinTokens.Manager
+	}
 	if token == "" {
 		return Credential{}, fmt.Errorf("swarm %s join token from %s: empty", role, mgr.Name)
 	}
 	return NewCredential(token), nil
 }
 
-// joinRequest is the Engine API's SwarmJoinRequest (POST /swarm/join).
-type joinRequest struct {
-	ListenAddr    string
-	AdvertiseAddr string
-	RemoteAddrs   []string
-	JoinToken     string
-}
-
-// joinCmd posts the request from stdin to the local engine and prints the
-// response body, then the HTTP status on a line of its own (no -f: the
-// body carries the engine's reason).
-const joinCmd = `curl -sS --unix-socket /var/run/docker.sock -H 'Content-Type: application/json' --data-binary @- -w '\n%{http_code}' http://localhost/swarm/join`
-
 // Join makes n a member through mgr; a no-op when n is already in a swarm.
+// A manager joins as one: the token decides the role.
 func (s *Swarm) Join(ctx context.Context, n Node, mgr Node, cred Credential) error {
-	state, _, err := s.localState(ctx, n)
+	c, err := engine(ctx, n)
 	if err != nil {
 		return fmt.Errorf("swarm join of %s: %w", n.Name, err)
 	}
-	switch state {
-	case "active":
-		s.logger.Info("already a swarm member", "machine", n.Name)
-		return s.label(ctx, mgr, n)
-	case "inactive":
-	default:
-		return fmt.Errorf("swarm join of %s: %w: %q", n.Name, ErrSwarmState, state)
+	defer c.Close()
+	info, err := localState(ctx, c)
+	if err != nil {
+		return fmt.Errorf("swarm join of %s: %w", n.Name, err)
 	}
-	body, err := json.Marshal(joinRequest{
+	switch info.LocalNodeState {
+	case swarm.LocalNodeStateActive:
+		s.logger.Info("already a swarm member", "machine", n.Name)
+		return s.labelVia(ctx, mgr, n, info.NodeID)
+	case swarm.LocalNodeStateInactive:
+	default:
+		return fmt.Errorf("swarm join of %s: %w: %q", n.Name, ErrSwarmState, info.LocalNodeState)
+	}
+	_, err = c.SwarmJoin(ctx, client.SwarmJoinOptions{
 		ListenAddr:    "0.0.0.0:" + strconv.Itoa(SwarmPort),
 		AdvertiseAddr: n.Address,
 		RemoteAddrs:   []string{net.JoinHostPort(mgr.Address, strconv.Itoa(SwarmPort))},
 		JoinToken:     cred.Secret(),
 	})
 	if err != nil {
-		return fmt.Errorf("swarm join of %s: %w", n.Name, err)
-	}
-	var out bytes.Buffer
-	if err := n.Run.Run(ctx, joinCmd, bytes.NewReader(body), &out); err != nil {
 		return fmt.Errorf("swarm join of %s via %s: %w", n.Name, mgr.Name, Redact(err, cred.Secret()))
 	}
-	status, msg := parseAPIResponse(out.String())
-	if status != 200 {
-		msg = strings.ReplaceAll(msg, cred.Secret(), "[redacted]")
-		return fmt.Errorf("swarm join of %s via %s: engine API status %d: %s", n.Name, mgr.Name, status, msg)
-	}
 	s.logger.Info("joined swarm", "machine", n.Name, "manager", mgr.Name)
-	return s.label(ctx, mgr, n)
+	if info, err = localState(ctx, c); err != nil {
+		return fmt.Errorf("swarm join of %s: %w", n.Name, err)
+	}
+	return s.labelVia(ctx, mgr, n, info.NodeID)
 }
 
-// label sets n's labels on its swarm node, from mgr. A node that just
-// joined may not be listed by the manager for a moment: retry to the
-// deadline.
-func (s *Swarm) label(ctx context.Context, mgr, n Node) error {
+// labelVia labels n's swarm node through mgr's engine.
+func (s *Swarm) labelVia(ctx context.Context, mgr, n Node, id string) error {
 	if len(n.Labels) == 0 {
 		return nil
 	}
-	cmd := "docker node update"
-	for _, k := range slices.Sorted(maps.Keys(n.Labels)) {
-		cmd += " --label-add " + ShellQuote(k+"="+n.Labels[k])
+	c, err := engine(ctx, mgr)
+	if err != nil {
+		return fmt.Errorf("label swarm node %s: %w", n.Name, err)
 	}
-	cmd += " " + ShellQuote(n.Name)
+	defer c.Close()
+	return s.label(ctx, c, n, id)
+}
+
+// label adds n's labels to swarm node id, through a manager's engine. A node
+// that just joined may not be known to the manager for a moment: retry to
+// the deadline.
+func (s *Swarm) label(ctx context.Context, mgr *client.Client, n Node, id string) error {
+	if len(n.Labels) == 0 {
+		return nil
+	}
 	err := retry.Do(ctx, retry.Policy{Initial: 500 * time.Millisecond, Max: 2 * time.Second}, func(ctx context.Context) (bool, error) {
-		err := mgr.Run.Run(ctx, cmd, nil, &bytes.Buffer{})
+		err := updateNode(ctx, mgr, id, func(spec *swarm.NodeSpec) bool {
+			if spec.Labels == nil {
+				spec.Labels = map[string]string{}
+			}
+			before := maps.Clone(spec.Labels)
+			maps.Copy(spec.Labels, n.Labels)
+			return !maps.Equal(before, spec.Labels)
+		})
 		return err == nil || ctx.Err() != nil, err
 	})
 	if err != nil {
@@ -158,20 +232,30 @@ func (s *Swarm) label(ctx context.Context, mgr, n Node) error {
 	return nil
 }
 
-// parseAPIResponse splits joinCmd's output into status and the engine's
-// error message (the body's "message", or the raw body).
-func parseAPIResponse(out string) (int, string) {
-	out = strings.TrimRight(out, "\n")
-	body, code := "", out
-	if i := strings.LastIndexByte(out, '\n'); i >= 0 {
-		body, code = out[:i], out[i+1:]
+// updateNode reads node id, lets change edit its spec (false: nothing to
+// do) and writes it back at the version read. Swarm replaces the whole
+// spec and refuses a stale version; it says so only in its message text,
+// so a refusal is told apart by reading the node again: a moved version is
+// a lost race, retried, anything else the engine's error.
+func updateNode(ctx context.Context, c *client.Client, id string, change func(*swarm.NodeSpec) bool) error {
+	for {
+		res, err := c.NodeInspect(ctx, id, client.NodeInspectOptions{})
+		if err != nil {
+			return err
+		}
+		spec := res.Node.Spec
+		if !change(&spec) {
+			return nil
+		}
+		_, err = c.NodeUpdate(ctx, id, client.NodeUpdateOptions{Version: res.Node.Version, Spec: spec})
+		if err == nil {
+			return nil
+		}
+		again, ierr := c.NodeInspect(ctx, id, client.NodeInspectOptions{})
+		if ierr != nil || again.Node.Version.Index == res.Node.Version.Index {
+			return err
+		}
 	}
-	status, _ := strconv.Atoi(strings.TrimSpace(code))
-	var e struct{ Message string }
-	if json.Unmarshal([]byte(body), &e) == nil && e.Message != "" {
-		return status, e.Message
-	}
-	return status, strings.TrimSpace(body)
 }
 
 // Remove drains n, demotes it if it manages, has it leave when reachable,
@@ -181,7 +265,12 @@ func (s *Swarm) Remove(ctx context.Context, mgr Node, n Node) error {
 	if n.Name == mgr.Name {
 		return fmt.Errorf("swarm remove %s: cannot remove the manager used for the removal; use another manager", n.Name)
 	}
-	entries, err := s.entries(ctx, mgr, n.Name)
+	c, err := engine(ctx, mgr)
+	if err != nil {
+		return fmt.Errorf("swarm remove %s: %w", n.Name, err)
+	}
+	defer c.Close()
+	entries, err := entries(ctx, c, n.Name)
 	if err != nil {
 		return fmt.Errorf("swarm remove %s: %w", n.Name, err)
 	}
@@ -194,41 +283,46 @@ func (s *Swarm) Remove(ctx context.Context, mgr Node, n Node) error {
 	wasManager := false
 	for _, e := range entries {
 		ids = append(ids, e.ID)
-		wasManager = wasManager || e.ManagerStatus != ""
-		if !strings.EqualFold(e.Availability, "drain") {
-			if err := mgr.Run.Run(ctx, "docker node update --availability drain "+ShellQuote(e.ID), nil, &bytes.Buffer{}); err != nil {
-				return fmt.Errorf("swarm remove %s: drain: %w", n.Name, err)
+		wasManager = wasManager || e.ManagerStatus != nil
+		err := updateNode(ctx, c, e.ID, func(spec *swarm.NodeSpec) bool {
+			if spec.Availability == swarm.NodeAvailabilityDrain {
+				return false
 			}
+			spec.Availability = swarm.NodeAvailabilityDrain
+			return true
+		})
+		if err != nil && !cerrdefs.IsNotFound(err) {
+			return fmt.Errorf("swarm remove %s: drain: %w", n.Name, err)
 		}
 	}
 	s.logger.Info("swarm node draining", "machine", n.Name)
-	if err := s.waitDrained(ctx, mgr, n.Name, ids); err != nil {
+	if err := s.waitDrained(ctx, c, n.Name, ids); err != nil {
 		return err
 	}
-	if wasManager {
-		for _, e := range entries {
-			if e.ManagerStatus == "" {
-				continue
+	for _, e := range entries {
+		if e.ManagerStatus == nil {
+			continue
+		}
+		err := updateNode(ctx, c, e.ID, func(spec *swarm.NodeSpec) bool {
+			if spec.Role == swarm.NodeRoleWorker {
+				return false
 			}
-			if err := mgr.Run.Run(ctx, "docker node demote "+ShellQuote(e.ID), nil, &bytes.Buffer{}); err != nil {
-				return fmt.Errorf("swarm remove %s: demote: %w", n.Name, err)
-			}
+			spec.Role = swarm.NodeRoleWorker
+			return true
+		})
+		if err != nil && !cerrdefs.IsNotFound(err) {
+			return fmt.Errorf("swarm remove %s: demote: %w", n.Name, err)
 		}
 	}
 	s.leave(ctx, n, wasManager)
-	if err := s.waitDown(ctx, mgr, n.Name); err != nil {
+	if err := s.waitDown(ctx, c, n.Name); err != nil {
 		return err
 	}
-	rm := "docker node rm --force"
 	for _, id := range ids {
-		rm += " " + ShellQuote(id)
-	}
-	if err := mgr.Run.Run(ctx, rm, nil, &bytes.Buffer{}); err != nil {
 		// Gone meanwhile (a concurrent remove) is success too.
-		if left, lerr := s.entries(ctx, mgr, n.Name); lerr == nil && len(left) == 0 {
-			return nil
+		if _, err := c.NodeRemove(ctx, id, client.NodeRemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+			return fmt.Errorf("swarm remove %s: %w", n.Name, err)
 		}
-		return fmt.Errorf("swarm remove %s: %w", n.Name, err)
 	}
 	s.logger.Info("swarm node removed", "machine", n.Name)
 	return nil
@@ -241,47 +335,47 @@ func (s *Swarm) leave(ctx context.Context, n Node, force bool) {
 	if n.Run == nil {
 		return
 	}
-	state, _, err := s.localState(ctx, n)
-	if err != nil || state == "inactive" {
-		if err != nil {
-			s.logger.Warn("swarm leave skipped: node state unknown", "machine", n.Name, "err", err)
-		}
+	c, err := engine(ctx, n)
+	if err != nil {
+		s.logger.Warn("swarm leave skipped: engine unreachable", "machine", n.Name, "err", err)
 		return
 	}
-	cmd := "docker swarm leave"
-	if force {
-		cmd += " --force"
+	defer c.Close()
+	info, err := localState(ctx, c)
+	if err != nil {
+		s.logger.Warn("swarm leave skipped: node state unknown", "machine", n.Name, "err", err)
+		return
 	}
-	if err := n.Run.Run(ctx, cmd, nil, &bytes.Buffer{}); err != nil {
+	if info.LocalNodeState == swarm.LocalNodeStateInactive {
+		return
+	}
+	if _, err := c.SwarmLeave(ctx, client.SwarmLeaveOptions{Force: force}); err != nil {
 		s.logger.Warn("swarm leave failed; removing from the manager anyway", "machine", n.Name, "err", err)
 	}
 }
 
 // waitDrained polls until no task meant to run is left on the node. Past
 // DrainTimeout removal goes on with a warning; only ctx ending is an error.
-func (s *Swarm) waitDrained(ctx context.Context, mgr Node, name string, ids []string) error {
-	cmd := "docker node ps --filter desired-state=running --format '{{.ID}}'"
-	for _, id := range ids {
-		cmd += " " + ShellQuote(id)
-	}
+func (s *Swarm) waitDrained(ctx context.Context, c *client.Client, name string, ids []string) error {
+	f := client.Filters{}.Add("desired-state", "running").Add("node", ids...)
 	return s.wait(ctx, s.DrainTimeout, name, "drain", func(ctx context.Context) (bool, error) {
-		var out bytes.Buffer
-		if err := mgr.Run.Run(ctx, cmd, nil, &out); err != nil {
+		res, err := c.TaskList(ctx, client.TaskListOptions{Filters: f})
+		if err != nil {
 			return false, err
 		}
-		return strings.TrimSpace(out.String()) == "", nil
+		return len(res.Items) == 0, nil
 	})
 }
 
 // waitDown polls until every entry for the node shows as down (or is gone).
-func (s *Swarm) waitDown(ctx context.Context, mgr Node, name string) error {
+func (s *Swarm) waitDown(ctx context.Context, c *client.Client, name string) error {
 	return s.wait(ctx, s.DownTimeout, name, "down", func(ctx context.Context) (bool, error) {
-		entries, err := s.entries(ctx, mgr, name)
+		list, err := entries(ctx, c, name)
 		if err != nil {
 			return false, err
 		}
-		for _, e := range entries {
-			if !strings.EqualFold(e.Status, "down") {
+		for _, e := range list {
+			if e.Status.State != swarm.NodeStateDown {
 				return false, nil
 			}
 		}
@@ -306,90 +400,44 @@ func (s *Swarm) wait(ctx context.Context, limit time.Duration, name, what string
 
 // Members lists the swarm's nodes as mgr sees them.
 func (s *Swarm) Members(ctx context.Context, mgr Node) ([]Member, error) {
-	entries, err := s.nodeList(ctx, mgr)
+	c, err := engine(ctx, mgr)
+	if err != nil {
+		return nil, fmt.Errorf("swarm members: %w", err)
+	}
+	defer c.Close()
+	res, err := c.NodeList(ctx, client.NodeListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("swarm members from %s: %w", mgr.Name, err)
 	}
-	members := make([]Member, 0, len(entries))
-	for _, e := range entries {
+	members := make([]Member, 0, len(res.Items))
+	for _, e := range res.Items {
 		role := "worker"
-		if e.ManagerStatus != "" {
+		if e.ManagerStatus != nil {
 			role = "manager"
 		}
 		members = append(members, Member{
-			Name:         e.Hostname,
+			Name:         e.Description.Hostname,
 			Role:         role,
-			Status:       strings.ToLower(e.Status),
-			Availability: strings.ToLower(e.Availability),
-			Leader:       e.ManagerStatus == "Leader",
+			Status:       string(e.Status.State),
+			Availability: string(e.Spec.Availability),
+			Leader:       e.ManagerStatus != nil && e.ManagerStatus.Leader,
 		})
 	}
 	return members, nil
 }
 
-// nodeEntry is one line of `docker node ls --format '{{json .}}'`.
-type nodeEntry struct {
-	ID            string
-	Hostname      string
-	Status        string // Ready, Down, Unknown, Disconnected
-	Availability  string // Active, Pause, Drain
-	ManagerStatus string // Leader, Reachable, Unreachable; empty for workers
-}
-
-func (s *Swarm) nodeList(ctx context.Context, mgr Node) ([]nodeEntry, error) {
-	var out bytes.Buffer
-	if err := mgr.Run.Run(ctx, "docker node ls --format '{{json .}}'", nil, &out); err != nil {
-		return nil, err
-	}
-	return parseNodeList(out.Bytes())
-}
-
 // entries are the nodes named name; a node that rejoined can have an old,
 // down entry besides its current one.
-func (s *Swarm) entries(ctx context.Context, mgr Node, name string) ([]nodeEntry, error) {
-	all, err := s.nodeList(ctx, mgr)
+func entries(ctx context.Context, c *client.Client, name string) ([]swarm.Node, error) {
+	res, err := c.NodeList(ctx, client.NodeListOptions{})
 	if err != nil {
 		return nil, err
 	}
-	var mine []nodeEntry
-	for _, e := range all {
-		if e.Hostname == name {
+	var mine []swarm.Node
+	for _, e := range res.Items {
+		if e.Description.Hostname == name {
 			mine = append(mine, e)
 		}
 	}
 	return mine, nil
-}
-
-func parseNodeList(out []byte) ([]nodeEntry, error) {
-	var entries []nodeEntry
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for line := 1; sc.Scan(); line++ {
-		text := bytes.TrimSpace(sc.Bytes())
-		if len(text) == 0 {
-			continue
-		}
-		var e nodeEntry
-		if err := json.Unmarshal(text, &e); err != nil {
-			return nil, fmt.Errorf("docker node ls line %d: %w", line, err)
-		}
-		entries = append(entries, e)
-	}
-	return entries, sc.Err()
-}
-
-// localState is the node's own view: LocalNodeState (inactive, pending,
-// active, error, locked) and whether it can manage.
-func (s *Swarm) localState(ctx context.Context, n Node) (state string, control bool, err error) {
-	if n.Run == nil {
-		return "", false, errors.New("node is unreachable")
-	}
-	var out bytes.Buffer
-	if err := n.Run.Run(ctx, "docker info --format '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}'", nil, &out); err != nil {
-		return "", false, err
-	}
-	fields := strings.Fields(out.String())
-	if len(fields) == 0 {
-		return "", false, errors.New("docker info printed no swarm state")
-	}
-	return fields[0], len(fields) > 1 && fields[1] == "true", nil
 }
