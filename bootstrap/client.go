@@ -39,6 +39,13 @@ const (
 	// maxAuthFailures: auth is retried a little, because cloud-init may
 	// still be writing authorized_keys when sshd starts, then given up.
 	maxAuthFailures = 5
+	// DefaultKeepalive is the keepalive interval when Config has none: a
+	// machine that vanishes (terminated by its cloud, network cut) is
+	// detected within keepaliveMisses intervals (45s) instead of when TCP
+	// gives up, many minutes later, with a Run hanging all along. It is
+	// OpenSSH's ServerAliveInterval as commonly set, and costs one small
+	// request per connection per interval.
+	DefaultKeepalive = 15 * time.Second
 	// keepaliveMisses: a keepalive unanswered for this many intervals
 	// means the peer is gone and the connection is closed.
 	keepaliveMisses = 3
@@ -79,8 +86,8 @@ type Config struct {
 	Bastion        *Target
 	BastionSigners []ssh.Signer // Signers when empty
 	Logger         *slog.Logger
-	// Keepalive is the interval of keepalive@openssh.com requests; zero
-	// disables them.
+	// Keepalive is the interval of keepalive@openssh.com requests:
+	// DefaultKeepalive when zero, none when negative.
 	Keepalive time.Duration
 }
 
@@ -232,11 +239,22 @@ func Dial(ctx context.Context, t Target, cfg Config) (*Client, error) {
 		logger:  logger,
 		stop:    make(chan struct{}),
 	}
-	if cfg.Keepalive > 0 {
+	if every := cfg.keepaliveInterval(); every > 0 {
 		c.wg.Add(1)
-		go c.keepalive(cfg.Keepalive)
+		go c.keepalive(every)
 	}
 	return c, nil
+}
+
+// keepaliveInterval resolves Keepalive: on by default for every client.
+func (cfg Config) keepaliveInterval() time.Duration {
+	switch {
+	case cfg.Keepalive == 0:
+		return DefaultKeepalive
+	case cfg.Keepalive < 0:
+		return 0
+	}
+	return cfg.Keepalive
 }
 
 // clientConfig builds the verified config for one target.
