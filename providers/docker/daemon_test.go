@@ -3,26 +3,20 @@ package docker
 import (
 	"context"
 	"log/slog"
-	"os"
 	"testing"
 	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/provisionhq/provision/providers/docker/dockertest"
 )
 
 // requireDocker skips the test when dockerd is unreachable, unless
 // PROVISION_REQUIRE_DOCKER is set (CI sets it), in which case it fails.
-func requireDocker(t *testing.T) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	_, err := execRunner{}.run(ctx, nil, "docker", "version", "--format", "{{.Server.Version}}")
-	if err == nil {
-		return
-	}
-	if os.Getenv("PROVISION_REQUIRE_DOCKER") != "" {
-		t.Fatalf("docker required (PROVISION_REQUIRE_DOCKER is set) but unreachable: %v", classify(err, ""))
-	}
-	t.Skipf("docker unreachable, skipping (set PROVISION_REQUIRE_DOCKER to fail instead): %v", err)
-}
+func requireDocker(t *testing.T) { dockertest.Require(t) }
+
+// dockerClient is the local daemon's client, for tests that need dockerd.
+func dockerClient(t *testing.T) *client.Client { return dockertest.Require(t) }
 
 // nodeImage builds the node image on the first run on a machine (about two
 // minutes, needs root and the Debian mirror) and reuses it afterwards.

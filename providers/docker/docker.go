@@ -3,15 +3,16 @@
 // OpenSSH and able to run a nested dockerd (so bootstrap and a real Swarm are
 // exercised for real). It also owns the node image those containers run
 // (EnsureImage), built locally with debootstrap because nothing can be
-// pulled. It drives the docker CLI through os/exec; there is no Docker SDK
-// dependency.
+// pulled. It talks to dockerd through the official Engine API client
+// (github.com/moby/moby/client), never the docker CLI.
 package docker
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"regexp"
 	"slices"
@@ -19,7 +20,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/provisionhq/provision/providers"
@@ -38,35 +45,62 @@ const (
 // on a small shared host; more parallelism only queues inside the daemon.
 const createParallelism = 4
 
-// nodeFlags let the container run its own dockerd or a kubelet, as kind's
-// nodes do. --privileged is refused by this kernel, so grant every
+// nodeHostConfig lets the container run its own dockerd or a kubelet, as
+// kind's nodes do. Privileged mode is refused by this kernel, so grant every
 // capability except SYS_RESOURCE and lift seccomp/apparmor; the image's init
 // remounts cgroups and /proc/sys/net rw and shadows the kernel sysctls
 // kubelet writes (/proc/sys itself stays read-only: it is the host's kernel).
-//   - --cgroupns private: the node sees only its own cgroup subtree, so
+//   - private cgroup namespace: the node sees only its own cgroup subtree, so
 //     writable cgroups cannot reach the host's, and nested runtimes nest.
 //   - /dev/kmsg: kubelet's OOM watcher reads it.
 //   - the device rule: nested containers may create and use device nodes.
 //   - /run on tmpfs: runtimes keep sockets and state there that must not
 //     survive a restart.
-//   - anonymous volumes keep the nested runtimes' and kubelet's storage off
-//     overlayfs (overlay on the container's overlay root fails with "invalid
-//     argument"); Delete removes them with -v.
-var nodeFlags = []string{
-	"--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
-	"--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
-	"--cgroupns", "private",
-	"--device", "/dev/kmsg",
-	"--device-cgroup-rule", "a *:* rwm",
-	"--tmpfs", "/run",
-	"-v", "/var/lib/docker",
-	"-v", "/var/lib/containerd",
-	"-v", "/var/lib/kubelet",
+//   - anonymous volumes (nodeVolumes) keep the nested runtimes' and
+//     kubelet's storage off overlayfs (overlay on the container's overlay
+//     root fails with "invalid argument"); Delete removes them with the
+//     container.
+func nodeHostConfig(network string, st settings) *container.HostConfig {
+	hc := &container.HostConfig{
+		NetworkMode:  container.NetworkMode(network),
+		CapAdd:       []string{"ALL"},
+		CapDrop:      []string{"SYS_RESOURCE"},
+		SecurityOpt:  []string{"seccomp=unconfined", "apparmor=unconfined"},
+		CgroupnsMode: container.CgroupnsModePrivate,
+		Tmpfs:        map[string]string{"/run": ""},
+	}
+	hc.Devices = []container.DeviceMapping{{PathOnHost: "/dev/kmsg", PathInContainer: "/dev/kmsg", CgroupPermissions: "rwm"}}
+	hc.DeviceCgroupRules = []string{"a *:* rwm"}
+	hc.NanoCPUs = int64(st.CPUs * 1e9)
+	hc.Memory = memoryBytes(st.Memory)
+	return hc
+}
+
+var nodeVolumes = []string{"/var/lib/docker", "/var/lib/containerd", "/var/lib/kubelet"}
+
+// memoryBytes reads a size memoryRe accepted (docker's binary units: 1g is
+// 1024m); 0, unlimited, when empty.
+func memoryBytes(s string) int64 {
+	if s == "" {
+		return 0
+	}
+	mult := int64(1)
+	switch s[len(s)-1] {
+	case 'k', 'K':
+		mult = 1 << 10
+	case 'm', 'M':
+		mult = 1 << 20
+	case 'g', 'G':
+		mult = 1 << 30
+	}
+	num := strings.TrimRight(s, "bkmgBKMG")
+	f, _ := strconv.ParseFloat(num, 64)
+	return int64(f * float64(mult))
 }
 
 // Provider creates machines as local Docker containers.
 type Provider struct {
-	r      runner
+	api    engine
 	logger *slog.Logger
 	env    providers.Env
 
@@ -81,15 +115,19 @@ var _ providers.SettingsValidator = (*Provider)(nil)
 // New returns the docker provider. It is cheap: the daemon is first
 // contacted, and the node image built if missing, on the first Create.
 func New(ctx context.Context, env providers.Env) (*Provider, error) {
-	return newProvider(env, execRunner{}), nil
+	c, err := NewClient()
+	if err != nil {
+		return nil, err
+	}
+	return newProvider(env, c), nil
 }
 
-func newProvider(env providers.Env, r runner) *Provider {
+func newProvider(env providers.Env, api engine) *Provider {
 	logger := env.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Provider{r: r, logger: logger.With("provider", "docker"), env: env}
+	return &Provider{api: api, logger: logger.With("provider", "docker"), env: env}
 }
 
 // settings are a docker pool's settings in the plan.
@@ -214,7 +252,7 @@ func (p *Provider) Create(ctx context.Context, specs []providers.MachineSpec) ([
 		m := ci.machine()
 		if m.State != providers.StateRunning || m.Address == "" {
 			return nil, fmt.Errorf("machine %s: container %.12s is %s with address %q after start: %s",
-				spec.ID, ci.ID, ci.State.Status, m.Address, p.logsTail(ctx, ci.ID))
+				spec.ID, ci.ID, ci.Status, m.Address, p.logsTail(ctx, ci.ID))
 		}
 		out = append(out, m)
 	}
@@ -245,7 +283,7 @@ func (p *Provider) image(ctx context.Context, ref, pool string) (string, error) 
 		p.imageMu.Lock()
 		defer p.imageMu.Unlock()
 		if p.defaultImage == "" {
-			img, err := ensureImage(ctx, p.r, p.logger)
+			img, err := ensureImage(ctx, p.api, p.logger)
 			if err != nil {
 				return "", err
 			}
@@ -253,7 +291,7 @@ func (p *Provider) image(ctx context.Context, ref, pool string) (string, error) 
 		}
 		return p.defaultImage, nil
 	}
-	ok, err := imageExists(ctx, p.r, ref)
+	ok, err := imageExists(ctx, p.api, ref)
 	if err != nil {
 		return "", err
 	}
@@ -266,18 +304,20 @@ func (p *Provider) image(ctx context.Context, ref, pool string) (string, error) 
 
 // ensureNetwork creates the cluster's bridge network if it is missing.
 func (p *Provider) ensureNetwork(ctx context.Context, cluster string) error {
+	ctx, cancel := withDeadline(ctx)
+	defer cancel()
 	p.netMu.Lock()
 	defer p.netMu.Unlock()
 	name := NetworkName(cluster)
-	_, err := p.r.run(ctx, nil, "docker", "network", "inspect", "--format", "{{.Id}}", name)
+	_, err := p.api.NetworkInspect(ctx, name, client.NetworkInspectOptions{})
 	if err == nil {
 		return nil
 	}
-	if !isNoSuch(err) {
+	if !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("inspect network %s: %w", name, classify(err, ""))
 	}
-	_, err = p.r.run(ctx, nil, "docker", "network", "create", "--driver", "bridge", "--label", labelCluster+"="+cluster, name)
-	if err != nil && !strings.Contains(stderrOf(err), "already exists") {
+	_, err = p.api.NetworkCreate(ctx, name, client.NetworkCreateOptions{Driver: "bridge", Labels: map[string]string{labelCluster: cluster}})
+	if err != nil && !cerrdefs.IsConflict(err) { // conflict: another process created it meanwhile
 		return fmt.Errorf("create network %s: %w", name, classify(err, ""))
 	}
 	p.logger.DebugContext(ctx, "network ready", "network", name)
@@ -288,11 +328,13 @@ func (p *Provider) ensureNetwork(ctx context.Context, cluster string) error {
 // A container that was created but never started (a crash mid-create) gets
 // its files again before it starts: copying them is idempotent.
 func (p *Provider) createOne(ctx context.Context, spec providers.MachineSpec, st settings, image string, existing map[providers.MachineID]containerInfo) (string, error) {
+	ctx, cancel := withDeadline(ctx)
+	defer cancel()
 	if ci, ok := existing[spec.ID]; ok {
-		switch ci.State.Status {
-		case "running":
+		switch ci.Status {
+		case container.StateRunning:
 			return ci.ID, nil
-		case "created":
+		case container.StateCreated:
 			if err := p.inject(ctx, ci.ID, spec); err != nil {
 				return "", err
 			}
@@ -304,43 +346,47 @@ func (p *Provider) createOne(ctx context.Context, spec providers.MachineSpec, st
 		return ci.ID, nil
 	}
 
-	args := []string{"create", "--name", string(spec.ID), "--hostname", string(spec.ID),
-		"--network", NetworkName(spec.Cluster),
-		"--label", labelCluster + "=" + spec.Cluster,
-		"--label", labelPool + "=" + spec.Pool,
-		"--label", labelMachine + "=" + string(spec.ID),
-		"--label", labelRole + "=" + string(spec.Role),
-	}
-	keys := make([]string, 0, len(spec.Labels))
-	for k := range spec.Labels {
+	labels := map[string]string{}
+	for k, v := range spec.Labels {
 		if !strings.HasPrefix(k, "provision.") { // ours are authoritative
-			keys = append(keys, k)
+			labels[k] = v
 		}
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		args = append(args, "--label", k+"="+spec.Labels[k])
+	labels[labelCluster] = spec.Cluster
+	labels[labelPool] = spec.Pool
+	labels[labelMachine] = string(spec.ID)
+	labels[labelRole] = string(spec.Role)
+	volumes := map[string]struct{}{}
+	for _, v := range nodeVolumes {
+		volumes[v] = struct{}{}
 	}
-	if st.CPUs > 0 {
-		args = append(args, "--cpus", strconv.FormatFloat(st.CPUs, 'f', -1, 64))
+	netName := NetworkName(spec.Cluster)
+	opts := client.ContainerCreateOptions{
+		Name: string(spec.ID),
+		Config: &container.Config{
+			Image:    image,
+			Hostname: string(spec.ID),
+			Labels:   labels,
+			Volumes:  volumes,
+		},
+		HostConfig:       nodeHostConfig(netName, st),
+		NetworkingConfig: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{netName: {}}},
 	}
-	if st.Memory != "" {
-		args = append(args, "--memory", st.Memory)
-	}
-	args = append(args, nodeFlags...)
-	args = append(args, image)
-	out, err := p.r.run(ctx, nil, "docker", args...)
-	if err != nil && strings.Contains(stderrOf(err), "network") && isNoSuch(err) {
+	res, err := p.api.ContainerCreate(ctx, opts)
+	if cerrdefs.IsNotFound(err) && p.networkMissing(ctx, netName) {
 		// A concurrent Delete removed the emptied network: recreate it once.
 		if nerr := p.ensureNetwork(ctx, spec.Cluster); nerr != nil {
 			return "", nerr
 		}
-		out, err = p.r.run(ctx, nil, "docker", args...)
+		res, err = p.api.ContainerCreate(ctx, opts)
 	}
-	if err != nil {
-		return "", fmt.Errorf("docker create: %w", classify(err, spec.Pool))
+	switch {
+	case cerrdefs.IsNotFound(err): // the image went away since we looked
+		return "", &providers.Error{Kind: providers.ErrInvalidSpec, Cloud: "docker", Pool: spec.Pool, Message: "create container: " + err.Error()}
+	case err != nil:
+		return "", fmt.Errorf("create container: %w", classify(err, spec.Pool))
 	}
-	id := strings.TrimSpace(string(out))
+	id := res.ID
 	if err := p.inject(ctx, id, spec); err != nil {
 		return "", err
 	}
@@ -351,32 +397,47 @@ func (p *Provider) createOne(ctx context.Context, spec providers.MachineSpec, st
 	return id, nil
 }
 
+func (p *Provider) networkMissing(ctx context.Context, name string) bool {
+	_, err := p.api.NetworkInspect(ctx, name, client.NetworkInspectOptions{})
+	return cerrdefs.IsNotFound(err)
+}
+
 // inject copies the host key and login keys into the container as a tar
-// stream on stdin, so the private key is never in argv, a log or a host file.
+// archive in the request body, so the private key is never in a container's
+// config, a log or a host file.
 func (p *Provider) inject(ctx context.Context, id string, spec providers.MachineSpec) error {
 	archive, err := machineFiles(spec)
 	if err != nil {
 		return err
 	}
-	if _, err := p.r.run(ctx, archive, "docker", "cp", "-", id+":/"); err != nil {
+	if _, err := p.api.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: "/", Content: archive}); err != nil {
 		return fmt.Errorf("copy keys into container: %w", classify(err, spec.Pool))
 	}
 	return nil
 }
 
 func (p *Provider) start(ctx context.Context, id string) error {
-	if _, err := p.r.run(ctx, nil, "docker", "start", id); err != nil {
-		return fmt.Errorf("docker start: %w", classify(err, ""))
+	if _, err := p.api.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+		return fmt.Errorf("start container: %w", classify(err, ""))
 	}
 	return nil
 }
 
+// logsTail returns the last lines a container printed, for an error message.
 func (p *Provider) logsTail(ctx context.Context, id string) string {
-	out, err := p.r.run(ctx, nil, "docker", "logs", "--tail", "10", id)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	rc, err := p.api.ContainerLogs(ctx, id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: "10"})
 	if err != nil {
-		return stderrOf(err)
+		return err.Error()
 	}
-	return strings.TrimSpace(string(out))
+	defer rc.Close()
+	var out bytes.Buffer
+	// Node containers have no TTY: the stream is multiplexed.
+	if _, err := stdcopy.StdCopy(&out, &out, io.LimitReader(rc, 64<<10)); err != nil {
+		fmt.Fprintf(&out, " (reading logs: %v)", err)
+	}
+	return strings.TrimSpace(out.String())
 }
 
 // List finds the cluster's containers (of one pool when sel.Pool is set).
@@ -402,11 +463,11 @@ func (p *Provider) Delete(ctx context.Context, ids []providers.MachineID) error 
 	if len(ids) == 0 {
 		return nil
 	}
+	ctx, cancel := withDeadline(ctx)
+	defer cancel()
 	// Find containers by our label, never by name alone: a foreign container
 	// that happens to share a machine's name must survive.
-	out, err := p.r.run(ctx, nil, "docker", "ps", "-a", "--no-trunc",
-		"--filter", "label="+labelMachine,
-		"--format", `{{.ID}} {{.Label "`+labelMachine+`"}} {{.Label "`+labelCluster+`"}}`)
+	found, err := p.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", labelMachine)})
 	if err != nil {
 		return fmt.Errorf("delete %d machines: %w", len(ids), classify(err, ""))
 	}
@@ -419,16 +480,26 @@ func (p *Provider) Delete(ctx context.Context, ids []providers.MachineID) error 
 	if p.env.Cluster != "" {
 		clusters[p.env.Cluster] = true
 	}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 3 && want[providers.MachineID(f[1])] {
-			containers = append(containers, f[0])
-			clusters[f[2]] = true
+	for _, c := range found.Items {
+		if want[providers.MachineID(c.Labels[labelMachine])] {
+			containers = append(containers, c.ID)
+			clusters[c.Labels[labelCluster]] = true
 		}
 	}
 	if len(containers) > 0 {
-		if _, err := p.r.run(ctx, nil, "docker", append([]string{"rm", "-f", "-v"}, containers...)...); err != nil && !isNoSuch(err) {
-			return fmt.Errorf("delete %d machines: %w", len(containers), classify(err, ""))
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(createParallelism)
+		for _, id := range containers {
+			g.Go(func() error {
+				_, err := p.api.ContainerRemove(gctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+				if err != nil && !cerrdefs.IsNotFound(err) {
+					return fmt.Errorf("remove container %.12s: %w", id, classify(err, ""))
+				}
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return fmt.Errorf("delete %d machines: %w", len(containers), err)
 		}
 		p.logger.InfoContext(ctx, "machines deleted", "count", len(containers))
 	}
@@ -442,105 +513,129 @@ func (p *Provider) Delete(ctx context.Context, ids []providers.MachineID) error 
 func (p *Provider) removeNetworkIfEmpty(ctx context.Context, cluster string) error {
 	p.netMu.Lock()
 	defer p.netMu.Unlock()
-	out, err := p.r.run(ctx, nil, "docker", "ps", "-a", "-q", "--filter", "label="+labelCluster+"="+cluster)
+	left, err := p.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", labelCluster+"="+cluster)})
 	if err != nil {
 		return fmt.Errorf("list cluster %s: %w", cluster, classify(err, ""))
 	}
-	if strings.TrimSpace(string(out)) != "" {
+	if len(left.Items) > 0 {
 		return nil
 	}
 	name := NetworkName(cluster)
-	_, err = p.r.run(ctx, nil, "docker", "network", "rm", name)
+	_, err = p.api.NetworkRemove(ctx, name, client.NetworkRemoveOptions{})
 	switch {
-	case err == nil, isNoSuch(err):
+	case err == nil, cerrdefs.IsNotFound(err):
 		return nil
-	case strings.Contains(stderrOf(err), "active endpoints"):
-		return nil // a concurrent Create got there first; it owns the network now
+	case cerrdefs.IsPermissionDenied(err), cerrdefs.IsConflict(err):
+		// "network has active endpoints": a concurrent Create (perhaps of
+		// another process) got there first; it owns the network now.
+		return nil
 	default:
 		return fmt.Errorf("remove network %s: %w", name, classify(err, ""))
 	}
 }
 
-// containerInfo is the part of `docker inspect` we read.
+// containerInfo is the part of a container's list entry or inspection we read.
 type containerInfo struct {
-	ID    string `json:"Id"`
-	State struct {
-		Status string `json:"Status"`
-	} `json:"State"`
-	Config struct {
-		Labels map[string]string `json:"Labels"`
-	} `json:"Config"`
-	NetworkSettings struct {
-		Networks map[string]struct {
-			IPAddress string `json:"IPAddress"`
-		} `json:"Networks"`
-	} `json:"NetworkSettings"`
+	ID     string
+	Status container.ContainerState
+	Labels map[string]string
+	// Addresses by network name.
+	Addresses map[string]string
+}
+
+func infoOf(id string, status container.ContainerState, labels map[string]string, nets map[string]*network.EndpointSettings) containerInfo {
+	ci := containerInfo{ID: id, Status: status, Labels: labels, Addresses: map[string]string{}}
+	for name, ep := range nets {
+		if ep != nil && ep.IPAddress.IsValid() {
+			ci.Addresses[name] = ep.IPAddress.String()
+		}
+	}
+	return ci
 }
 
 func (ci containerInfo) machineID() providers.MachineID {
-	return providers.MachineID(ci.Config.Labels[labelMachine])
+	return providers.MachineID(ci.Labels[labelMachine])
 }
 
 func (ci containerInfo) machine() providers.Machine {
-	cluster := ci.Config.Labels[labelCluster]
+	cluster := ci.Labels[labelCluster]
 	return providers.Machine{
 		ID:         ci.machineID(),
 		ProviderID: ci.ID,
 		Cluster:    cluster,
-		Pool:       ci.Config.Labels[labelPool],
-		Address:    ci.NetworkSettings.Networks[NetworkName(cluster)].IPAddress,
+		Pool:       ci.Labels[labelPool],
+		Address:    ci.Addresses[NetworkName(cluster)],
 		Port:       22,
-		State:      mapState(ci.State.Status),
+		State:      mapState(ci.Status),
 	}
 }
 
 // mapState maps docker's container status; a stopped container counts as
 // terminated because nothing restarts it but a new Create.
-func mapState(s string) providers.MachineState {
+func mapState(s container.ContainerState) providers.MachineState {
 	switch s {
-	case "running", "paused":
+	case container.StateRunning, container.StatePaused:
 		return providers.StateRunning
-	case "created", "restarting":
+	case container.StateCreated, container.StateRestarting:
 		return providers.StatePending
-	case "removing":
+	case container.StateRemoving:
 		return providers.StateStopping
 	default: // exited, dead
 		return providers.StateTerminated
 	}
 }
 
-// inspectSelected lists the containers matching sel and inspects them.
+// inspectSelected lists the containers matching sel; the list entries
+// carry everything a Machine needs, so no per-container inspection.
 func (p *Provider) inspectSelected(ctx context.Context, sel providers.Selector) ([]containerInfo, error) {
-	args := []string{"ps", "-a", "-q", "--no-trunc", "--filter", "label=" + labelCluster + "=" + sel.Cluster}
+	ctx, cancel := withDeadline(ctx)
+	defer cancel()
+	f := make(client.Filters).Add("label", labelCluster+"="+sel.Cluster)
 	if sel.Pool != "" {
-		args = append(args, "--filter", "label="+labelPool+"="+sel.Pool)
+		f.Add("label", labelPool+"="+sel.Pool)
 	}
-	out, err := p.r.run(ctx, nil, "docker", args...)
+	res, err := p.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
 	if err != nil {
 		return nil, fmt.Errorf("list cluster %s: %w", sel.Cluster, classify(err, ""))
 	}
-	ids := strings.Fields(string(out))
-	infos, err := p.inspect(ctx, ids)
-	if err != nil {
-		return nil, fmt.Errorf("list cluster %s: %w", sel.Cluster, err)
+	infos := make([]containerInfo, 0, len(res.Items))
+	for _, c := range res.Items {
+		var nets map[string]*network.EndpointSettings
+		if c.NetworkSettings != nil {
+			nets = c.NetworkSettings.Networks
+		}
+		infos = append(infos, infoOf(c.ID, c.State, c.Labels, nets))
 	}
 	return infos, nil
 }
 
-// inspect reads containers in one call; ones removed meanwhile are skipped.
+// inspect reads containers; ones removed meanwhile are skipped.
 func (p *Provider) inspect(ctx context.Context, ids []string) ([]containerInfo, error) {
-	if len(ids) == 0 {
-		return nil, nil
-	}
-	out, err := p.r.run(ctx, nil, "docker", append([]string{"container", "inspect"}, slices.Compact(slices.Sorted(slices.Values(ids)))...)...)
-	if err != nil && !isNoSuch(err) {
-		return nil, fmt.Errorf("inspect containers: %w", classify(err, ""))
-	}
+	ctx, cancel := withDeadline(ctx)
+	defer cancel()
 	var infos []containerInfo
-	if len(strings.TrimSpace(string(out))) > 0 {
-		if err := json.Unmarshal(out, &infos); err != nil {
-			return nil, fmt.Errorf("inspect containers: decode: %w", err)
+	for _, id := range slices.Compact(slices.Sorted(slices.Values(ids))) {
+		res, err := p.api.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+		if cerrdefs.IsNotFound(err) {
+			continue
 		}
+		if err != nil {
+			return nil, fmt.Errorf("inspect container %.12s: %w", id, classify(err, ""))
+		}
+		c := res.Container
+		var status container.ContainerState
+		if c.State != nil {
+			status = c.State.Status
+		}
+		var labels map[string]string
+		if c.Config != nil {
+			labels = c.Config.Labels
+		}
+		var nets map[string]*network.EndpointSettings
+		if c.NetworkSettings != nil {
+			nets = c.NetworkSettings.Networks
+		}
+		infos = append(infos, infoOf(c.ID, status, labels, nets))
 	}
 	return infos, nil
 }

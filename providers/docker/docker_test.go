@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,59 +15,88 @@ import (
 	"testing"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/client"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/provisionhq/provision/providers"
+	"github.com/provisionhq/provision/providers/docker/dockertest"
 	"github.com/provisionhq/provision/providers/hostkey"
 	"github.com/provisionhq/provision/providers/providertest"
 )
 
-// recordingRunner runs real commands and keeps every argv and stdin it saw.
-type recordingRunner struct {
-	next runner
-	mu   sync.Mutex
-	argv [][]string
-	in   [][]byte
+// recordingEngine passes calls on and keeps every request it saw: the
+// archives copied into containers apart from everything else (names,
+// labels, configs: what `docker inspect` shows anyone).
+type recordingEngine struct {
+	engine
+	mu       sync.Mutex
+	requests []string
+	archives [][]byte
+	creates  []client.ContainerCreateOptions
 }
 
-func (r *recordingRunner) run(ctx context.Context, stdin io.Reader, name string, args ...string) ([]byte, error) {
-	var in []byte
-	if stdin != nil {
-		b, err := io.ReadAll(stdin)
-		if err != nil {
-			return nil, err
-		}
-		in = b
-		stdin = bytes.NewReader(b)
+func (r *recordingEngine) note(v ...any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // option structs always marshal
 	}
 	r.mu.Lock()
-	r.argv = append(r.argv, append([]string{name}, args...))
-	r.in = append(r.in, in)
+	r.requests = append(r.requests, string(b))
 	r.mu.Unlock()
-	return r.next.run(ctx, stdin, name, args...)
 }
 
-// assertNoSecretInArgv fails when any recorded argv holds any part of a
-// private key, and checks the key did travel (over stdin).
-func (r *recordingRunner) assertNoSecretInArgv(t *testing.T, keys ...hostkey.Key) {
+func (r *recordingEngine) ContainerCreate(ctx context.Context, o client.ContainerCreateOptions) (client.ContainerCreateResult, error) {
+	r.note("create", o)
+	r.mu.Lock()
+	r.creates = append(r.creates, o)
+	r.mu.Unlock()
+	return r.engine.ContainerCreate(ctx, o)
+}
+
+func (r *recordingEngine) CopyToContainer(ctx context.Context, id string, o client.CopyToContainerOptions) (client.CopyToContainerResult, error) {
+	b, err := io.ReadAll(o.Content)
+	if err != nil {
+		return client.CopyToContainerResult{}, err
+	}
+	r.note("copy", id, o.DestinationPath)
+	r.mu.Lock()
+	r.archives = append(r.archives, b)
+	r.mu.Unlock()
+	o.Content = bytes.NewReader(b)
+	return r.engine.CopyToContainer(ctx, id, o)
+}
+
+func (r *recordingEngine) ContainerStart(ctx context.Context, id string, o client.ContainerStartOptions) (client.ContainerStartResult, error) {
+	r.note("start", id, o)
+	return r.engine.ContainerStart(ctx, id, o)
+}
+
+func (r *recordingEngine) NetworkCreate(ctx context.Context, name string, o client.NetworkCreateOptions) (client.NetworkCreateResult, error) {
+	r.note("network create", name, o)
+	return r.engine.NetworkCreate(ctx, name, o)
+}
+
+// assertKeyOnlyInArchives fails when any request but a copied archive holds
+// any part of a private key, and checks the key did travel in an archive.
+func (r *recordingEngine) assertKeyOnlyInArchives(t *testing.T, keys ...hostkey.Key) {
 	t.Helper()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, k := range keys {
 		secret := string(k.PrivatePEM)
 		body := strings.Join(strings.Split(secret, "\n")[1:2], "") // first base64 line
-		for _, argv := range r.argv {
-			joined := strings.Join(argv, " ")
-			if strings.Contains(joined, secret) || (body != "" && strings.Contains(joined, body)) || strings.Contains(joined, "PRIVATE KEY") {
-				t.Errorf("private host key in argv: %q", argv[:min(3, len(argv))])
+		for _, req := range r.requests {
+			if strings.Contains(req, body) || strings.Contains(req, "PRIVATE KEY") {
+				t.Errorf("private host key in a request: %.80s", req)
 			}
 		}
 		sent := false
-		for _, in := range r.in {
+		for _, in := range r.archives {
 			sent = sent || bytes.Contains(in, k.PrivatePEM)
 		}
 		if !sent {
-			t.Errorf("host key %s never sent over stdin", k.Public)
+			t.Errorf("host key %s never sent in an archive", k.Public)
 		}
 	}
 }
@@ -82,18 +112,7 @@ func cleanupCluster(t *testing.T, cluster string) func() {
 	return func() {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 2*time.Minute)
 		defer cancel()
-		r := execRunner{}
-		out, err := r.run(ctx, nil, "docker", "ps", "-a", "-q", "--filter", "label="+labelCluster+"="+cluster)
-		if err != nil {
-			t.Logf("cleanup %s: %v", cluster, err)
-			return
-		}
-		if ids := strings.Fields(string(out)); len(ids) > 0 {
-			if _, err := r.run(ctx, nil, "docker", append([]string{"rm", "-f", "-v"}, ids...)...); err != nil {
-				t.Logf("cleanup %s: %v", cluster, err)
-			}
-		}
-		if _, err := r.run(ctx, nil, "docker", "network", "rm", NetworkName(cluster)); err != nil && !isNoSuch(err) {
+		if err := dockertest.RemoveLabelled(ctx, labelCluster+"="+cluster); err != nil {
 			t.Logf("cleanup %s: %v", cluster, err)
 		}
 	}
@@ -104,7 +123,7 @@ func cleanupCluster(t *testing.T, cluster string) func() {
 func TestConformance(t *testing.T) {
 	nodeImage(t)
 	cluster := uniqueCluster(t, "pt")
-	rec := &recordingRunner{next: execRunner{}}
+	rec := &recordingEngine{engine: dockerClient(t)}
 	p := newProvider(providers.Env{Cluster: cluster}, rec)
 	var keys []hostkey.Key
 	var mu sync.Mutex
@@ -121,9 +140,9 @@ func TestConformance(t *testing.T) {
 		},
 		Cleanup: cleanupCluster(t, cluster),
 	})
-	rec.assertNoSecretInArgv(t, keys[:3]...)
+	rec.assertKeyOnlyInArchives(t, keys[:3]...)
 	// The network goes with the last machine.
-	if _, err := (execRunner{}).run(t.Context(), nil, "docker", "network", "inspect", NetworkName(cluster)); !isNoSuch(err) {
+	if _, err := dockerClient(t).NetworkInspect(t.Context(), NetworkName(cluster), client.NetworkInspectOptions{}); !cerrdefs.IsNotFound(err) {
 		t.Errorf("network %s still exists after Delete (err %v)", NetworkName(cluster), err)
 	}
 }
@@ -145,12 +164,12 @@ func TestMissingImageIsInvalidSpec(t *testing.T) {
 
 // createNode creates one machine for a test and returns it with a client
 // signer that may log in as user.
-func createNode(t *testing.T, user string) (providers.Machine, hostkey.Key, ssh.Signer, *recordingRunner) {
+func createNode(t *testing.T, user string) (providers.Machine, hostkey.Key, ssh.Signer, *recordingEngine) {
 	t.Helper()
 	nodeImage(t)
 	cluster := uniqueCluster(t, "node")
 	t.Cleanup(cleanupCluster(t, cluster))
-	rec := &recordingRunner{next: execRunner{}}
+	rec := &recordingEngine{engine: dockerClient(t)}
 	p := newProvider(providers.Env{Cluster: cluster}, rec)
 	hk, err := hostkey.Generate()
 	if err != nil {
@@ -226,7 +245,7 @@ func TestHostKeyInjected(t *testing.T) {
 	for _, user := range []string{"root", "ops"} {
 		t.Run(user, func(t *testing.T) {
 			m, hk, signer, rec := createNode(t, user)
-			rec.assertNoSecretInArgv(t, hk)
+			rec.assertKeyOnlyInArchives(t, hk)
 			c := dialNode(t, m, hk, user, signer)
 			defer c.Close()
 			if got := strings.TrimSpace(runSSH(t, c, "sudo -n id -u")); got != "0" {

@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	_ "embed"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +17,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/client"
 )
 
 // The node image recipe. Any change to these values or files changes the
@@ -68,17 +73,22 @@ func ImageTag() string {
 // (PROVISION_DEBIAN_MIRROR, default http://deb.debian.org/debian); it takes
 // about two minutes the first time and is instant afterwards.
 func EnsureImage(ctx context.Context, logger *slog.Logger) (string, error) {
-	return ensureImage(ctx, execRunner{}, logger)
+	c, err := NewClient()
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	return ensureImage(ctx, c, logger)
 }
 
-func ensureImage(ctx context.Context, r runner, logger *slog.Logger) (string, error) {
+func ensureImage(ctx context.Context, api engine, logger *slog.Logger) (string, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	tag := ImageTag()
 	buildMu.Lock()
 	defer buildMu.Unlock()
-	ok, err := imageExists(ctx, r, tag)
+	ok, err := imageExists(ctx, api, tag)
 	if err != nil {
 		return "", err
 	}
@@ -119,24 +129,26 @@ func ensureImage(ctx context.Context, r runner, logger *slog.Logger) (string, er
 		return "", fmt.Errorf("build node image %s: %w", tag, err)
 	}
 	logger.InfoContext(ctx, "importing node image", "image", tag, "elapsed", time.Since(start).Round(time.Second))
-	if err := importRootfs(ctx, r, rootfs, tag); err != nil {
+	if err := importRootfs(ctx, api, rootfs, tag); err != nil {
 		return "", fmt.Errorf("build node image %s: %w", tag, err)
 	}
 	logger.InfoContext(ctx, "node image ready", "image", tag, "elapsed", time.Since(start).Round(time.Second))
 	return tag, nil
 }
 
-func imageExists(ctx context.Context, r runner, ref string) (bool, error) {
-	_, err := r.run(ctx, nil, "docker", "image", "inspect", "--format", "{{.Id}}", ref)
+func imageExists(ctx context.Context, api engine, ref string) (bool, error) {
+	ctx, cancel := withDeadline(ctx)
+	defer cancel()
+	_, err := api.ImageInspect(ctx, ref)
 	switch {
 	case err == nil:
 		return true, nil
-	case isDaemonDown(err):
-		return false, classify(err, "")
-	case strings.Contains(stderrOf(err), "No such image"):
+	case cerrdefs.IsNotFound(err):
+		return false, nil
+	case cerrdefs.IsInvalidArgument(err): // not a reference at all
 		return false, nil
 	default:
-		return false, fmt.Errorf("inspect image %s: %w", ref, err)
+		return false, fmt.Errorf("inspect image %s: %w", ref, classify(err, ""))
 	}
 }
 
@@ -177,8 +189,9 @@ func runLogged(ctx context.Context, cmd *exec.Cmd, logger *slog.Logger) error {
 	return nil
 }
 
-// importRootfs streams `tar -C rootfs -c .` into `docker import`.
-func importRootfs(ctx context.Context, r runner, rootfs, tag string) error {
+// importRootfs streams `tar -C rootfs -c .` into the Engine API's image
+// import (what `docker import` does).
+func importRootfs(ctx context.Context, api engine, rootfs, tag string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	tarCmd := exec.CommandContext(ctx, "tar", "-C", rootfs, "--numeric-owner", "-c", ".")
@@ -189,19 +202,48 @@ func importRootfs(ctx context.Context, r runner, rootfs, tag string) error {
 	if err := tarCmd.Start(); err != nil {
 		return fmt.Errorf("tar rootfs: %w", err)
 	}
-	_, ierr := r.run(ctx, out, "docker", "import",
-		"--change", fmt.Sprintf(`CMD [%q]`, initPath),
-		"--change", "LABEL provision.image=node",
-		"-", tag)
+	ierr := importStream(ctx, api, out, tag)
 	if ierr != nil {
 		cancel() // unblock tar if import stopped reading
 	}
 	terr := tarCmd.Wait()
 	if ierr != nil {
-		return fmt.Errorf("docker import: %w", classify(ierr, ""))
+		return fmt.Errorf("import image: %w", classify(ierr, ""))
 	}
 	if terr != nil {
 		return fmt.Errorf("tar rootfs: %w", terr)
 	}
 	return nil
+}
+
+// importStream imports a root filesystem tar as image tag. The daemon
+// reports failures inside the response's JSON message stream, so the whole
+// stream is read.
+func importStream(ctx context.Context, api engine, rootfs io.Reader, tag string) error {
+	rc, err := api.ImageImport(ctx, client.ImageImportSource{Source: rootfs, SourceName: "-"}, tag, client.ImageImportOptions{
+		Changes: []string{fmt.Sprintf(`CMD [%q]`, initPath), "LABEL provision.image=node"},
+	})
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	dec := json.NewDecoder(rc)
+	for {
+		var msg struct {
+			Error       string `json:"error"`
+			ErrorDetail struct {
+				Message string `json:"message"`
+			} `json:"errorDetail"`
+		}
+		switch err := dec.Decode(&msg); {
+		case errors.Is(err, io.EOF):
+			return nil
+		case err != nil:
+			return fmt.Errorf("read import progress: %w", err)
+		case msg.ErrorDetail.Message != "":
+			return errors.New(msg.ErrorDetail.Message)
+		case msg.Error != "":
+			return errors.New(msg.Error)
+		}
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/provisionhq/provision/providers"
+	"github.com/provisionhq/provision/providers/docker/dockertest"
 	"github.com/provisionhq/provision/providers/hostkey"
 )
 
@@ -97,10 +98,10 @@ func TestKernelSysctlsStayInNode(t *testing.T) {
 	// kubelet reads them again after a restart; the node keeps its identity.
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	if _, err := (execRunner{}).run(ctx, nil, "docker", "restart", m.ProviderID); err != nil {
+	if err := dockertest.Restart(ctx, m.ProviderID); err != nil {
 		t.Fatalf("docker restart: %v", err)
 	}
-	ms, err := newProvider(providers.Env{Cluster: m.Cluster}, execRunner{}).List(ctx, providers.Selector{Cluster: m.Cluster})
+	ms, err := newProvider(providers.Env{Cluster: m.Cluster}, dockerClient(t)).List(ctx, providers.Selector{Cluster: m.Cluster})
 	if err != nil || len(ms) != 1 {
 		t.Fatalf("List after restart: %v, %v", ms, err)
 	}
@@ -132,7 +133,7 @@ func TestDeleteRemovesVolumes(t *testing.T) {
 	nodeImage(t)
 	cluster := uniqueCluster(t, "vol")
 	t.Cleanup(cleanupCluster(t, cluster))
-	p := newProvider(providers.Env{Cluster: cluster}, execRunner{})
+	p := newProvider(providers.Env{Cluster: cluster}, dockerClient(t))
 	hk, err := hostkey.Generate()
 	if err != nil {
 		t.Fatal(err)
@@ -146,16 +147,13 @@ func TestDeleteRemovesVolumes(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
-	out, err := (execRunner{}).run(ctx, nil, "docker", "container", "inspect", "--format",
-		`{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{.Destination}}{{"\n"}}{{end}}{{end}}`, ms[0].ProviderID)
+	vols, err := dockertest.ContainerVolumes(ctx, ms[0].ProviderID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var names, dests []string
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		if name, dest, ok := strings.Cut(line, " "); ok {
-			names, dests = append(names, name), append(dests, dest)
-		}
+	for _, v := range vols {
+		names, dests = append(names, v.Name), append(dests, v.Destination)
 	}
 	slices.Sort(dests)
 	if want := []string{"/var/lib/containerd", "/var/lib/docker", "/var/lib/kubelet"}; !slices.Equal(dests, want) {
@@ -179,11 +177,11 @@ func TestDeleteRemovesVolumes(t *testing.T) {
 
 func dockerVolumes(ctx context.Context, t *testing.T) []string {
 	t.Helper()
-	out, err := (execRunner{}).run(ctx, nil, "docker", "volume", "ls", "-q")
+	names, err := dockertest.Volumes(ctx)
 	if err != nil {
 		t.Fatalf("docker volume ls: %v", err)
 	}
-	return strings.Fields(string(out))
+	return names
 }
 
 // TestKubeadmPackagesOffline installs what a kubeadm node installs from

@@ -5,58 +5,85 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
 
 	"github.com/provisionhq/provision/providers"
 	"github.com/provisionhq/provision/providers/hostkey"
 )
 
-// fakeDocker answers docker CLI calls from memory, so Create's command
-// sequence is tested without a daemon.
-type fakeDocker struct {
-	mu    sync.Mutex
-	argv  [][]string
-	stdin [][]byte
-	down  bool
+// fakeEngine answers Engine API calls from memory, so Create's call
+// sequence is tested without a daemon. Calls it does not expect panic
+// through the nil embedded interface.
+type fakeEngine struct {
+	engine
+	mu         sync.Mutex
+	containers map[string]*container.Config // by ID
+	copies     int
 }
 
-func (f *fakeDocker) run(ctx context.Context, stdin io.Reader, name string, args ...string) ([]byte, error) {
+func (f *fakeEngine) ImageInspect(ctx context.Context, ref string, _ ...client.ImageInspectOption) (client.ImageInspectResult, error) {
+	return client.ImageInspectResult{}, nil
+}
+
+func (f *fakeEngine) NetworkInspect(ctx context.Context, name string, _ client.NetworkInspectOptions) (client.NetworkInspectResult, error) {
+	return client.NetworkInspectResult{}, nil
+}
+
+func (f *fakeEngine) ContainerList(ctx context.Context, _ client.ContainerListOptions) (client.ContainerListResult, error) {
+	return client.ContainerListResult{}, nil
+}
+
+func (f *fakeEngine) ContainerCreate(ctx context.Context, o client.ContainerCreateOptions) (client.ContainerCreateResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var in []byte
-	if stdin != nil {
-		in, _ = io.ReadAll(stdin)
+	if f.containers == nil {
+		f.containers = map[string]*container.Config{}
 	}
-	f.argv = append(f.argv, append([]string{name}, args...))
-	f.stdin = append(f.stdin, in)
-	if f.down {
-		return nil, &cmdError{Args: args, Stderr: "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?", Err: errors.New("exit status 1")}
-	}
-	switch {
-	case args[0] == "image":
-		return []byte("sha256:x\n"), nil
-	case args[0] == "network":
-		return []byte("net\n"), nil
-	case args[0] == "ps":
-		return nil, nil
-	case args[0] == "create":
-		return []byte("c0ffee" + args[2] + "\n"), nil
-	case args[0] == "container" && args[1] == "inspect":
-		var parts []string
-		for _, id := range args[2:] {
-			m := strings.TrimPrefix(id, "c0ffee")
-			parts = append(parts, fmt.Sprintf(`{"Id":%q,"State":{"Status":"running"},"Config":{"Labels":{"provision.cluster":"c","provision.pool":"p","provision.machine":%q}},"NetworkSettings":{"Networks":{"provision-c":{"IPAddress":"172.30.0.2"}}}}`, id, m))
-		}
-		return []byte("[" + strings.Join(parts, ",") + "]"), nil
-	}
-	return nil, nil
+	id := "c0ffee" + o.Name
+	f.containers[id] = o.Config
+	return client.ContainerCreateResult{ID: id}, nil
 }
 
-func TestCreateKeepsPrivateKeyOutOfArgv(t *testing.T) {
-	f := &fakeDocker{}
-	p := newProvider(providers.Env{Cluster: "c"}, f)
+func (f *fakeEngine) CopyToContainer(ctx context.Context, id string, o client.CopyToContainerOptions) (client.CopyToContainerResult, error) {
+	f.mu.Lock()
+	f.copies++
+	f.mu.Unlock()
+	_, err := io.Copy(io.Discard, o.Content)
+	return client.CopyToContainerResult{}, err
+}
+
+func (f *fakeEngine) ContainerStart(ctx context.Context, id string, _ client.ContainerStartOptions) (client.ContainerStartResult, error) {
+	return client.ContainerStartResult{}, nil
+}
+
+func (f *fakeEngine) ContainerInspect(ctx context.Context, id string, _ client.ContainerInspectOptions) (client.ContainerInspectResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	cfg, ok := f.containers[id]
+	if !ok {
+		return client.ContainerInspectResult{}, cerrdefs.ErrNotFound.WithMessage("No such container: " + id)
+	}
+	return client.ContainerInspectResult{Container: container.InspectResponse{
+		ID: id, State: &container.State{Status: container.StateRunning}, Config: cfg,
+		NetworkSettings: &container.NetworkSettings{Networks: map[string]*network.EndpointSettings{
+			"provision-c": {IPAddress: netip.MustParseAddr("172.30.0.2")}}},
+	}}, nil
+}
+
+func TestCreateSendsPrivateKeyOnlyInTheArchive(t *testing.T) {
+	t.Parallel()
+	f := &fakeEngine{}
+	rec := &recordingEngine{engine: f}
+	p := newProvider(providers.Env{Cluster: "c"}, rec)
 	var specs []providers.MachineSpec
 	var keys []hostkey.Key
 	for i := range 3 {
@@ -75,32 +102,82 @@ func TestCreateKeepsPrivateKeyOutOfArgv(t *testing.T) {
 	if len(ms) != 3 || ms[2].ID != "m2" || ms[2].Address != "172.30.0.2" || ms[2].Port != 22 {
 		t.Fatalf("machines = %+v", ms)
 	}
-	rec := &recordingRunner{argv: f.argv, in: f.stdin}
-	rec.assertNoSecretInArgv(t, keys...)
-	copies := 0
-	for _, a := range f.argv {
-		if a[1] == "cp" {
-			copies++
-			if a[2] != "-" {
-				t.Errorf("docker cp not from stdin: %v", a)
-			}
+	rec.assertKeyOnlyInArchives(t, keys...)
+	if f.copies != 3 {
+		t.Errorf("%d archive copies, want 3", f.copies)
+	}
+}
+
+func TestCreateConfiguresNodeContainer(t *testing.T) {
+	t.Parallel()
+	f := &fakeEngine{}
+	rec := &recordingEngine{engine: f}
+	p := newProvider(providers.Env{Cluster: "c"}, rec)
+	k, err := hostkey.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.Create(t.Context(), []providers.MachineSpec{{ID: "m0", Cluster: "c", Pool: "p", Role: providers.RoleWorker,
+		SSHUser: "root", HostKey: k, Labels: map[string]string{"tier": "a", "provision.pool": "spoofed"},
+		Settings: providers.Settings{"image": "img:1", "cpus": 1.5, "memory": "512m"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.creates) != 1 {
+		t.Fatalf("%d creates, want 1", len(rec.creates))
+	}
+	o := rec.creates[0]
+	hc := o.HostConfig
+	checks := []struct {
+		what     string
+		got, want any
+	}{
+		{"name", o.Name, "m0"},
+		{"hostname", o.Config.Hostname, "m0"},
+		{"image", o.Config.Image, "img:1"},
+		{"labels", fmt.Sprint(o.Config.Labels), fmt.Sprint(map[string]string{"provision.cluster": "c", "provision.machine": "m0", "provision.pool": "p", "provision.role": "worker", "tier": "a"})},
+		{"network", string(hc.NetworkMode), "provision-c"},
+		{"caps", fmt.Sprint(hc.CapAdd, hc.CapDrop), "[ALL] [SYS_RESOURCE]"},
+		{"security", fmt.Sprint(hc.SecurityOpt), "[seccomp=unconfined apparmor=unconfined]"},
+		{"cgroupns", hc.CgroupnsMode, container.CgroupnsModePrivate},
+		{"devices", fmt.Sprint(hc.Devices, hc.DeviceCgroupRules), "[{/dev/kmsg /dev/kmsg rwm}] [a *:* rwm]"},
+		{"tmpfs", fmt.Sprint(hc.Tmpfs), "map[/run:]"},
+		{"volumes", fmt.Sprint(o.Config.Volumes), "map[/var/lib/containerd:{} /var/lib/docker:{} /var/lib/kubelet:{}]"},
+		{"cpus", hc.NanoCPUs, int64(1.5e9)},
+		{"memory", hc.Memory, int64(512 << 20)},
+	}
+	for _, c := range checks {
+		if fmt.Sprint(c.got) != fmt.Sprint(c.want) {
+			t.Errorf("%s = %v, want %v", c.what, c.got, c.want)
 		}
 	}
-	if copies != 3 {
-		t.Errorf("%d docker cp calls, want 3", copies)
+}
+
+func TestMemoryBytes(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]int64{"": 0, "512m": 512 << 20, "2g": 2 << 30, "1.5G": 3 << 29, "100k": 100 << 10, "4096b": 4096, "4096": 4096} {
+		if got := memoryBytes(in); got != want {
+			t.Errorf("memoryBytes(%q) = %d, want %d", in, got, want)
+		}
 	}
 }
 
 func TestDaemonDownIsClear(t *testing.T) {
-	p := newProvider(providers.Env{Cluster: "c"}, &fakeDocker{down: true})
-	_, err := p.List(t.Context(), providers.Selector{Cluster: "c"})
+	t.Parallel()
+	c, err := client.New(client.WithHost("unix://" + filepath.Join(t.TempDir(), "no-dockerd.sock")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newProvider(providers.Env{Cluster: "c"}, c)
+	_, err = p.List(t.Context(), providers.Selector{Cluster: "c"})
 	if !errors.Is(err, ErrDaemonUnreachable) || !strings.Contains(err.Error(), "start dockerd") {
 		t.Fatalf("List with daemon down: %v", err)
 	}
 }
 
 func TestValidateSettings(t *testing.T) {
-	p := newProvider(providers.Env{}, &fakeDocker{})
+	t.Parallel()
+	p := newProvider(providers.Env{}, &fakeEngine{})
 	tests := []struct {
 		set providers.Settings
 		ok  bool
@@ -121,7 +198,8 @@ func TestValidateSettings(t *testing.T) {
 }
 
 func TestBadHostKeyIsInvalidSpecWithoutKeyMaterial(t *testing.T) {
-	p := newProvider(providers.Env{Cluster: "c"}, &fakeDocker{})
+	t.Parallel()
+	p := newProvider(providers.Env{Cluster: "c"}, &fakeEngine{})
 	secret := "-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0LXNlY3JldA==\n-----END OPENSSH PRIVATE KEY-----\n"
 	_, err := p.Create(t.Context(), []providers.MachineSpec{{ID: "m0", Cluster: "c", Pool: "p", SSHUser: "root",
 		HostKey: hostkey.Key{PrivatePEM: []byte(secret)}, Settings: providers.Settings{"image": "img:1"}}})
