@@ -3,8 +3,6 @@ package dockerhost
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 	"github.com/provisionhq/provision/cloudsim/userdata"
 	"github.com/provisionhq/provision/providers"
 	"github.com/provisionhq/provision/providers/cloudinit"
+	"github.com/provisionhq/provision/providers/docker/dockertest"
 	"github.com/provisionhq/provision/providers/hostkey"
 )
 
@@ -26,12 +25,7 @@ func TestInstanceAnswersSSHWithItsUserDataHostKey(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs docker")
 	}
-	if err := exec.Command("docker", "info").Run(); err != nil {
-		if os.Getenv("PROVISION_REQUIRE_DOCKER") != "" {
-			t.Fatalf("docker is required: %v", err)
-		}
-		t.Skipf("no docker: %v", err)
-	}
+	dockertest.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	group := fmt.Sprintf("dh%d", time.Now().UnixNano()%1e6)
