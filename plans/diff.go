@@ -1,6 +1,7 @@
 package plans
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -46,11 +47,32 @@ type Change struct {
 	Reason   string
 }
 
-// Changes is a diff of a plan against one version of a state.
+// Changes is a diff of a plan against one version of a state: the state's
+// Lineage and Serial say which, and CheckState refuses any other.
 type Changes struct {
 	Lineage string
 	Serial  uint64
 	Items   []Change
+}
+
+// ErrStaleChanges means changes were computed against another state than
+// the one they would be applied to: a state of another cluster (lineage), or
+// an older version of this one (serial), written since by another run. Their
+// creates and deletes no longer fit (a machine to delete may be gone, a pool
+// already grown), so they are refused as Terraform refuses a stale saved
+// plan; computing the changes again is the fix.
+var ErrStaleChanges = errors.New("plan is stale")
+
+// CheckState returns nil when c was computed against s as it is now, and an
+// error wrapping ErrStaleChanges that says what moved otherwise.
+func (c *Changes) CheckState(s *state.State) error {
+	switch {
+	case c.Lineage != s.Lineage:
+		return fmt.Errorf("%w: it was computed against state lineage %q, this state's lineage is %q (a different cluster's state); compute the plan again against this state", ErrStaleChanges, c.Lineage, s.Lineage)
+	case c.Serial != s.Serial:
+		return fmt.Errorf("%w: it was computed against state serial %d, the state is now at serial %d (written by another run since); compute the plan again", ErrStaleChanges, c.Serial, s.Serial)
+	}
+	return nil
 }
 
 // Count returns how many changes have action a.

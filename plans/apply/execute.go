@@ -30,6 +30,12 @@ func (r *run) execute(ctx context.Context, c *plans.Changes) error {
 	var resume []string  // created machines whose bootstrap is unfinished
 	var deletes []state.Machine
 	r.mu.Lock()
+	// Changes computed against another state (another cluster's, or a
+	// version another run has since replaced) no longer fit this one.
+	if err := c.CheckState(r.st); err != nil {
+		r.mu.Unlock()
+		return err
+	}
 	for _, ch := range c.Items {
 		switch ch.Action {
 		case plans.NoOp:
