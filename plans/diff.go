@@ -4,9 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"sort"
-	"strings"
 
 	"github.com/provisionhq/provision/providers"
 	"github.com/provisionhq/provision/state"
@@ -122,7 +120,10 @@ func DiffRemoving(p *Plan, s *state.State, remove map[string]bool) *Changes {
 	for _, m := range s.Machines {
 		byPool[m.Pool] = append(byPool[m.Pool], m)
 	}
-	primary := PrimaryManager(s)
+	primary := ""
+	if pm := s.PrimaryManager(); pm != nil {
+		primary = pm.ID
+	}
 	for _, pool := range p.Pools {
 		var keep []state.Machine
 		for _, m := range byPool[pool.Name] {
@@ -200,42 +201,6 @@ func deleteFirst(a, b state.Machine, primary string, remove map[string]bool) boo
 		return a.CreatedAt.After(b.CreatedAt)
 	}
 	return a.ID > b.ID
-}
-
-// PrimaryManager is the manager other nodes join through: the oldest joined
-// manager, or "" when the cluster has none yet.
-func PrimaryManager(s *state.State) string {
-	if ms := ManagersFrom(s, ""); len(ms) > 0 {
-		return ms[0]
-	}
-	return ""
-}
-
-// ManagersFrom lists the joined managers to go through, first when it is
-// one, then the others oldest first (the primary leads them): when one does
-// not answer, the next stands in.
-func ManagersFrom(s *state.State, first string) []string {
-	var ms []*state.Machine
-	for i := range s.Machines {
-		m := &s.Machines[i]
-		if m.Role == string(providers.RoleManager) && m.Phase == state.PhaseJoined && m.ID != first {
-			ms = append(ms, m)
-		}
-	}
-	slices.SortStableFunc(ms, func(a, b *state.Machine) int {
-		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
-	var out []string
-	if m := s.Machine(first); m != nil && m.Role == string(providers.RoleManager) {
-		out = append(out, first)
-	}
-	for _, m := range ms {
-		out = append(out, m.ID)
-	}
-	return out
 }
 
 // Render writes the changes for a person, one line per machine.

@@ -4,23 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/provisionhq/provision/autoscaler"
-	"github.com/provisionhq/provision/autoscaler/kube"
-	"github.com/provisionhq/provision/autoscaler/swarm"
-	"github.com/provisionhq/provision/bootstrap"
 	"github.com/provisionhq/provision/bootstrap/cluster/kubeadm"
 	"github.com/provisionhq/provision/internal/session"
 	"github.com/provisionhq/provision/plans"
@@ -196,7 +187,11 @@ func runAutoscale(cmd *cobra.Command, o *options, f *autoscaleFlags) error {
 	if len(s.Plan.Autoscaled()) == 0 {
 		return fmt.Errorf("%s has no autoscaled pool: add an autoscale block to a worker pool, e.g. autoscale: {min: 1, max: 10}", f.plan)
 	}
-	src, closeSrc, err := f.openSource(ctx, s)
+	so, err := f.sourceOptions()
+	if err != nil {
+		return err
+	}
+	src, closeSrc, err := s.DemandSource(so)
 	if err != nil {
 		return err
 	}
@@ -207,13 +202,13 @@ func runAutoscale(cmd *cobra.Command, o *options, f *autoscaleFlags) error {
 		// Serve /healthz before the engine gathers the Kubernetes
 		// artifacts, which may take a while: a liveness probe must not
 		// kill the process meanwhile.
-		stop, err := serveMetrics(ctx, a.Listen, metrics, s.Log)
+		stop, err := metrics.Serve(ctx, a.Listen, s.Log)
 		if err != nil {
-			return err
+			return fmt.Errorf("%w (use --listen to pick another address, or --listen off)", err)
 		}
 		defer stop()
 	}
-	var act autoscaler.Actuator = logOnly{s.Log}
+	var act autoscaler.Actuator = autoscaler.DryRun{Log: s.Log}
 	if !f.dryRun {
 		e, err := s.Engine(ctx, "autoscale", nil)
 		if err != nil {
@@ -222,7 +217,7 @@ func runAutoscale(cmd *cobra.Command, o *options, f *autoscaleFlags) error {
 		// Another run (an up, a replica that lost its lease mid-apply) may
 		// hold the state lock for a while: wait for it rather than skip.
 		e.LockWait = 2 * time.Minute
-		act = engineActuator{e: e}
+		act = apply.Actuator{Engine: e}
 	}
 	loop := &autoscaler.Loop{
 		Plan: s.Plan, Source: src, State: s.Backend, Actuator: act,
@@ -235,7 +230,7 @@ func runAutoscale(cmd *cobra.Command, o *options, f *autoscaleFlags) error {
 		DrainTimeout: time.Duration(a.ScaleDown.DrainTimeout),
 		Metrics:      metrics,
 		Log:          s.Log,
-		Reload:       newPlanReloader(f, s).reload,
+		Reload:       s.Reloader(f.plan, f.options(), f.override),
 	}
 	if f.once {
 		out, err := loop.Pass(ctx)
@@ -252,51 +247,6 @@ func runAutoscale(cmd *cobra.Command, o *options, f *autoscaleFlags) error {
 	return ignoreCanceled(autoscaler.Lead(ctx, el, identity(), loop, metrics, s.Log))
 }
 
-// planReloader rereads the plan file when it changes on disk (an edit, a
-// new ConfigMap version), so pool bounds and new pools apply without a
-// restart. What the running process is built on (cluster, ssh, state)
-// cannot change under it.
-type planReloader struct {
-	path string
-	f    *autoscaleFlags
-	s    *session.Session
-	mod  time.Time
-	size int64
-}
-
-func newPlanReloader(f *autoscaleFlags, s *session.Session) *planReloader {
-	path := f.plan
-	r := &planReloader{path: path, f: f, s: s}
-	if fi, err := os.Stat(path); err == nil {
-		r.mod, r.size = fi.ModTime(), fi.Size()
-	}
-	return r
-}
-
-func (r *planReloader) reload() (*plans.Plan, error) {
-	fi, err := os.Stat(r.path)
-	if err != nil {
-		return nil, fmt.Errorf("reread plan: %w", err)
-	}
-	if fi.ModTime().Equal(r.mod) && fi.Size() == r.size {
-		return nil, nil
-	}
-	r.mod, r.size = fi.ModTime(), fi.Size()
-	opts := r.f.options()
-	opts.Providers = r.s.Registry
-	p, err := plans.Load(r.path, opts)
-	if err != nil {
-		return nil, err
-	}
-	r.f.override(p)
-	old := r.s.Plan
-	if p.Cluster != old.Cluster || !reflect.DeepEqual(p.SSH, old.SSH) || !reflect.DeepEqual(p.State, old.State) {
-		return nil, fmt.Errorf("%s changed its cluster, ssh or state settings: restart the autoscaler to apply them", r.path)
-	}
-	r.s.Plan = p
-	return p, nil
-}
-
 func ignoreCanceled(err error) error {
 	if errors.Is(err, context.Canceled) {
 		return nil
@@ -310,134 +260,20 @@ func identity() string {
 	return fmt.Sprintf("%s/%d", host, os.Getpid())
 }
 
-func (f *autoscaleFlags) openSource(ctx context.Context, s *session.Session) (autoscaler.Source, func(), error) {
-	source := f.source
-	if source == "" {
-		source = "swarm"
-		if s.Plan.Cluster.Kind == "k3s" || s.Plan.Cluster.Kind == "kubeadm" {
-			source = "kubernetes"
+// sourceOptions checks the demand source flags.
+func (f *autoscaleFlags) sourceOptions() (session.SourceOptions, error) {
+	o := session.SourceOptions{Kind: f.source, Kubeconfig: f.kubeconfig}
+	switch f.source {
+	case "", "swarm", "kubernetes":
+	default:
+		return o, fmt.Errorf("--source %q: use swarm or kubernetes", f.source)
+	}
+	if f.dockerHost != "" {
+		path, ok := strings.CutPrefix(f.dockerHost, "unix://")
+		if !ok {
+			return o, fmt.Errorf("--docker-host %q: use unix:///path/to/docker.sock", f.dockerHost)
 		}
+		o.DockerSocket = path
 	}
-	switch source {
-	case "swarm":
-		if f.dockerHost != "" {
-			path, ok := strings.CutPrefix(f.dockerHost, "unix://")
-			if !ok {
-				return nil, nil, fmt.Errorf("--docker-host %q: use unix:///path/to/docker.sock", f.dockerHost)
-			}
-			return swarm.New(swarm.UnixDialer(path), swarm.Options{Logger: s.Log}), func() {}, nil
-		}
-		d := &managerDialer{s: s}
-		return swarm.New(d.dial, swarm.Options{Logger: s.Log}), d.close, nil
-	case "kubernetes":
-		cfg, err := kube.Config(f.kubeconfig)
-		if err != nil {
-			return nil, nil, err
-		}
-		client, err := kubernetes.NewForConfig(cfg)
-		if err != nil {
-			return nil, nil, fmt.Errorf("kubernetes client: %w", err)
-		}
-		return kube.New(client, kube.Options{Logger: s.Log}), func() {}, nil
-	}
-	return nil, nil, fmt.Errorf("--source %q: use swarm or kubernetes", source)
-}
-
-// managerDialer reaches the primary manager's Engine API socket through one
-// SSH connection, redialled when it breaks; the manager is looked up in
-// state each time, so a replaced manager is followed.
-type managerDialer struct {
-	s      *session.Session
-	mu     sync.Mutex
-	client *bootstrap.Client
-}
-
-const dockerSocket = "/var/run/docker.sock"
-
-func (d *managerDialer) dial(ctx context.Context) (net.Conn, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.client != nil {
-		conn, err := d.client.DialUnix(ctx, dockerSocket)
-		if err == nil {
-			return conn, nil
-		}
-		d.s.Log.Debug("ssh to manager broke, redialling", "err", err)
-		_ = d.client.Close()
-		d.client = nil
-	}
-	st, err := d.s.Backend.Read(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read state: %w", err)
-	}
-	id := plans.PrimaryManager(st)
-	if id == "" {
-		return nil, errors.New("no joined manager in state: run provision up first")
-	}
-	c, _, err := d.s.Connector()
-	if err != nil {
-		return nil, err
-	}
-	client, err := c.Dial(ctx, *st.Machine(id))
-	if err != nil {
-		return nil, fmt.Errorf("ssh to manager %s: %w", id, err)
-	}
-	conn, err := client.DialUnix(ctx, dockerSocket)
-	if err != nil {
-		_ = client.Close()
-		return nil, fmt.Errorf("docker socket on manager %s: %w", id, err)
-	}
-	d.client = client
-	return conn, nil
-}
-
-func (d *managerDialer) close() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.client != nil {
-		_ = d.client.Close()
-	}
-}
-
-// engineActuator resizes through the engine, as up would.
-type engineActuator struct {
-	e *apply.Engine
-}
-
-func (a engineActuator) Resize(ctx context.Context, p *plans.Plan, sizes map[string]int, remove []string) error {
-	_, err := a.e.Resize(ctx, p, apply.Resize{Sizes: sizes, Remove: remove})
-	return err
-}
-
-// logOnly is --dry-run's actuator.
-type logOnly struct{ log *slog.Logger }
-
-func (l logOnly) Resize(_ context.Context, _ *plans.Plan, sizes map[string]int, remove []string) error {
-	l.log.Info("dry run: would resize", "sizes", sizes, "remove", remove)
-	return nil
-}
-
-// serveMetrics serves /metrics and /healthz until stop is called; "off"
-// serves nothing.
-func serveMetrics(ctx context.Context, addr string, m *autoscaler.Metrics, log *slog.Logger) (stop func(), err error) {
-	if addr == "off" {
-		return func() {}, nil
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen for metrics on %s: %w (use --listen to pick another address, or --listen off)", addr, err)
-	}
-	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
-	log.Info("serving /metrics and /healthz", "addr", ln.Addr().String())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics server stopped", "err", err)
-		}
-	}()
-	return func() {
-		_ = srv.Close()
-		<-done
-	}, nil
+	return o, nil
 }

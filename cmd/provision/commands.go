@@ -171,7 +171,7 @@ A failed down keeps the state of what is left; run it again to finish.`,
 				return err
 			}
 			prog := newProgress(cmd.OutOrStdout(), o)
-			rep, err := s.Destroyer(prog.Event).Destroy(cmd.Context(), s.Plan)
+			rep, err := s.Destroyer("down", prog.Event).Destroy(cmd.Context(), s.Plan)
 			prog.Close()
 			if err == nil {
 				// The login key and provider files go with the cluster.

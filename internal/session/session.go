@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"golang.org/x/crypto/ssh"
 	"k8s.io/client-go/tools/clientcmd"
@@ -266,11 +265,12 @@ func (s *Session) Engine(ctx context.Context, op string, events func(apply.Event
 	}, nil
 }
 
-// Destroyer returns an engine for Destroy, which needs no login key: machines
-// are deleted through their providers.
-func (s *Session) Destroyer(events func(apply.Event)) *apply.Engine {
+// Destroyer returns an engine for Destroy and Refresh, which need no login
+// key: they reach machines through their providers only. op names the run
+// in the state lock ("down", "refresh").
+func (s *Session) Destroyer(op string, events func(apply.Event)) *apply.Engine {
 	return &apply.Engine{Providers: s.Registry, Backend: s.Backend, Logger: s.Log, Events: events,
-		ProviderDir: s.ProviderDir(), Operation: "down"}
+		ProviderDir: s.ProviderDir(), Operation: op}
 }
 
 // Members asks a manager who is in the cluster: the primary, or the next
@@ -290,37 +290,35 @@ func (s *Session) Members(ctx context.Context, st *state.State) (map[string]clus
 	return out, nil
 }
 
-// onManager runs f on a session to the first joined manager that answers,
-// the primary first, each tried for up to 20 s: a lost control-plane node
-// must not blind provision to the cluster.
-func (s *Session) onManager(ctx context.Context, st *state.State, f func(ctx context.Context, conn *bootstrap.Client, m state.Machine) error) error {
-	ids := plans.ManagersFrom(st, "")
-	if len(ids) == 0 {
-		return errors.New("no joined manager: run provision up first")
+// DialManager opens an SSH client to the first joined manager that answers,
+// the primary first (apply.DialManager: the order and the bound on each try
+// are the engine's). The caller closes it.
+func (s *Session) DialManager(ctx context.Context, st *state.State) (*bootstrap.Client, state.Machine, error) {
+	c, _, err := s.Connector()
+	if err != nil {
+		return nil, state.Machine{}, err
 	}
+	return apply.DialManager(ctx, st, "", c.Dial)
+}
+
+// onManager runs f on a session to the first joined manager that answers
+// and on which f succeeds, the primary first: a lost control-plane node, or
+// one whose cluster agent is down, must not blind provision to the cluster.
+// Each manager gets the bound DialManager gives it, f included.
+func (s *Session) onManager(ctx context.Context, st *state.State, f func(ctx context.Context, conn *bootstrap.Client, m state.Machine) error) error {
 	c, _, err := s.Connector()
 	if err != nil {
 		return err
 	}
-	var errs []error
-	for _, id := range ids {
-		m := *st.Machine(id)
-		err := func() error {
-			ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-			defer cancel()
-			conn, err := c.Dial(ctx, m)
-			if err != nil {
-				return fmt.Errorf("connect to manager %s: %w", m.ID, err)
-			}
-			defer conn.Close()
-			return f(ctx, conn, m)
-		}()
-		if err == nil {
-			return nil
+	_, _, err = apply.DialManager(ctx, st, "", func(ctx context.Context, m state.Machine) (struct{}, error) {
+		conn, err := c.Dial(ctx, m)
+		if err != nil {
+			return struct{}{}, err
 		}
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
+		defer conn.Close()
+		return struct{}{}, f(ctx, conn, m)
+	})
+	return err
 }
 
 // Kubeconfig returns an admin kubeconfig for a kubeadm cluster, read from a

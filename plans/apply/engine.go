@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"os"
-	"os/user"
 	"sort"
 	"sync"
 	"time"
@@ -151,7 +149,7 @@ func (e *Engine) converge(ctx context.Context, p *plans.Plan, rs Resize, only ma
 		return nil, err
 	}
 	defer unlock()
-	if err := r.reconcile(ctx); err != nil {
+	if err := r.reconcile(ctx, true); err != nil {
 		return nil, err
 	}
 	if len(rs.Sizes) > 0 {
@@ -175,6 +173,23 @@ func (e *Engine) converge(ctx context.Context, p *plans.Plan, rs Resize, only ma
 		changes = changes.Only(only)
 	}
 	err = r.execute(ctx, changes)
+	r.report.Duration = time.Since(start)
+	return &r.report, err
+}
+
+// Refresh makes the state agree with what the providers have, as every
+// Apply does first, but creates and deletes nothing: a machine whose create
+// was interrupted is adopted, one that vanished is forgotten (the next
+// Apply recreates it), and machines of this cluster the state does not know
+// are only reported (the next Apply deletes them).
+func (e *Engine) Refresh(ctx context.Context, p *plans.Plan) (*Report, error) {
+	start := time.Now()
+	r, unlock, err := e.begin(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	err = r.reconcile(ctx, false)
 	r.report.Duration = time.Since(start)
 	return &r.report, err
 }
@@ -203,11 +218,11 @@ type run struct {
 }
 
 func (e *Engine) begin(ctx context.Context, p *plans.Plan) (*run, func(), error) {
-	info := state.LockInfo{Operation: e.Operation, Who: whoAmI(), PID: os.Getpid(), Created: time.Now().UTC()}
-	if info.Operation == "" {
-		info.Operation = "apply"
+	op := e.Operation
+	if op == "" {
+		op = "apply"
 	}
-	lockID, err := e.lock(ctx, info)
+	lockID, err := e.lock(ctx, state.NewLockInfo(op))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -331,8 +346,9 @@ func (r *run) providerNames() []string {
 
 // reconcile makes state agree with what the providers have: it adopts
 // machines whose create response was lost, forgets machines that vanished,
-// and deletes machines of this cluster that state does not know (orphans).
-func (r *run) reconcile(ctx context.Context) error {
+// and, when deleteOrphans, deletes machines of this cluster that state does
+// not know.
+func (r *run) reconcile(ctx context.Context, deleteOrphans bool) error {
 	for _, name := range r.providerNames() {
 		p, err := r.provider(ctx, name)
 		if err != nil {
@@ -384,6 +400,10 @@ func (r *run) reconcile(ctx context.Context) error {
 				ids = append(ids, providers.MachineID(id))
 			}
 			sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+			if !deleteOrphans {
+				r.log.Warn("the provider has machines of this cluster that state does not know; the next apply deletes them", "provider", name, "machines", ids)
+				continue
+			}
 			r.log.Warn("deleting machines of this cluster that state does not know", "provider", name, "machines", ids)
 			if err := p.Delete(ctx, ids); err != nil {
 				return fmt.Errorf("delete %d orphaned machines on %s: %w", len(ids), name, err)
@@ -418,15 +438,6 @@ func (r *run) closeConns() {
 		_ = c.Close()
 		delete(r.conns, id)
 	}
-}
-
-func whoAmI() string {
-	host, _ := os.Hostname()
-	name := "unknown"
-	if u, err := user.Current(); err == nil {
-		name = u.Username
-	}
-	return name + "@" + host
 }
 
 // errorsOf joins machine errors in a stable order.

@@ -170,8 +170,8 @@ func (r *run) isJoined(id string) bool {
 func (r *run) choosePrimary(pending, resume []string) (string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if id := plans.PrimaryManager(r.st); id != "" {
-		return id, nil
+	if pm := r.st.PrimaryManager(); pm != nil {
+		return pm.ID, nil
 	}
 	var cands []string
 	for _, id := range append(append([]string{}, resume...), pending...) {
@@ -493,38 +493,28 @@ func (r *run) conn(ctx context.Context, m state.Machine) (Conn, error) {
 	return c, nil
 }
 
-// managerDial bounds the wait for one manager before another stands in.
-const managerDial = 20 * time.Second
-
 // managerNode returns a session to the manager that joins and drains go
 // through: id, or when it does not answer, another joined manager (a lost
 // control-plane node must not stop the cluster from growing or shrinking).
 func (r *run) managerNode(ctx context.Context, id string) (cluster.Node, error) {
-	var errs []error
-	for _, cid := range r.managersFrom(id) {
-		m := r.machine(cid)
-		dctx, cancel := context.WithTimeout(ctx, managerDial)
-		c, err := r.conn(dctx, m)
-		cancel()
-		if err == nil {
-			if cid != id {
-				r.log.Warn("manager does not answer; going through another", "manager", id, "instead", cid)
-			}
-			return cluster.Node{Name: m.ID, Address: nodeAddress(m), Role: m.Role, Run: c}, nil
-		}
-		errs = append(errs, fmt.Errorf("connect to manager %s: %w", cid, err))
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	return cluster.Node{}, errors.Join(errs...)
-}
-
-// managersFrom is id, then the other joined managers, oldest first.
-func (r *run) managersFrom(id string) []string {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	return plans.ManagersFrom(r.st, id)
+	ids := r.st.ManagersFrom(id)
+	ms := make([]state.Machine, 0, len(ids))
+	for _, mid := range ids {
+		ms = append(ms, *r.st.Machine(mid))
+	}
+	r.mu.Unlock()
+	if len(ms) == 0 {
+		return cluster.Node{}, ErrNoManager
+	}
+	c, m, err := dialFirst(ctx, ms, r.conn)
+	if err != nil {
+		return cluster.Node{}, err
+	}
+	if m.ID != id {
+		r.log.Warn("manager does not answer; going through another", "manager", id, "instead", m.ID)
+	}
+	return cluster.Node{Name: m.ID, Address: nodeAddress(m), Role: m.Role, Run: c}, nil
 }
 
 // remove drains and deletes machines: workers first, then managers, each
@@ -580,8 +570,8 @@ func (r *run) survivingPrimary(removing []state.Machine) string {
 	defer r.mu.Unlock()
 	for _, m := range r.st.Machines {
 		if m.Role == string(providers.RoleManager) && m.Phase == state.PhaseJoined && !gone[m.ID] {
-			if id := plans.PrimaryManager(r.st); id != "" && !gone[id] {
-				return id
+			if pm := r.st.PrimaryManager(); pm != nil && !gone[pm.ID] {
+				return pm.ID
 			}
 			return m.ID
 		}

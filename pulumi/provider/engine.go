@@ -9,9 +9,9 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"time"
 
@@ -23,7 +23,6 @@ import (
 	"github.com/provisionhq/provision/internal/session"
 	"github.com/provisionhq/provision/plans"
 	"github.com/provisionhq/provision/plans/apply"
-	"github.com/provisionhq/provision/providers"
 	"github.com/provisionhq/provision/state"
 )
 
@@ -97,7 +96,7 @@ func (c *Cluster) Delete(ctx context.Context, req infer.DeleteRequest[ClusterSta
 		return infer.DeleteResponse{}, err
 	}
 	s := c.session(ctx, pl, state.NewMemory(prior), nil)
-	report, err := s.Destroyer(progress(ctx)).Destroy(ctx, pl)
+	report, err := s.Destroyer("down", progress(ctx)).Destroy(ctx, pl)
 	if err != nil {
 		return infer.DeleteResponse{}, fmt.Errorf("delete cluster %s: %w", pl.Cluster.Name, err)
 	}
@@ -126,8 +125,14 @@ func (c *Cluster) Read(ctx context.Context, req infer.ReadRequest[ClusterArgs, C
 		return infer.ReadResponse[ClusterArgs, ClusterState]{}, err
 	}
 	had := len(st.Machines)
-	if err := refresh(ctx, c.session(ctx, pl, nil, nil), st); err != nil {
-		return infer.ReadResponse[ClusterArgs, ClusterState]{}, err
+	mem := state.NewMemory(st)
+	if _, err := c.session(ctx, pl, mem, nil).Destroyer("refresh", nil).Refresh(ctx, pl); err != nil {
+		return infer.ReadResponse[ClusterArgs, ClusterState]{}, fmt.Errorf("refresh cluster %s: %w", pl.Cluster.Name, err)
+	}
+	// Every write bumps the serial: keep the prior document when nothing
+	// moved, so a refresh that finds nothing new shows no change.
+	if after := mem.Snapshot(); after != nil && !reflect.DeepEqual(after.Machines, st.Machines) {
+		st = after
 	}
 	if had > 0 && len(st.Machines) == 0 {
 		return infer.ReadResponse[ClusterArgs, ClusterState]{}, nil // gone: Pulumi drops the resource
@@ -224,25 +229,17 @@ func (c *Cluster) session(ctx context.Context, pl *plans.Plan, backend state.Bac
 // tokenTimeout bounds reading the join tokens from the primary manager.
 const tokenTimeout = time.Minute
 
-// readTokens asks the primary manager for the swarm's join tokens.
+// readTokens asks a manager, the primary first, for the swarm's join
+// tokens.
 func (s *ClusterState) readTokens(ctx context.Context, sess *session.Session, st *state.State) error {
-	id := ""
-	if st != nil {
-		id = plans.PrimaryManager(st)
-	}
-	if id == "" {
+	if st == nil {
 		return errors.New("the cluster has no joined manager to read join tokens from")
 	}
 	ctx, cancel := context.WithTimeout(ctx, tokenTimeout)
 	defer cancel()
-	conns, _, err := sess.Connector()
+	conn, m, err := sess.DialManager(ctx, st)
 	if err != nil {
-		return err
-	}
-	m := *st.Machine(id)
-	conn, err := conns.Connect(ctx, m)
-	if err != nil {
-		return fmt.Errorf("connect to manager %s for join tokens: %w", id, err)
+		return fmt.Errorf("read join tokens: %w", err)
 	}
 	defer conn.Close()
 	mgr := cluster.Node{Name: m.ID, Address: m.Address, Role: m.Role, Run: conn}
@@ -304,8 +301,8 @@ func (s *ClusterState) record(st *state.State) error {
 	slices.SortFunc(s.Nodes, func(a, b Node) int {
 		return cmp.Or(cmp.Compare(order[a.Pool], order[b.Pool]), cmp.Compare(a.Pool, b.Pool), cmp.Compare(a.ID, b.ID))
 	})
-	if id := plans.PrimaryManager(st); id != "" {
-		s.ManagerAddress = st.Machine(id).Address
+	if pm := st.PrimaryManager(); pm != nil {
+		s.ManagerAddress = pm.Address
 	}
 	return nil
 }
@@ -321,56 +318,6 @@ func decodeState(doc string) (*state.State, error) {
 		return nil, fmt.Errorf("decode the state output: %w", err)
 	}
 	return &st, nil
-}
-
-// refresh updates st from what its machines' providers list, without
-// creating or deleting anything.
-func refresh(ctx context.Context, s *session.Session, st *state.State) error {
-	names := map[string]bool{}
-	for _, m := range st.Machines {
-		names[m.Provider] = true
-	}
-	for _, name := range slices.Sorted(maps.Keys(names)) {
-		env := providers.Env{Cluster: st.Cluster, Dir: s.ProviderDir(), Logger: s.Log, Pools: map[string]providers.Settings{}}
-		for _, pool := range s.Plan.Pools {
-			if pool.Provider == name {
-				env.Pools[pool.Name] = pool.Settings
-			}
-		}
-		prov, err := s.Registry.New(ctx, name, env)
-		if err != nil {
-			return fmt.Errorf("refresh machines on %s: %w", name, err)
-		}
-		found, err := prov.List(ctx, providers.Selector{Cluster: st.Cluster})
-		if err != nil {
-			return fmt.Errorf("refresh: list machines on %s: %w", name, err)
-		}
-		seen := map[string]providers.Machine{}
-		for _, m := range found {
-			seen[string(m.ID)] = m
-		}
-		var gone []string
-		for i := range st.Machines {
-			m := &st.Machines[i]
-			if m.Provider != name {
-				continue
-			}
-			pm, ok := seen[m.ID]
-			switch {
-			case ok:
-				m.ProviderID, m.Address, m.Port, m.PrivateAddress = pm.ProviderID, pm.Address, pm.Port, pm.PrivateAddress
-			case m.Phase != state.PhaseIntent:
-				// An intent may exist at the provider or not; the next update
-				// reconciles it. Anything else that is missing vanished.
-				gone = append(gone, m.ID)
-			}
-		}
-		for _, id := range gone {
-			p.GetLogger(ctx).Warningf("machine %s vanished from %s; the next update recreates it", id, name)
-			st.Remove(id)
-		}
-	}
-	return nil
 }
 
 // sshOf is args' SSH settings, empty when none were given.
