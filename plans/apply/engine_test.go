@@ -8,11 +8,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/provisionhq/provision/bootstrap/cluster"
 	"github.com/provisionhq/provision/plans"
 	"github.com/provisionhq/provision/providers"
 	"github.com/provisionhq/provision/providers/hostkey"
+	"github.com/provisionhq/provision/providers/providertest"
 	"github.com/provisionhq/provision/state"
 )
 
@@ -29,10 +31,21 @@ func newFakeProvider() *fakeProvider {
 	return &fakeProvider{machines: map[providers.MachineID]providers.Machine{}, createErr: map[string]error{}}
 }
 
+// fakeSettings are the settings the fake accepts: like a real provider it
+// refuses unknown keys, so a plan's typo fails as it would on a cloud.
+type fakeSettings struct {
+	Size string `json:"size"`
+}
+
 func (f *fakeProvider) Create(_ context.Context, specs []providers.MachineSpec) ([]providers.Machine, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.creates++
+	for _, s := range specs {
+		if err := s.Settings.Decode(&fakeSettings{}); err != nil {
+			return nil, fmt.Errorf("spec %s: %w", s.ID, err)
+		}
+	}
 	var out []providers.Machine
 	for _, s := range specs {
 		if err := f.createErr[s.Pool]; err != nil {
@@ -72,6 +85,20 @@ func (f *fakeProvider) Delete(_ context.Context, ids []providers.MachineID) erro
 		f.deleted = append(f.deleted, id)
 	}
 	return nil
+}
+
+// TestFakeProviderConforms: the engine's tests trust the fake to behave
+// like a provider (batch create in spec order, idempotent create and
+// delete, list by cluster and pool, ErrInvalidSpec); the same suite every
+// real provider passes proves it.
+func TestFakeProviderConforms(t *testing.T) {
+	t.Parallel()
+	providertest.Run(t, newFakeProvider(), providertest.Options{
+		Cluster:         "conform",
+		Settings:        providers.Settings{"size": "small"},
+		InvalidSettings: providers.Settings{"sise": "small"},
+		Timeout:         time.Minute,
+	})
 }
 
 func (f *fakeProvider) count() int {
