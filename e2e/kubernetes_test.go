@@ -18,6 +18,7 @@ import (
 
 	"github.com/provisionhq/provision/bootstrap/artifacts"
 	"github.com/provisionhq/provision/plans"
+	"github.com/provisionhq/provision/providers/docker/dockertest"
 )
 
 // kube is a kind: kubeadm test cluster and the kubectl to reach it: the
@@ -150,16 +151,26 @@ func (k *kube) converged(want int) {
 	}
 }
 
+// execIn runs cmd in a node container, as `docker exec` does, for at most
+// 30 seconds; it returns the combined output.
+func execIn(t *testing.T, container string, cmd ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	return dockertest.Exec(ctx, container, cmd...)
+}
+
 // volumes are the docker volumes the cluster's containers use.
 func (k *kube) volumes() []string {
 	k.t.Helper()
 	var vols []string
 	for _, c := range k.containers() {
-		out, err := exec.Command("docker", "inspect", "-f", "{{range .Mounts}}{{if eq .Type \"volume\"}}{{.Name}} {{end}}{{end}}", c).Output()
+		vs, err := dockertest.ContainerVolumes(k.t.Context(), c)
 		if err != nil {
 			k.t.Fatalf("docker inspect %s: %v", c, err)
 		}
-		vols = append(vols, strings.Fields(string(out))...)
+		for _, v := range vs {
+			vols = append(vols, v.Name)
+		}
 	}
 	return vols
 }
@@ -382,12 +393,12 @@ spec:
 	if got := k.containers(); len(got) != 0 {
 		t.Fatalf("containers left after down: %v", got)
 	}
-	if out, _ := exec.Command("docker", "network", "ls", "-q", "--filter", "label=provision.cluster="+k.name).Output(); strings.TrimSpace(string(out)) != "" {
-		t.Fatalf("networks left after down: %s", out)
+	if nets, _ := dockertest.Networks(t.Context(), "provision.cluster="+k.name); len(nets) != 0 {
+		t.Fatalf("networks left after down: %s", nets)
 	}
-	out2, _ := exec.Command("docker", "volume", "ls", "-q").Output()
+	left, _ := dockertest.Volumes(t.Context())
 	for _, v := range vols {
-		if slices.Contains(strings.Fields(string(out2)), v) {
+		if slices.Contains(left, v) {
 			t.Fatalf("volume %s left after down", v)
 		}
 	}
@@ -450,7 +461,7 @@ func (k *kube) killWhile(t *testing.T, pattern, evidence string) {
 	for time.Now().Before(deadline) {
 		for _, c := range k.containers() {
 			probe := fmt.Sprintf("pgrep -f %q >/dev/null && test -e %s", pattern, evidence)
-			if exec.Command("docker", "exec", c, "sh", "-c", probe).Run() == nil {
+			if _, err := execIn(t, c, "sh", "-c", probe); err == nil {
 				_ = cmd.Process.Signal(syscall.SIGKILL)
 				_ = cmd.Wait()
 				<-done
@@ -487,7 +498,7 @@ func TestKubernetesHA(t *testing.T) {
 	var first string
 	var survivors []string
 	for _, c := range k.containers() {
-		if exec.Command("docker", "exec", c, "test", "-f", "/etc/provision/kubeadm-init.yaml").Run() == nil {
+		if _, err := execIn(t, c, "test", "-f", "/etc/provision/kubeadm-init.yaml"); err == nil {
 			first = c
 		} else {
 			survivors = append(survivors, c)
@@ -496,8 +507,8 @@ func TestKubernetesHA(t *testing.T) {
 	if first == "" {
 		t.Fatal("no node ran kubeadm init")
 	}
-	if out, err := exec.Command("docker", "kill", first).CombinedOutput(); err != nil {
-		t.Fatalf("docker kill %s: %v\n%s", first, err, out)
+	if err := dockertest.Kill(t.Context(), first); err != nil {
+		t.Fatalf("docker kill %s: %v", first, err)
 	}
 	killed := time.Now()
 	t.Logf("killed %s", first)
@@ -506,7 +517,7 @@ func TestKubernetesHA(t *testing.T) {
 	for _, c := range survivors {
 		deadline := time.Now().Add(30 * time.Second)
 		for {
-			out, err := exec.Command("docker", "exec", c, "kubectl", "--kubeconfig", "/etc/kubernetes/kubelet.conf", "--request-timeout=5s", "get", "--raw", "/readyz").CombinedOutput()
+			out, err := execIn(t, c, "kubectl", "--kubeconfig", "/etc/kubernetes/kubelet.conf", "--request-timeout=5s", "get", "--raw", "/readyz")
 			if err == nil && strings.TrimSpace(string(out)) == "ok" {
 				t.Logf("API answers from %s %s after the kill", c, time.Since(killed).Round(100*time.Millisecond))
 				break

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/provisionhq/provision/providers/docker/dockertest"
 )
 
 var bin string // the provision binary, built once by TestMain
@@ -45,12 +47,7 @@ func requireDocker(t *testing.T) {
 	if testing.Short() {
 		t.Skip("e2e: skipped with -short")
 	}
-	if err := exec.Command("docker", "info").Run(); err != nil {
-		if os.Getenv("PROVISION_REQUIRE_DOCKER") != "" {
-			t.Fatalf("docker is required (PROVISION_REQUIRE_DOCKER is set) but does not answer: %v", err)
-		}
-		t.Skipf("no docker engine: %v", err)
-	}
+	dockertest.Require(t)
 }
 
 // cluster is one test cluster: a plan file in a temp dir, its state beside it.
@@ -128,11 +125,11 @@ func (c *cluster) containers() []string {
 	if group == "" {
 		group = c.name
 	}
-	out, err := exec.Command("docker", "ps", "-a", "--filter", "label=provision.cluster="+group, "--format", "{{.Names}}").Output()
+	names, err := dockertest.ContainerNames(c.t.Context(), "provision.cluster="+group)
 	if err != nil {
 		c.t.Fatalf("docker ps: %v", err)
 	}
-	return strings.Fields(string(out))
+	return names
 }
 
 type status struct {
@@ -278,8 +275,8 @@ func TestLocalSwarmLifecycle(t *testing.T) {
 	if got := c.containers(); len(got) != 0 {
 		t.Fatalf("down left containers: %v", got)
 	}
-	if out, _ := exec.Command("docker", "network", "ls", "-q", "--filter", "label=provision.cluster="+c.name).Output(); len(bytes.TrimSpace(out)) != 0 {
-		t.Fatalf("down left a network: %s", out)
+	if nets, _ := dockertest.Networks(t.Context(), "provision.cluster="+c.name); len(nets) != 0 {
+		t.Fatalf("down left a network: %s", nets)
 	}
 	if _, err := os.Stat(filepath.Join(c.dir, "state")); !os.IsNotExist(err) {
 		t.Fatalf("down left the state directory: %v", err)

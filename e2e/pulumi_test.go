@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/provisionhq/provision/providers/docker/dockertest"
 )
 
 // pulumiStack runs the pulumi CLI against one stack of examples/pulumi, with
@@ -161,16 +163,10 @@ func (s *pulumiStack) outputs() pulumiOutputs {
 // the extra label filters), by name.
 func labelled(t *testing.T, cluster string, filters ...string) []string {
 	t.Helper()
-	args := []string{"ps", "-a", "--filter", "label=provision.cluster=" + cluster, "--format", "{{.Names}}"}
-	for _, f := range filters {
-		args = append(args, "--filter", "label="+f)
-	}
-	out, err := exec.Command("docker", args...).Output()
+	names, err := dockertest.ContainerNames(t.Context(), append([]string{"provision.cluster=" + cluster}, filters...)...)
 	if err != nil {
 		t.Fatalf("docker ps: %v", err)
 	}
-	names := strings.Fields(string(out))
-	sort.Strings(names)
 	return names
 }
 
@@ -178,7 +174,9 @@ func labelled(t *testing.T, cluster string, filters ...string) []string {
 // given machines, all Ready.
 func readySwarm(t *testing.T, manager string, want []string) {
 	t.Helper()
-	out, err := exec.Command("docker", "exec", manager, "docker", "node", "ls", "--format", "{{.Hostname}} {{.Status}}").CombinedOutput()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	out, err := dockertest.Exec(ctx, manager, "docker", "node", "ls", "--format", "{{.Hostname}} {{.Status}}")
 	if err != nil {
 		t.Fatalf("docker node ls on %s: %v\n%s", manager, err, out)
 	}
@@ -219,14 +217,15 @@ func TestPulumiExample(t *testing.T) {
 	cluster := fmt.Sprintf("pulumi%d", time.Now().UnixNano()%1e6)
 	t.Cleanup(func() {
 		// Runs after the destroy below: whatever the engine left, remove it.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
 		if names := labelled(t, cluster); len(names) > 0 {
-			out, err := exec.Command("docker", append([]string{"rm", "-f", "-v"}, names...)...).CombinedOutput()
-			t.Logf("cleanup: removed leftover containers %v: %v %s", names, err, out)
+			err := dockertest.RemoveContainers(ctx, names...)
+			t.Logf("cleanup: removed leftover containers %v: %v", names, err)
 		}
-		nets, _ := exec.Command("docker", "network", "ls", "-q", "--filter", "label=provision.cluster="+cluster).Output()
-		if ids := strings.Fields(string(nets)); len(ids) > 0 {
-			out, err := exec.Command("docker", append([]string{"network", "rm"}, ids...)...).CombinedOutput()
-			t.Logf("cleanup: removed leftover networks %v: %v %s", ids, err, out)
+		if ids, _ := dockertest.Networks(ctx, "provision.cluster="+cluster); len(ids) > 0 {
+			err := dockertest.RemoveNetworks(ctx, ids...)
+			t.Logf("cleanup: removed leftover networks %v: %v", ids, err)
 		}
 	})
 	s := newPulumiStack(t, tools, pluginDir)
@@ -270,12 +269,12 @@ func TestPulumiExample(t *testing.T) {
 	if len(managers) != 1 {
 		t.Fatalf("manager containers: %v, want one", managers)
 	}
-	ip, err := exec.Command("docker", "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", managers[0]).Output()
+	ips, err := dockertest.ContainerIPs(t.Context(), managers[0])
 	if err != nil {
 		t.Fatalf("docker inspect %s: %v", managers[0], err)
 	}
-	if o.ManagerAddress == "" || strings.TrimSpace(string(ip)) != o.ManagerAddress {
-		t.Fatalf("managerAddress is %q, the manager container %s has %q", o.ManagerAddress, managers[0], strings.TrimSpace(string(ip)))
+	if o.ManagerAddress == "" || strings.Join(ips, " ") != o.ManagerAddress {
+		t.Fatalf("managerAddress is %q, the manager container %s has %q", o.ManagerAddress, managers[0], ips)
 	}
 	readySwarm(t, managers[0], containers)
 
@@ -351,7 +350,7 @@ func TestPulumiExample(t *testing.T) {
 	if got := labelled(t, cluster); len(got) != 0 {
 		t.Fatalf("destroy left containers: %v", got)
 	}
-	if nets, _ := exec.Command("docker", "network", "ls", "-q", "--filter", "label=provision.cluster="+cluster).Output(); len(bytes.TrimSpace(nets)) != 0 {
+	if nets, _ := dockertest.Networks(t.Context(), "provision.cluster="+cluster); len(nets) != 0 {
 		t.Fatalf("destroy left a network: %s", nets)
 	}
 	s.must("stack", "rm", "--yes", stack)

@@ -109,16 +109,16 @@ func Exec(ctx context.Context, container string, cmd ...string) ([]byte, error) 
 	return out.Bytes(), nil
 }
 
-// ContainerNames lists every container (running or not) carrying label
-// ("key" or "key=value"), by name.
-func ContainerNames(ctx context.Context, label string) ([]string, error) {
+// ContainerNames lists every container (running or not) carrying all the
+// labels (each "key" or "key=value"), by name, sorted.
+func ContainerNames(ctx context.Context, labels ...string) ([]string, error) {
 	c, err := Client()
 	if err != nil {
 		return nil, err
 	}
-	res, err := c.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", label)})
+	res, err := c.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", labels...)})
 	if err != nil {
-		return nil, fmt.Errorf("list containers with %s: %w", label, err)
+		return nil, fmt.Errorf("list containers with %v: %w", labels, err)
 	}
 	var names []string
 	for _, s := range res.Items {
