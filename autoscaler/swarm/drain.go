@@ -3,8 +3,9 @@ package swarm
 import (
 	"context"
 	"fmt"
-	"net/url"
-	"strconv"
+
+	"github.com/moby/moby/api/types/swarm"
+	"github.com/moby/moby/client"
 
 	"github.com/provisionhq/provision/internal/retry"
 )
@@ -32,7 +33,7 @@ func (s *Source) Drain(ctx context.Context, hostname string) error {
 		if err != nil {
 			return true, err
 		}
-		var mine []node
+		var mine []swarm.Node
 		for _, n := range nodes {
 			if n.Description.Hostname == hostname {
 				mine = append(mine, n)
@@ -47,12 +48,12 @@ func (s *Source) Drain(ctx context.Context, hostname string) error {
 		found = true
 		for i := range mine {
 			n := &mine[i]
-			if n.Spec.Availability == "drain" {
+			if n.Spec.Availability == swarm.NodeAvailabilityDrain {
 				continue
 			}
 			if err := s.setDrain(ctx, n); err != nil {
 				// A stale version is a race, not a failure: read again.
-				return !outOfSequence(err), err
+				return !s.raced(ctx, n), err
 			}
 			s.logger.Info("swarm node set to drain", "node", hostname, "id", n.ID)
 		}
@@ -79,30 +80,39 @@ func (s *Source) Drain(ctx context.Context, hostname string) error {
 	}
 }
 
-// setDrain updates n's spec with Availability drain.
-func (s *Source) setDrain(ctx context.Context, n *node) error {
-	body, err := n.Spec.withAvailability("drain")
-	if err != nil {
-		return fmt.Errorf("node %s spec: %w", n.ID, err)
-	}
-	q := url.Values{"version": {strconv.FormatUint(n.Version.Index, 10)}}
-	if err := s.api.post(ctx, "/nodes/"+url.PathEscape(n.ID)+"/update", q, body); err != nil {
-		return fmt.Errorf("set swarm node %s to drain: %w", n.ID, err)
+// setDrain updates n's spec with Availability drain, the rest as read.
+func (s *Source) setDrain(ctx context.Context, n *swarm.Node) error {
+	spec := n.Spec
+	spec.Availability = swarm.NodeAvailabilityDrain
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	if _, err := s.api.api.NodeUpdate(ctx, n.ID, client.NodeUpdateOptions{Version: n.Version, Spec: spec}); err != nil {
+		return fmt.Errorf("set swarm node %s to drain: %w", n.ID, s.api.explain(err))
 	}
 	return nil
 }
 
+// raced reports an update refused because n changed since it was read.
+// Swarm says so only in its message text ("update out of sequence"), so
+// the node is read again instead: a moved version is a lost race.
+func (s *Source) raced(ctx context.Context, n *swarm.Node) bool {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	res, err := s.api.api.NodeInspect(ctx, n.ID, client.NodeInspectOptions{})
+	return err == nil && res.Node.Version.Index != n.Version.Index
+}
+
 // tasksLeft counts the tasks that keep the nodes from being empty.
-func (s *Source) tasksLeft(ctx context.Context, nodes []node) (int, error) {
+func (s *Source) tasksLeft(ctx context.Context, nodes []swarm.Node) (int, error) {
 	up := make(map[string]bool, len(nodes))
-	var f []string
+	f := client.Filters{}
 	for _, n := range nodes {
-		up[n.ID] = n.Status.State == "ready"
-		f = append(f, "node", n.ID)
+		up[n.ID] = n.Status.State == swarm.NodeStateReady
+		f.Add("node", n.ID)
 	}
 	// All desired states: a task told to shut down is still there until
 	// its container stopped.
-	tasks, err := s.listTasks(ctx, f...)
+	tasks, err := s.listTasks(ctx, f)
 	if err != nil {
 		return 0, err
 	}
@@ -112,7 +122,7 @@ func (s *Source) tasksLeft(ctx context.Context, nodes []node) (int, error) {
 		if _, ours := up[t.NodeID]; !ours {
 			continue // the filter did it; a fake or an old engine may not
 		}
-		if t.DesiredState == "running" || (up[t.NodeID] && t.live()) {
+		if t.DesiredState == swarm.TaskStateRunning || (up[t.NodeID] && live(t)) {
 			left++
 		}
 	}

@@ -25,7 +25,7 @@ type fakeEngine struct {
 	sock string
 
 	mu         sync.Mutex
-	apiVersion string // what GET /version reports
+	apiVersion string // the highest version it speaks, as /_ping reports it
 	minVersion string
 	nodes      []map[string]any
 	tasks      []map[string]any
@@ -81,7 +81,7 @@ func startFake(t *testing.T) *fakeEngine {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /version", f.version)
+	mux.HandleFunc("/_ping", f.ping)
 	mux.HandleFunc("GET /{v}/tasks", f.versioned(func(w http.ResponseWriter, r *http.Request) {
 		if f.onTaskList != nil {
 			f.onTaskList(f)
@@ -89,6 +89,13 @@ func startFake(t *testing.T) *fakeEngine {
 		writeJSON(w, f.filterTasks(r))
 	}))
 	mux.HandleFunc("GET /{v}/nodes", f.versioned(func(w http.ResponseWriter, r *http.Request) { writeJSON(w, f.nodes) }))
+	mux.HandleFunc("GET /{v}/nodes/{id}", f.versioned(func(w http.ResponseWriter, r *http.Request) {
+		if n := f.node(r.PathValue("id")); n != nil {
+			writeJSON(w, n)
+			return
+		}
+		writeError(w, http.StatusNotFound, "node "+r.PathValue("id")+" not found")
+	}))
 	mux.HandleFunc("GET /{v}/services", f.versioned(func(w http.ResponseWriter, r *http.Request) { writeJSON(w, f.services) }))
 	mux.HandleFunc("POST /{v}/nodes/{id}/update", f.versioned(f.updateNode))
 	mux.HandleFunc("GET /{v}/events", f.streamEvents)
@@ -127,14 +134,16 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	json.NewEncoder(w).Encode(map[string]string{"message": msg})
 }
 
-func (f *fakeEngine) version(w http.ResponseWriter, r *http.Request) {
+// ping answers the client's version negotiation (HEAD, else GET /_ping).
+func (f *fakeEngine) ping(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.requests = append(f.requests, r.Method+" "+r.URL.RequestURI())
-	writeJSON(w, map[string]string{
-		"Version": "20.10.24+dfsg1", "ApiVersion": f.apiVersion, "MinAPIVersion": f.minVersion,
-		"Os": "linux", "Arch": "amd64",
-	})
+	w.Header().Set("Api-Version", f.apiVersion)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if r.Method == http.MethodGet {
+		fmt.Fprint(w, "OK")
+	}
 }
 
 // versioned records the request, answers overrides, and refuses a version
@@ -149,6 +158,10 @@ func (f *fakeEngine) versioned(h http.HandlerFunc) http.HandlerFunc {
 			writeError(w, http.StatusBadRequest, fmt.Sprintf("client version %s is too old. Minimum supported API version is %s, please upgrade your client to a newer version", v, f.minVersion))
 			return
 		}
+		if older(f.apiVersion, v) {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("client version %s is too new. Maximum supported API version is %s", v, f.apiVersion))
+			return
+		}
 		if rep, ok := f.override[strings.TrimPrefix(r.URL.Path, "/"+r.PathValue("v"))]; ok {
 			w.WriteHeader(rep.status)
 			fmt.Fprint(w, rep.body)
@@ -158,10 +171,12 @@ func (f *fakeEngine) versioned(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// older compares API versions ("1.41" < "1.44").
 func older(a, b string) bool {
-	va, _ := parseVersion(a)
-	vb, _ := parseVersion(b)
-	return va.less(vb)
+	var amaj, amin, bmaj, bmin int
+	fmt.Sscanf(a, "%d.%d", &amaj, &amin)
+	fmt.Sscanf(b, "%d.%d", &bmaj, &bmin)
+	return amaj < bmaj || amaj == bmaj && amin < bmin
 }
 
 // filterTasks applies the "desired-state" and "node" filters.

@@ -3,8 +3,8 @@
 // SSH) and turns Swarm's view — tasks the scheduler left pending with "no
 // suitable node", ready nodes and what is reserved on them — into the
 // autoscaler's Snapshot; it tells the loop when that may have changed, and it
-// drains a node before the engine removes its machine. It speaks HTTP+JSON
-// directly (no Docker SDK) and reads only the fields it needs.
+// drains a node before the engine removes its machine. It speaks through the
+// official Engine API client (github.com/moby/moby/client) and its types.
 package swarm
 
 import (
@@ -12,10 +12,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/moby/moby/api/types/swarm"
+	"github.com/moby/moby/client"
 
 	"github.com/provisionhq/provision/autoscaler"
 )
@@ -32,7 +34,8 @@ type Options struct {
 	// DefaultPollInterval when zero.
 	PollInterval time.Duration
 	// APIVersion pins the Engine API version ("1.41"); empty negotiates it
-	// once with the engine (see APIVersion).
+	// once with the engine: the highest version both it and the client
+	// speak.
 	APIVersion string
 }
 
@@ -97,7 +100,7 @@ func (s *Source) Close() error {
 // counted in Allocated but not listed, as every other node already runs its
 // own copy.
 func (s *Source) Snapshot(ctx context.Context) (autoscaler.Snapshot, error) {
-	tasks, err := s.listTasks(ctx, "desired-state", "running")
+	tasks, err := s.listTasks(ctx, client.Filters{}.Add("desired-state", "running"))
 	if err != nil {
 		return autoscaler.Snapshot{}, err
 	}
@@ -112,61 +115,90 @@ func (s *Source) Snapshot(ctx context.Context) (autoscaler.Snapshot, error) {
 	return build(tasks, nodes, services), nil
 }
 
-// listTasks lists tasks matching the filters (key, value, key, value…).
-func (s *Source) listTasks(ctx context.Context, f ...string) ([]task, error) {
-	return list[task](ctx, s.api, "tasks", filters(f...))
+// listTasks lists tasks matching f.
+func (s *Source) listTasks(ctx context.Context, f client.Filters) ([]swarm.Task, error) {
+	if err := s.api.ready(ctx); err != nil {
+		return nil, fmt.Errorf("list swarm tasks: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	res, err := s.api.api.TaskList(ctx, client.TaskListOptions{Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("list swarm tasks: %w", s.api.explain(err))
+	}
+	return res.Items, nil
 }
 
-func (s *Source) listNodes(ctx context.Context) ([]node, error) {
-	return list[node](ctx, s.api, "nodes", nil)
+func (s *Source) listNodes(ctx context.Context) ([]swarm.Node, error) {
+	if err := s.api.ready(ctx); err != nil {
+		return nil, fmt.Errorf("list swarm nodes: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	res, err := s.api.api.NodeList(ctx, client.NodeListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list swarm nodes: %w", s.api.explain(err))
+	}
+	return res.Items, nil
 }
 
-func (s *Source) listServices(ctx context.Context) ([]service, error) {
-	return list[service](ctx, s.api, "services", nil)
+func (s *Source) listServices(ctx context.Context) ([]swarm.Service, error) {
+	if err := s.api.ready(ctx); err != nil {
+		return nil, fmt.Errorf("list swarm services: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	res, err := s.api.api.ServiceList(ctx, client.ServiceListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list swarm services: %w", s.api.explain(err))
+	}
+	return res.Items, nil
 }
 
-func build(tasks []task, nodes []node, services []service) autoscaler.Snapshot {
-	global := make(map[string]bool, len(services))
-	for _, sv := range services {
-		global[sv.ID] = sv.Spec.Mode.Global != nil || sv.Spec.Mode.GlobalJob != nil
+func build(tasks []swarm.Task, nodes []swarm.Node, services []swarm.Service) autoscaler.Snapshot {
+	isGlobal := make(map[string]bool, len(services))
+	for i := range services {
+		isGlobal[services[i].ID] = global(&services[i])
 	}
 	hostnames := make(map[string]string, len(nodes))
-	usable := make(map[string]*autoscaler.Node, len(nodes))
-	for _, n := range nodes {
+	ready := make(map[string]*autoscaler.Node, len(nodes))
+	for i := range nodes {
+		n := &nodes[i]
 		hostnames[n.ID] = n.Description.Hostname
-		if !n.usable() {
+		if !usable(n) {
 			continue
 		}
-		usable[n.ID] = &autoscaler.Node{
+		ready[n.ID] = &autoscaler.Node{
 			Name:        n.Description.Hostname,
-			Allocatable: n.Description.Resources.allocatable(),
-			Labels:      n.labels(),
-			Manager:     n.Spec.Role == "manager",
+			Allocatable: allocatable(n.Description.Resources),
+			Labels:      nodeLabels(n),
+			Manager:     n.Spec.Role == swarm.NodeRoleManager,
 		}
 	}
 	var snap autoscaler.Snapshot
-	for _, t := range tasks {
+	for i := range tasks {
+		t := &tasks[i]
 		switch {
-		case t.pending():
-			at := t.autoscaler()
+		case pending(t):
+			at := toTask(t)
 			if t.NodeID != "" {
 				at.NodeSelector = pinned(at.NodeSelector, t.NodeID, hostnames[t.NodeID])
 			}
 			snap.Pending = append(snap.Pending, at)
-		case t.placed():
-			n, ok := usable[t.NodeID]
+		case placed(t):
+			n, ok := ready[t.NodeID]
 			if !ok {
 				continue
 			}
-			at := t.autoscaler()
+			at := toTask(t)
 			n.Allocated = n.Allocated.Add(at.Requests)
-			if !global[t.ServiceID] {
+			if !isGlobal[t.ServiceID] {
 				n.Tasks = append(n.Tasks, at)
 			}
 		}
 	}
 	slices.SortFunc(snap.Pending, func(a, b autoscaler.Task) int { return strings.Compare(a.ID, b.ID) })
-	for _, n := range usable {
+	for _, n := range ready {
 		slices.SortFunc(n.Tasks, func(a, b autoscaler.Task) int { return strings.Compare(a.ID, b.ID) })
 		snap.Nodes = append(snap.Nodes, *n)
 	}
@@ -191,12 +223,4 @@ func pinned(sel map[string]string, nodeID, hostname string) map[string]string {
 		require(sel, LabelID, nodeID, LabelID+"=="+nodeID)
 	}
 	return sel
-}
-
-func list[T any](ctx context.Context, api *engine, what string, q url.Values) ([]T, error) {
-	var out []T
-	if err := api.get(ctx, "/"+what, q, &out); err != nil {
-		return nil, fmt.Errorf("list swarm %s: %w", what, err)
-	}
-	return out, nil
 }

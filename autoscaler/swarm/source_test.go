@@ -3,12 +3,15 @@ package swarm
 import (
 	"context"
 	"errors"
+	"net"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
 
 	"github.com/provisionhq/provision/autoscaler"
 )
@@ -183,9 +186,9 @@ func TestSnapshot(t *testing.T) {
 		}
 	})
 
-	t.Run("one request per list, at API 1.41", func(t *testing.T) {
+	t.Run("one request per list, at API 1.41 (negotiated once)", func(t *testing.T) {
 		want := []string{
-			"GET /version",
+			"HEAD /_ping",
 			`GET /v1.41/tasks?filters=%7B%22desired-state%22%3A%7B%22running%22%3Atrue%7D%7D`,
 			"GET /v1.41/nodes",
 			"GET /v1.41/services",
@@ -200,25 +203,25 @@ func TestSnapshotErrors(t *testing.T) {
 	t.Parallel()
 	notManager := `{"message":"This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again."}`
 	tests := []struct {
-		name       string
-		setup      func(f *fakeEngine)
-		noEngine   bool
-		want       []string
-		wantStatus int // an *APIError with this status
+		name     string
+		setup    func(f *fakeEngine)
+		noEngine bool
+		want     []string
+		wantIs   func(error) bool // the errdefs class callers act on
 	}{
 		{name: "malformed JSON", setup: func(f *fakeEngine) { f.override["/tasks"] = reply{200, `[{"ID":"x","Status":`} },
-			want: []string{"list swarm tasks", "GET /v1.41/tasks", "decode response", "unexpected EOF"}},
+			want: []string{"list swarm tasks", "unexpected EOF"}},
 		{name: "an object where a list belongs", setup: func(f *fakeEngine) { f.override["/nodes"] = reply{200, `{"ID":"x"}`} },
-			want: []string{"list swarm nodes", "decode response", "cannot unmarshal object"}},
+			want: []string{"list swarm nodes", "cannot unmarshal object"}},
 		{name: "not a manager", setup: func(f *fakeEngine) { f.override["/nodes"] = reply{503, notManager} },
-			want:       []string{"list swarm nodes", "GET /v1.41/nodes", "503 Service Unavailable", "This node is not a swarm manager"},
-			wantStatus: 503},
+			want:   []string{"list swarm nodes", "This node is not a swarm manager"},
+			wantIs: cerrdefs.IsUnavailable},
 		{name: "error body that is not JSON", setup: func(f *fakeEngine) { f.override["/services"] = reply{500, "upstream broke\n"} },
-			want: []string{"list swarm services", "500 Internal Server Error", "upstream broke"}, wantStatus: 500},
-		{name: "engine older than 1.41", setup: func(f *fakeEngine) { f.apiVersion = "1.40" },
-			want: []string{"engine API version", "engine speaks API 1.40, older than 1.41"}},
+			want: []string{"list swarm services", "upstream broke"}, wantIs: cerrdefs.IsInternal},
+		{name: "engine older than the client supports", setup: func(f *fakeEngine) { f.apiVersion = "1.30" },
+			want: []string{"engine API version", "API version 1.30 is not supported"}},
 		{name: "no engine at the socket", noEngine: true,
-			want: []string{"engine API version", "GET /version", "no such file or directory"}},
+			want: []string{"engine API version", "no such file or directory"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -242,11 +245,25 @@ func TestSnapshotErrors(t *testing.T) {
 					t.Errorf("err = %q, want it to contain %q", err, w)
 				}
 			}
-			var apiErr *APIError
-			if tt.wantStatus != 0 && (!errors.As(err, &apiErr) || apiErr.StatusCode != tt.wantStatus) {
-				t.Errorf("err = %#v, want an *APIError with status %d", err, tt.wantStatus)
+			if tt.wantIs != nil && !tt.wantIs(err) {
+				t.Errorf("err = %#v, not of the expected errdefs class", err)
 			}
 		})
+	}
+}
+
+// TestDialErrorIsKept: the client reports a failed dial as "Cannot connect
+// to the Docker daemon"; the dial's own reason must still reach the log.
+func TestDialErrorIsKept(t *testing.T) {
+	t.Parallel()
+	dial := func(context.Context) (net.Conn, error) {
+		return nil, errors.New("mgr-1: dial unix socket /var/run/docker.sock over ssh: ssh: rejected: administratively prohibited")
+	}
+	s := New(dial, Options{})
+	defer s.Close()
+	_, err := s.Snapshot(ctxTimeout(t, 10*time.Second))
+	if err == nil || !strings.Contains(err.Error(), "administratively prohibited") {
+		t.Errorf("err = %v, want the dial's reason in it", err)
 	}
 }
 
@@ -261,8 +278,8 @@ func TestAPIVersion(t *testing.T) {
 		wantAsked bool // GET /version was called
 	}{
 		{name: "engine speaks 1.41 (Docker 20.10)", engineMin: "1.12", engineMax: "1.41", wantPath: "/v1.41/", wantAsked: true},
-		{name: "newer engine still speaking 1.41", engineMin: "1.24", engineMax: "1.47", wantPath: "/v1.41/", wantAsked: true},
-		{name: "engine that dropped 1.41 (Docker 29)", engineMin: "1.44", engineMax: "1.52", wantPath: "/v1.44/", wantAsked: true},
+		{name: "newer engine: its highest", engineMin: "1.24", engineMax: "1.47", wantPath: "/v1.47/", wantAsked: true},
+		{name: "engine that dropped 1.41 (Docker 29)", engineMin: "1.44", engineMax: "1.52", wantPath: "/v1.52/", wantAsked: true},
 		{name: "pinned version, no negotiation", engineMin: "1.12", engineMax: "1.41", pinned: "v1.40", wantPath: "/v1.40/"},
 	}
 	for _, tt := range tests {
@@ -278,7 +295,7 @@ func TestAPIVersion(t *testing.T) {
 			}
 			versionCalls := 0
 			for _, r := range f.allRequests() {
-				if r == "GET /version" {
+				if r == "HEAD /_ping" {
 					versionCalls++
 					continue
 				}
@@ -287,7 +304,7 @@ func TestAPIVersion(t *testing.T) {
 				}
 			}
 			if want := map[bool]int{true: 1, false: 0}[tt.wantAsked]; versionCalls != want {
-				t.Errorf("GET /version called %d times over two snapshots, want %d", versionCalls, want)
+				t.Errorf("HEAD /_ping called %d times over two snapshots, want %d", versionCalls, want)
 			}
 		})
 	}

@@ -2,7 +2,6 @@ package swarm
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/moby/moby/client"
 
 	"github.com/provisionhq/provision/internal/retry"
 )
@@ -26,7 +27,7 @@ const (
 // Watch calls changed when demand may have changed, until ctx ends; it
 // returns ctx.Err(). Two things feed it:
 //
-//   - the event stream (GET /events for types service and node): a service
+//   - the event stream (the client's Events, types service and node): a service
 //     created, scaled or removed, a node joining, leaving, going down or
 //     being drained calls changed at once. Container events are not asked
 //     for: the engine reports only its own node's, and the autoscaler runs
@@ -48,16 +49,6 @@ func (s *Source) Watch(ctx context.Context, changed func()) error {
 	cancel()
 	wg.Wait()
 	return ctx.Err()
-}
-
-// event is one Engine API event (GET /events), as much as is logged.
-type event struct {
-	Type   string
-	Action string
-	Actor  struct {
-		ID         string
-		Attributes map[string]string
-	}
 }
 
 func (s *Source) followEvents(ctx context.Context, changed func()) {
@@ -82,24 +73,25 @@ func (s *Source) followEvents(ctx context.Context, changed func()) {
 // readEvents follows one event stream until it ends; healthy reports a
 // stream that delivered events or stayed open a while.
 func (s *Source) readEvents(ctx context.Context, changed func()) (healthy bool, err error) {
-	body, err := s.api.stream(ctx, "/events", filters("type", "service", "type", "node"))
-	if err != nil {
+	if err := s.api.ready(ctx); err != nil {
 		return false, fmt.Errorf("swarm events: %w", err)
 	}
-	defer body.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the client's reader
 	start := time.Now()
-	dec := json.NewDecoder(body)
+	stream := s.api.api.Events(ctx, client.EventsListOptions{Filters: client.Filters{}.Add("type", "service", "node")})
 	for {
-		var ev event
-		if err := dec.Decode(&ev); err != nil {
+		select {
+		case ev := <-stream.Messages:
+			healthy = true
+			s.logger.Debug("swarm event", "type", ev.Type, "action", ev.Action, "id", ev.Actor.ID, "name", ev.Actor.Attributes["name"])
+			changed()
+		case err := <-stream.Err:
 			if errors.Is(err, io.EOF) {
 				err = errors.New("stream closed by the engine")
 			}
-			return healthy || time.Since(start) >= healthyStream, fmt.Errorf("swarm events: %w", err)
+			return healthy || time.Since(start) >= healthyStream, fmt.Errorf("swarm events: %w", s.api.explain(err))
 		}
-		healthy = true
-		s.logger.Debug("swarm event", "type", ev.Type, "action", ev.Action, "id", ev.Actor.ID, "name", ev.Actor.Attributes["name"])
-		changed()
 	}
 }
 
@@ -147,7 +139,7 @@ func (s *Source) pollDemand(ctx context.Context, changed func()) {
 // demand is a fingerprint of what Watch reacts to: the IDs of pending tasks
 // and of usable nodes, sorted.
 func (s *Source) demand(ctx context.Context) (string, error) {
-	tasks, err := s.listTasks(ctx, "desired-state", "running")
+	tasks, err := s.listTasks(ctx, client.Filters{}.Add("desired-state", "running"))
 	if err != nil {
 		return "", err
 	}
@@ -155,18 +147,18 @@ func (s *Source) demand(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var pending, usable []string
+	var waiting, ready []string
 	for i := range tasks {
-		if tasks[i].pending() {
-			pending = append(pending, tasks[i].ID)
+		if pending(&tasks[i]) {
+			waiting = append(waiting, tasks[i].ID)
 		}
 	}
 	for i := range nodes {
-		if nodes[i].usable() {
-			usable = append(usable, nodes[i].ID)
+		if usable(&nodes[i]) {
+			ready = append(ready, nodes[i].ID)
 		}
 	}
-	slices.Sort(pending)
-	slices.Sort(usable)
-	return strings.Join(pending, ",") + "|" + strings.Join(usable, ","), nil
+	slices.Sort(waiting)
+	slices.Sort(ready)
+	return strings.Join(waiting, ",") + "|" + strings.Join(ready, ","), nil
 }
