@@ -1,9 +1,8 @@
 package provider
 
 import (
+	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +11,8 @@ import (
 	p "github.com/pulumi/pulumi-go-provider"
 	"github.com/pulumi/pulumi/sdk/v3/go/property"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/provisionhq/provision/providers/docker/dockertest"
 )
 
 // requireDocker skips without a Docker engine, unless the environment says
@@ -22,23 +23,16 @@ func requireDocker(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs docker: skipped with -short")
 	}
-	if err := exec.Command("docker", "info").Run(); err != nil {
-		if os.Getenv("PROVISION_REQUIRE_DOCKER") != "" {
-			t.Fatalf("docker is required (PROVISION_REQUIRE_DOCKER is set) but does not answer: %v", err)
-		}
-		t.Skipf("no docker engine: %v", err)
-	}
+	dockertest.Require(t)
 }
 
 // containers lists the cluster's containers by the docker provider's label.
 func containers(t *testing.T, cluster string) []string {
 	t.Helper()
-	out, err := exec.Command("docker", "ps", "-a", "--filter", "label=provision.cluster="+cluster, "--format", "{{.Names}}").Output()
+	names, err := dockertest.ContainerNames(t.Context(), "provision.cluster="+cluster)
 	if err != nil {
 		t.Fatalf("docker ps: %v", err)
 	}
-	names := strings.Fields(string(out))
-	slices.Sort(names)
 	return names
 }
 
@@ -67,7 +61,9 @@ func ids(nodes []node) []string {
 // swarmNodes is `docker node ls` on the manager: hostname → status.
 func swarmNodes(t *testing.T, manager string) map[string]string {
 	t.Helper()
-	out, err := exec.Command("docker", "exec", manager, "docker", "node", "ls", "--format", "{{.Hostname}} {{.Status}}").CombinedOutput()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	out, err := dockertest.Exec(ctx, manager, "docker", "node", "ls", "--format", "{{.Hostname}} {{.Status}}")
 	if err != nil {
 		t.Fatalf("docker node ls on %s: %v\n%s", manager, err, out)
 	}
@@ -257,8 +253,8 @@ func TestClusterLifecycle(t *testing.T) {
 			victim = n.id
 		}
 	}
-	if b, err := exec.Command("docker", "rm", "-f", victim).CombinedOutput(); err != nil {
-		t.Fatalf("docker rm %s: %v\n%s", victim, err, b)
+	if err := dockertest.RemoveContainers(t.Context(), victim); err != nil {
+		t.Fatalf("docker rm %s: %v", victim, err)
 	}
 	read, err = s.Read(p.ReadRequest{ID: name, Urn: urn, Properties: out, Inputs: in3})
 	if err != nil {
@@ -276,8 +272,8 @@ func TestClusterLifecycle(t *testing.T) {
 	if got := containers(t, name); len(got) != 0 {
 		t.Fatalf("delete left containers: %v", got)
 	}
-	if b, _ := exec.Command("docker", "network", "ls", "-q", "--filter", "label=provision.cluster="+name).Output(); len(strings.TrimSpace(string(b))) != 0 {
-		t.Fatalf("delete left a network: %s", b)
+	if nets, _ := dockertest.Networks(t.Context(), "provision.cluster="+name); len(nets) != 0 {
+		t.Fatalf("delete left a network: %s", nets)
 	}
 	// Deleting again (a retried delete) is a success.
 	if err := s.Delete(p.DeleteRequest{ID: name, Urn: urn, Properties: read.Properties}); err != nil {
