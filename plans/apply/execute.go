@@ -372,10 +372,19 @@ func (r *run) pipeline(ctx context.Context, id string, mgr *managerGate, sem cha
 	if phaseBefore(m.Phase, state.PhaseReady) {
 		if err := stage(StageRuntime, t.Runtime, func(ctx context.Context) error {
 			// Installs hit package mirrors: retry a transient failure twice.
-			return retry.Do(ctx, retry.Policy{Initial: 2 * time.Second, MaxAttempts: 3}, func(ctx context.Context) (bool, error) {
+			err := retry.Do(ctx, retry.Policy{Initial: 2 * time.Second, MaxAttempts: 3}, func(ctx context.Context) (bool, error) {
 				err := r.e.Prepare(ctx, m, conn)
 				return err == nil || ctx.Err() != nil, err
 			})
+			if err != nil {
+				return err
+			}
+			// Preparing adds a non-root login user to the docker group,
+			// which only a new login has; the Swarm driver opens the
+			// Docker socket as that user.
+			r.dropConn(id)
+			conn, err = r.conn(ctx, m)
+			return err
 		}); err != nil {
 			return err
 		}
