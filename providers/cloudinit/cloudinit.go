@@ -10,7 +10,6 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/provisionhq/provision/providers"
-	"github.com/provisionhq/provision/providers/hostkey"
 )
 
 // Config is the part of #cloud-config provision writes.
@@ -65,26 +64,4 @@ func UserData(spec providers.MachineSpec) ([]byte, error) {
 		return nil, fmt.Errorf("render user-data: %w", err)
 	}
 	return append([]byte("#cloud-config\n"), b...), nil
-}
-
-// Parse reads user-data written by UserData (cloudsim uses it to make an
-// emulated instance answer SSH as a real one would).
-func Parse(data []byte) (*Config, error) {
-	if !strings.HasPrefix(string(data), "#cloud-config") {
-		return nil, fmt.Errorf("user-data is not #cloud-config")
-	}
-	var c Config
-	if err := yaml.Unmarshal(data, &c); err != nil {
-		return nil, fmt.Errorf("parse user-data: %w", err)
-	}
-	return &c, nil
-}
-
-// HostKey returns the ed25519 host key pair from a parsed config.
-func (c *Config) HostKey() (hostkey.Key, error) {
-	priv, pub := c.SSHKeys["ed25519_private"], c.SSHKeys["ed25519_public"]
-	if priv == "" || pub == "" {
-		return hostkey.Key{}, fmt.Errorf("user-data has no ed25519 host key")
-	}
-	return hostkey.Key{PrivatePEM: []byte(priv), Public: pub}, nil
 }

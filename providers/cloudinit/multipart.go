@@ -1,16 +1,12 @@
 package cloudinit
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"fmt"
-	"io"
-	"mime"
 	"mime/multipart"
 	"net/textproto"
 	"strconv"
-	"strings"
 
 	"github.com/provisionhq/provision/providers"
 )
@@ -22,8 +18,8 @@ import (
 // machine, each with a "Launch-Index: i" header; cloud-init's EC2 and
 // OpenStack datasources keep only the parts whose Launch-Index equals the
 // instance's launch index (ami-launch-index / launch_index), so instance i
-// configures machine i's host key and nothing else. ForLaunchIndex is that
-// filter, for emulators that must hand a backing host what a VM would apply.
+// configures machine i's host key and nothing else. This package only
+// writes: cloudsim/userdata reads it back, independently, as cloud-init.
 //
 // Trade-off: the metadata service serves the whole document to every
 // instance of the batch, so root on one machine can read its siblings'
@@ -34,10 +30,6 @@ import (
 // mimeBoundary is fixed so the output is deterministic (EC2's idempotency
 // token covers the user-data); it cannot occur in a YAML cloud-config.
 const mimeBoundary = "==provision-batch=="
-
-// maxDecoded bounds what ForLaunchIndex inflates: clouds cap user-data far
-// below this, so more is a gzip bomb, not a batch.
-const maxDecoded = 1 << 20
 
 // MultiPart renders the user-data of a batch: spec i is launch index i. The
 // output is deterministic. It holds private host keys: never log it.
@@ -83,68 +75,4 @@ func MultiPart(specs []providers.MachineSpec) ([]byte, error) {
 		return nil, fmt.Errorf("batch user-data: gzip: %w", err)
 	}
 	return gz.Bytes(), nil
-}
-
-// ForLaunchIndex returns the cloud-config that cloud-init on the instance
-// with the given launch index would apply, from the user-data of its
-// launch: gzip is undone, and in a MIME multipart document the
-// text/cloud-config part whose Launch-Index header equals index wins over a
-// part without one (cloud-init's launch-index filter). Other user-data is
-// returned as it is.
-func ForLaunchIndex(userData []byte, index int) ([]byte, error) {
-	if len(userData) >= 2 && userData[0] == 0x1f && userData[1] == 0x8b {
-		zr, err := gzip.NewReader(bytes.NewReader(userData))
-		if err != nil {
-			return nil, fmt.Errorf("user-data: %w", err)
-		}
-		b, err := io.ReadAll(io.LimitReader(zr, maxDecoded))
-		if err != nil {
-			return nil, fmt.Errorf("user-data: gunzip: %w", err)
-		}
-		userData = b
-	}
-	if !bytes.HasPrefix(bytes.ToLower(userData), []byte("content-type: multipart/")) {
-		return userData, nil
-	}
-	tp := textproto.NewReader(bufio.NewReader(bytes.NewReader(userData)))
-	hdr, err := tp.ReadMIMEHeader()
-	if err != nil {
-		return nil, fmt.Errorf("user-data: MIME header: %w", err)
-	}
-	_, params, err := mime.ParseMediaType(hdr.Get("Content-Type"))
-	if err != nil || params["boundary"] == "" {
-		return nil, fmt.Errorf("user-data: multipart without a boundary")
-	}
-	mr := multipart.NewReader(tp.R, params["boundary"])
-	var shared []byte
-	for {
-		part, err := mr.NextRawPart()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("user-data: MIME part: %w", err)
-		}
-		ct, _, _ := mime.ParseMediaType(part.Header.Get("Content-Type"))
-		body, err := io.ReadAll(part)
-		if err != nil {
-			return nil, fmt.Errorf("user-data: MIME part: %w", err)
-		}
-		if ct != "text/cloud-config" {
-			continue
-		}
-		li := strings.TrimSpace(part.Header.Get("Launch-Index"))
-		switch {
-		case li == "":
-			if shared == nil {
-				shared = body
-			}
-		case li == strconv.Itoa(index):
-			return body, nil
-		}
-	}
-	if shared == nil {
-		return nil, fmt.Errorf("user-data: no cloud-config for launch index %d", index)
-	}
-	return shared, nil
 }
