@@ -6,14 +6,19 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/provisionhq/provision/providers/docker/dockertest"
 )
 
 // writeFile writes a local file for an image and returns its path.
@@ -153,12 +158,7 @@ func TestWriteImagesDockerLoad(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if out, err := exec.CommandContext(ctx, "docker", "info").CombinedOutput(); err != nil {
-		if os.Getenv("PROVISION_REQUIRE_DOCKER") != "" {
-			t.Fatalf("docker is required (PROVISION_REQUIRE_DOCKER is set) but does not answer: %v\n%s", err, out)
-		}
-		t.Skipf("docker is unavailable, so the docker load check is skipped: %v", err)
-	}
+	dc := dockertest.Require(t)
 	var rnd [4]byte
 	rand.Read(rnd[:])
 	suffix := hex.EncodeToString(rnd[:])
@@ -170,35 +170,40 @@ func TestWriteImagesDockerLoad(t *testing.T) {
 	if err := WriteImages(out, images...); err != nil {
 		t.Fatal(err)
 	}
-	loaded, err := exec.CommandContext(ctx, "docker", "load", "-i", out).CombinedOutput()
+	loaded, err := dockerLoad(ctx, dc, out)
 	if err != nil {
 		t.Fatalf("docker load: %v\n%s", err, loaded)
 	}
 	for _, im := range images {
-		t.Cleanup(func() { exec.Command("docker", "rmi", "-f", im.Ref).Run() })
+		t.Cleanup(func() { dc.ImageRemove(context.Background(), im.Ref, client.ImageRemoveOptions{Force: true}) })
 		if !strings.Contains(string(loaded), im.Ref) {
 			t.Errorf("docker load output lacks %s:\n%s", im.Ref, loaded)
 		}
 	}
-	got, err := exec.CommandContext(ctx, "docker", "image", "inspect", "-f", "{{json .Config.Entrypoint}} {{.Os}}/{{.Architecture}}", images[0].Ref).CombinedOutput()
+	inspected, err := dc.ImageInspect(ctx, images[0].Ref)
 	if err != nil {
-		t.Fatalf("docker image inspect: %v\n%s", err, got)
+		t.Fatalf("docker image inspect: %v", err)
 	}
-	if want := `["hello"] linux/amd64`; strings.TrimSpace(string(got)) != want {
-		t.Errorf("docker sees %s, want %s", strings.TrimSpace(string(got)), want)
+	var entrypoint []string
+	if inspected.Config != nil {
+		entrypoint = inspected.Config.Entrypoint
+	}
+	if got, want := fmt.Sprintf("%q %s/%s", entrypoint, inspected.Os, inspected.Architecture), `["hello"] linux/amd64`; got != want {
+		t.Errorf("docker sees %s, want %s", got, want)
 	}
 	// The files as docker unpacked them (the images have no shell to run).
-	cid, err := exec.CommandContext(ctx, "docker", "create", images[0].Ref).Output()
+	created, err := dc.ContainerCreate(ctx, client.ContainerCreateOptions{Image: images[0].Ref})
 	if err != nil {
 		t.Fatalf("docker create: %v", err)
 	}
-	id := strings.TrimSpace(string(cid))
-	t.Cleanup(func() { exec.Command("docker", "rm", "-f", id).Run() })
-	cp, err := exec.CommandContext(ctx, "docker", "cp", id+":/etc/hello.conf", "-").Output()
+	id := created.ID
+	t.Cleanup(func() { dockertest.RemoveContainers(context.Background(), id) })
+	cp, err := dc.CopyFromContainer(ctx, id, client.CopyFromContainerOptions{SourcePath: "/etc/hello.conf"})
 	if err != nil {
 		t.Fatalf("docker cp: %v", err)
 	}
-	tr := tar.NewReader(bytes.NewReader(cp))
+	defer cp.Content.Close()
+	tr := tar.NewReader(cp.Content)
 	hdr, err := tr.Next()
 	if err != nil {
 		t.Fatal(err)
@@ -210,4 +215,27 @@ func TestWriteImagesDockerLoad(t *testing.T) {
 	if string(data) != "greeting=hi\n" || hdr.Mode&0o777 != 0o640 {
 		t.Errorf("docker has /etc/hello.conf %q mode %o, want %q mode 640", data, hdr.Mode, "greeting=hi\n")
 	}
+}
+
+// dockerLoad loads an image archive, as `docker load -i` does, and returns
+// the daemon's progress stream (which names the loaded images).
+func dockerLoad(ctx context.Context, dc *client.Client, path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	res, err := dc.ImageLoad(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Close()
+	out, err := io.ReadAll(res)
+	if err != nil {
+		return out, err
+	}
+	if bytes.Contains(out, []byte(`"errorDetail"`)) {
+		return out, errors.New("the daemon reported an error")
+	}
+	return out, nil
 }
