@@ -41,7 +41,7 @@ const (
 )
 
 // createParallelism bounds how many machines one Create prepares at once.
-// Each machine costs a handful of docker CLI calls against one local dockerd
+// Each machine costs a handful of Engine API calls against one local dockerd
 // on a small shared host; more parallelism only queues inside the daemon.
 const createParallelism = 4
 
