@@ -2,12 +2,15 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/provisionhq/provision/internal/session"
 	"github.com/provisionhq/provision/plans/apply"
 	"github.com/provisionhq/provision/state"
 )
@@ -43,18 +46,51 @@ func TestFindMachine(t *testing.T) {
 	}
 }
 
-func TestPlainProgressLines(t *testing.T) {
+// A plain up on a non-terminal is one stream: a line per machine step and
+// log lines in the same form, with info logs (`level=INFO msg="step
+// applied"`) left out unless --log-level debug.
+func TestPlainUpIsOneStream(t *testing.T) {
 	t.Parallel()
-	var buf bytes.Buffer
-	p := newProgress(&buf, &options{output: "text", progress: "plain"})
+	line := regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \S+ +(create|ssh|runtime|join|drain|delete|debug|info|warn|error) +\S.*$`)
 	at := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
-	p.Event(apply.Event{Time: at, Machine: "c-workers-bbbbbb", Stage: apply.StageCreate, Status: apply.StatusDone, Detail: "10.0.0.3"})
-	p.Event(apply.Event{Time: at, Machine: "c-workers-bbbbbb", Stage: apply.StageJoin, Status: apply.StatusFail, Err: "manager gone"})
-	p.Close()
-	want := "2026-11-24T12:00:00Z c-workers-bbbbbb                 create   done (10.0.0.3)\n" +
-		"2026-11-24T12:00:00Z c-workers-bbbbbb                 join     fail: manager gone\n"
-	if buf.String() != want {
-		t.Errorf("plain progress:\n%q\nwant\n%q", buf.String(), want)
+	tests := []struct {
+		logLevel  string
+		wantLines int
+		wantDebug bool
+	}{
+		{logLevel: "info", wantLines: 5},
+		{logLevel: "warn", wantLines: 5},
+		{logLevel: "debug", wantLines: 7, wantDebug: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.logLevel, func(t *testing.T) {
+			t.Parallel()
+			var out bytes.Buffer // stdout and stderr interleaved, as on a terminal
+			o := &options{output: "text", progress: "auto", logLevel: tt.logLevel}
+			s := &session.Session{}
+			prog := o.display(&out, &out, s)
+			// What the engine and bootstrap send during one machine's up.
+			prog.Event(apply.Event{Time: at, Machine: "c-workers-bbbbbb", Pool: "workers", Stage: apply.StageCreate, Status: apply.StatusDone, Detail: "10.0.0.3"})
+			s.Log.Info("step applied", "machine", "c-workers-bbbbbb", "step", "install docker", "duration", time.Second)
+			prog.Event(apply.Event{Time: at, Machine: "c-workers-bbbbbb", Pool: "workers", Stage: apply.StageRuntime, Status: apply.StatusDone})
+			s.Log.Debug("ssh dial", "machine", "c-workers-bbbbbb", "addr", "10.0.0.3:22")
+			s.Log.Warn("manager does not answer; going through another", "manager", "c-managers-aaaaaa", "instead", "c-managers-cccccc")
+			s.Log.Error("unlock state", "err", errors.New("lock file gone\nreally"))
+			prog.Event(apply.Event{Time: at, Machine: "c-workers-bbbbbb", Pool: "workers", Stage: apply.StageJoin, Status: apply.StatusFail, Err: "join: manager gone\nretry later"})
+			prog.Close()
+			lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+			for _, l := range lines {
+				if !line.MatchString(l) || strings.Contains(l, "level=") {
+					t.Errorf("line not in the plain form: %q", l)
+				}
+			}
+			if len(lines) != tt.wantLines {
+				t.Errorf("%d lines, want %d:\n%s", len(lines), tt.wantLines, out.String())
+			}
+			if got := strings.Contains(out.String(), "step applied"); got != tt.wantDebug {
+				t.Errorf("info log shown = %v, want %v:\n%s", got, tt.wantDebug, out.String())
+			}
+		})
 	}
 }
 

@@ -117,7 +117,7 @@ Running up again on an unchanged plan changes nothing. An interrupted up
 			if err != nil {
 				return err
 			}
-			prog := newProgress(cmd.OutOrStdout(), o)
+			prog := o.display(cmd.OutOrStdout(), cmd.ErrOrStderr(), s)
 			e, err := s.Engine(cmd.Context(), "up", prog.Event)
 			if err != nil {
 				return err
@@ -170,7 +170,7 @@ A failed down keeps the state of what is left; run it again to finish.`,
 			if err != nil {
 				return err
 			}
-			prog := newProgress(cmd.OutOrStdout(), o)
+			prog := o.display(cmd.OutOrStdout(), cmd.ErrOrStderr(), s)
 			rep, err := s.Destroyer("down", prog.Event).Destroy(cmd.Context(), s.Plan)
 			prog.Close()
 			if err == nil {

@@ -9,6 +9,9 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+
+	"github.com/provisionhq/provision/internal/progress"
+	"github.com/provisionhq/provision/internal/session"
 )
 
 // options are the flags every command shares.
@@ -45,8 +48,8 @@ next up resumes from.`,
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVarP(&o.output, "output", "o", "text", "output format: text or json")
-	root.PersistentFlags().StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error (logs go to stderr)")
-	root.PersistentFlags().StringVar(&o.progress, "progress", "auto", "progress display: auto (a live line per machine on a terminal), plain (timestamped lines), none")
+	root.PersistentFlags().StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error (logs go to stderr; next to up's and down's progress, warn unless debug)")
+	root.PersistentFlags().StringVar(&o.progress, "progress", "auto", "progress display: auto (a live line per machine on a terminal, else plain), plain (a timestamped line per machine step), none")
 	root.AddCommand(newValidate(o), newPlan(o), newUp(o), newDown(o), newStatus(o), newKubeconfig(o), newArtifacts(o), newSSH(o), newImage(o), newAutoscale(o))
 	return root
 }
@@ -66,15 +69,55 @@ func (o *options) validate() error {
 }
 
 func (o *options) logger(w io.Writer) (*slog.Logger, error) {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(strings.ToUpper(o.logLevel))); err != nil {
-		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", o.logLevel)
-	}
-	// A live display owns the terminal: only warnings and errors interrupt it.
-	if o.liveDisplay() && lvl < slog.LevelWarn {
-		lvl = slog.LevelWarn
+	lvl, err := o.level()
+	if err != nil {
+		return nil, err
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl})), nil
+}
+
+func (o *options) level() (slog.Level, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(strings.ToUpper(o.logLevel))); err != nil {
+		return lvl, fmt.Errorf("--log-level %q: use debug, info, warn or error", o.logLevel)
+	}
+	return lvl, nil
+}
+
+// mode is how up and down show the engine's progress.
+func (o *options) mode() progress.Mode {
+	switch {
+	case o.output == "json":
+		return progress.JSON
+	case o.progress == "none":
+		return progress.None
+	case o.liveDisplay():
+		return progress.Live
+	}
+	return progress.Plain
+}
+
+// display starts up's or down's progress display on w and makes the
+// session's log fit it: a person reads the steps, and logs only at warn and
+// above (everything with --log-level debug, except under a live display,
+// which owns the terminal). Next to plain step lines, log lines on errw take
+// the same form. JSON and no display keep the log as it is.
+func (o *options) display(w, errw io.Writer, s *session.Session) *progress.Display {
+	mode := o.mode()
+	lvl, err := o.level()
+	if err != nil { // load checked it already
+		lvl = slog.LevelInfo
+	}
+	switch mode {
+	case progress.Live:
+		s.Log = slog.New(slog.NewTextHandler(errw, &slog.HandlerOptions{Level: max(lvl, slog.LevelWarn)}))
+	case progress.Plain:
+		if lvl > slog.LevelDebug {
+			lvl = max(lvl, slog.LevelWarn)
+		}
+		s.Log = slog.New(progress.Handler(errw, lvl))
+	}
+	return progress.New(w, mode)
 }
 
 func (o *options) liveDisplay() bool {

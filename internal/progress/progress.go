@@ -1,4 +1,8 @@
-package main
+// Package progress shows the apply engine's events: a live block of one
+// line per machine for a person at a terminal, one line per machine step
+// otherwise, JSON lines for programs. In plain mode the log comes out in the
+// same line form (see Handler), so a person reads one stream.
+package progress
 
 import (
 	"encoding/json"
@@ -12,12 +16,22 @@ import (
 	"github.com/provisionhq/provision/plans/apply"
 )
 
-// progress renders engine events: a live block of one line per machine on a
-// terminal, timestamped lines otherwise, JSON lines for machines.
-type progress struct {
+// Mode is how events are shown.
+type Mode string
+
+const (
+	Live  Mode = "live"  // a block of one line per machine, redrawn in place
+	Plain Mode = "plain" // one line per machine step (see Line)
+	JSON  Mode = "json"  // one JSON object per event, for programs
+	None  Mode = "none"  // nothing
+)
+
+// Display renders engine events in one Mode. Event is safe for concurrent
+// use, as the engine requires.
+type Display struct {
 	mu      sync.Mutex
 	w       io.Writer
-	mode    string // live, plain, json, none
+	mode    Mode
 	start   time.Time
 	rows    map[string]*row
 	order   []string
@@ -31,44 +45,46 @@ type row struct {
 	since                            time.Time
 }
 
-func newProgress(w io.Writer, o *options) *progress {
-	p := &progress{w: w, start: time.Now(), rows: map[string]*row{}}
-	switch {
-	case o.output == "json":
-		p.mode = "json"
-	case o.progress == "none":
-		p.mode = "none"
-	case o.liveDisplay():
-		p.mode = "live"
+// New shows events on w in mode. Close it when the run ends.
+func New(w io.Writer, mode Mode) *Display {
+	p := &Display{w: w, mode: mode, start: time.Now(), rows: map[string]*row{}}
+	if mode == Live {
 		p.stopped = make(chan struct{})
 		p.done = make(chan struct{})
 		go p.tick() // owned by p; Close waits for it
-	default:
-		p.mode = "plain"
 	}
 	return p
 }
 
+// Line is the plain form shared by steps and log records: time, subject
+// (a machine, or "-"), what (a stage, or a log level), then the text.
+func Line(t time.Time, subject, what, text string) string {
+	if subject == "" {
+		subject = "-"
+	}
+	return fmt.Sprintf("%s %-32s %-8s %s", t.UTC().Format(time.RFC3339), subject, what, text)
+}
+
 // Event is the engine's progress callback.
-func (p *progress) Event(ev apply.Event) {
+func (p *Display) Event(ev apply.Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch p.mode {
-	case "json":
+	case JSON:
 		b, _ := json.Marshal(ev)
 		fmt.Fprintf(p.w, "%s\n", b)
 		return
-	case "none":
+	case None:
 		return
-	case "plain":
-		line := fmt.Sprintf("%s %-32s %-8s %s", ev.Time.UTC().Format(time.RFC3339), ev.Machine, ev.Stage, ev.Status)
+	case Plain:
+		text := string(ev.Status)
 		if ev.Detail != "" {
-			line += " (" + ev.Detail + ")"
+			text += " (" + ev.Detail + ")"
 		}
 		if ev.Err != "" {
-			line += ": " + ev.Err
+			text += ": " + oneLine(ev.Err)
 		}
-		fmt.Fprintln(p.w, line)
+		fmt.Fprintln(p.w, Line(ev.Time, ev.Machine, string(ev.Stage), text))
 		return
 	}
 	r, ok := p.rows[ev.Machine]
@@ -85,7 +101,7 @@ func (p *progress) Event(ev apply.Event) {
 	p.drawLocked()
 }
 
-func (p *progress) tick() {
+func (p *Display) tick() {
 	defer close(p.done)
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -103,7 +119,7 @@ func (p *progress) tick() {
 
 var symbols = map[string]string{"start": "…", "done": "✓", "fail": "✗", "skip": "·"}
 
-func (p *progress) drawLocked() {
+func (p *Display) drawLocked() {
 	if p.drawn > 0 {
 		fmt.Fprintf(p.w, "\x1b[%dA", p.drawn)
 	}
@@ -129,9 +145,13 @@ func firstLine(s string) string {
 	return s
 }
 
+// oneLine keeps a multi-line error on its line, so every line of the plain
+// stream has the one form.
+func oneLine(s string) string { return strings.ReplaceAll(s, "\n", "; ") }
+
 // Close stops the live display's clock.
-func (p *progress) Close() {
-	if p.mode == "live" {
+func (p *Display) Close() {
+	if p.mode == Live {
 		close(p.stopped)
 		<-p.done
 	}
