@@ -57,7 +57,7 @@ func TestPrivateHalfNeverPrinted(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, out := range map[string]string{
-		"%v": fmt.Sprintf("%v", hk), "%+v": fmt.Sprintf("%+v", hk), "%s": fmt.Sprintf("%s", hk),
+		"%v": fmt.Sprintf("%v", hk), "%+v": fmt.Sprintf("%+v", hk), "String": hk.String(),
 		"slog": logged.String(), "json": string(js),
 	} {
 		if strings.Contains(out, "PRIVATE KEY") || !strings.Contains(out, strings.Fields(hk.Public)[1]) {
