@@ -20,8 +20,8 @@ var ErrNoManager = errors.New("no joined manager in state: run provision up firs
 // others oldest first, each tried for up to managerDial. A lost
 // control-plane node must not blind provision to the cluster. Every front
 // end that talks to "the manager" (the engine's joins and drains, the CLI,
-// the autoscaler, the Pulumi provider) goes through here; the session dials
-// a machine's public address, as SSH always does.
+// the autoscaler, the Pulumi provider) goes through here, and every one
+// dials a machine's public address (state.Machine.Address), as SSH does.
 func DialManager[C any](ctx context.Context, st *state.State, first string, dial func(context.Context, state.Machine) (C, error)) (C, state.Machine, error) {
 	var zero C
 	ids := st.ManagersFrom(first)
