@@ -1,6 +1,8 @@
 // Package cluster owns the cluster join drivers: how to initialize the first
 // control node, hand out join credentials, join a node, and drain and remove
-// it. Drivers run commands on nodes through a Runner and never see SSH.
+// it. Drivers reach nodes through a Runner (run a command) and its optional
+// extras checked by type assertion (SocketDialer: open a unix socket on the
+// node), and never see SSH.
 package cluster
 
 import (
