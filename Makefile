@@ -5,7 +5,7 @@ PLAN      ?= examples/local.yaml
 # Packages whose tests need nothing but Go; the rest need dockerd.
 export PROVISION_REQUIRE_DOCKER ?= 1
 
-.PHONY: all build deps image demo down demo-kubernetes down-kubernetes kube-artifacts demo-multicloud down-multicloud test unit e2e vet lint fmt clean pulumi-tools e2e-pulumi
+.PHONY: all build deps image demo down demo-kubernetes down-kubernetes kube-artifacts demo-multicloud down-multicloud test unit e2e vet lint fmt clean pulumi-tools e2e-pulumi pulumi-sdk
 
 all: build
 
@@ -93,6 +93,12 @@ PULUMI_PLUGIN_VERSION ?= 0.1.0
 .PHONY: pulumi-plugin
 pulumi-plugin:
 	$(GO) build -ldflags "-X main.version=$(PULUMI_PLUGIN_VERSION)" -o bin/pulumi-resource-provision ./cmd/pulumi-resource-provision
+
+## pulumi-sdk: regenerate the Go SDK, pulumi/sdk/provision, from the
+## provider's schema (cmd/pulumi-resource-provision/schema.json) with Pulumi's
+## Go code generator; pulumi/sdk/gen's test fails until it is rerun
+pulumi-sdk:
+	$(GO) run ./pulumi/sdk/gen
 
 ## pulumi-tools: build the pulumi CLI and the Go language host from the module
 ## proxy into ${PROVISION_CACHE:-~/.cache/provision}/pulumi/<version>/bin

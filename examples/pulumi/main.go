@@ -42,7 +42,7 @@ func program(ctx *pulumi.Context) error {
 		Name: pulumi.String(name),
 		// No private key: the provider generates one and keeps it only in
 		// the secret privateKey output.
-		SSH: &provision.SSHArgs{User: pulumi.String("root")},
+		Ssh: &provision.SshArgs{User: pulumi.String("root")},
 		Pools: provision.PoolArray{
 			provision.PoolArgs{
 				Name:     pulumi.String("managers"),

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 
@@ -12,9 +13,13 @@ import (
 	"github.com/provisionhq/provision/pulumi/sdk/provision"
 )
 
+// clusterType is the Cluster resource's token.
+const clusterType = "provision:index:Cluster"
+
 // mocks answers for the engine and the provider: a cluster's outputs are
-// its inputs plus a manager address, a key and a node, all in plain text,
-// so the program's and the SDK's secret marking is what the test sees.
+// its inputs plus a manager address, a key and a node, all in plain text.
+// Mocks ignore the secret outputs the SDK asks the engine for, so the test
+// checks the request; e2e's TestPulumiExample sees the real engine hide them.
 type mocks struct {
 	mu         sync.Mutex
 	registered []pulumi.MockResourceArgs
@@ -27,7 +32,7 @@ func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 	m.registered = append(m.registered, args)
 	m.mu.Unlock()
 	out := args.Inputs.Copy()
-	if args.TypeToken == provision.ClusterType {
+	if args.TypeToken == clusterType {
 		out["managerAddress"] = resource.NewProperty(managerAddress)
 		out["privateKey"] = resource.NewProperty("-----BEGIN OPENSSH PRIVATE KEY-----")
 		out["nodes"] = resource.NewProperty([]resource.PropertyValue{
@@ -48,7 +53,7 @@ func withConfig(cfg map[string]string) pulumi.RunOption {
 
 // TestProgram runs the example under Pulumi's mocks: one cluster of the
 // expected shape is registered, the exports are wired from its outputs,
-// and the private key is exported as a secret.
+// and the private key is a secret output.
 func TestProgram(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -82,12 +87,12 @@ func TestProgram(t *testing.T) {
 
 			var clusters []pulumi.MockResourceArgs
 			for _, r := range m.registered {
-				if r.TypeToken == provision.ClusterType {
+				if r.TypeToken == clusterType {
 					clusters = append(clusters, r)
 				}
 			}
 			if len(clusters) != 1 {
-				t.Fatalf("%d %s registered, want 1 (all: %+v)", len(clusters), provision.ClusterType, m.registered)
+				t.Fatalf("%d %s registered, want 1 (all: %+v)", len(clusters), clusterType, m.registered)
 			}
 			in := clusters[0].Inputs
 			if in["name"].StringValue() != tt.cluster || in["ssh"].ObjectValue()["user"].StringValue() != "root" {
@@ -119,8 +124,11 @@ func TestProgram(t *testing.T) {
 			if r := exports["managerAddress"]; r.Value != managerAddress || r.Secret || !r.Known {
 				t.Errorf("managerAddress export = %+v, want the cluster's output %q in plain text", r, managerAddress)
 			}
-			if r := exports["privateKey"]; !r.Secret || r.Value == "" {
-				t.Errorf("privateKey export = secret %v, want a secret", r.Secret)
+			if r := exports["privateKey"]; r.Value == "" {
+				t.Errorf("privateKey export = %+v, want the cluster's key", r)
+			}
+			if rpc := clusters[0].RegisterRPC; rpc == nil || !slices.Contains(rpc.GetAdditionalSecretOutputs(), "privateKey") {
+				t.Errorf("cluster registered without privateKey as a secret output: %v", rpc)
 			}
 			if r, ok := exports["nodes"]; !ok || len(r.Value.([]provision.Node)) != 1 {
 				t.Errorf("nodes export = %+v, want the cluster's nodes", r)

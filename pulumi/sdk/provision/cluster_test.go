@@ -2,6 +2,7 @@ package provision
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 
@@ -10,9 +11,15 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/internals"
 )
 
+// clusterType is the resource's token in the schema.
+const clusterType = "provision:index:Cluster"
+
+// secretOutputs are the Cluster outputs the engine must keep secret.
+var secretOutputs = []string{"kubeconfig", "managerJoinToken", "privateKey", "workerJoinToken"}
+
 // mocks stands in for the engine: it records what was registered and
-// answers like the provider, with the outputs in plain text so the SDK's
-// own secret marking is what the test sees.
+// answers like the provider, with the outputs in plain text. Mocks ignore
+// AdditionalSecretOutputs, so the tests check the SDK asks for them.
 type mocks struct {
 	mu         sync.Mutex
 	registered []pulumi.MockResourceArgs
@@ -54,7 +61,7 @@ func TestNewCluster(t *testing.T) {
 	m := &mocks{}
 	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
 		c, err := NewCluster(ctx, "edge", &ClusterArgs{
-			SSH: &SSHArgs{User: pulumi.String("ops"), PrivateKey: pulumi.String("KEY")},
+			Ssh: &SshArgs{User: pulumi.String("ops"), PrivateKey: pulumi.String("KEY")},
 			Pools: PoolArray{
 				PoolArgs{Name: pulumi.String("managers"), Provider: pulumi.String("docker"), Role: pulumi.String("manager"), Count: pulumi.Int(1)},
 				PoolArgs{Name: pulumi.String("workers"), Provider: pulumi.String("aws"), Count: pulumi.Int(2),
@@ -69,8 +76,8 @@ func TestNewCluster(t *testing.T) {
 			t.Errorf("ManagerAddress = %+v, want the provider's value in plain text", r)
 		}
 		for name, o := range map[string]pulumi.StringOutput{"PrivateKey": c.PrivateKey, "WorkerJoinToken": c.WorkerJoinToken, "ManagerJoinToken": c.ManagerJoinToken} {
-			if r := await(t, o); !r.Secret || r.Value == "" {
-				t.Errorf("%s = %+v, want a secret value", name, r)
+			if r := await(t, o); r.Value == "" {
+				t.Errorf("%s = %+v, want the provider's value", name, r)
 			}
 		}
 		if r := await(t, c.Nodes.Index(pulumi.Int(0)).Address()); r.Value != "172.30.0.2" {
@@ -85,13 +92,16 @@ func TestNewCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if len(m.registered) != 1 || m.registered[0].TypeToken != ClusterType || m.registered[0].Name != "edge" {
-		t.Fatalf("registered %+v, want one %s named edge", m.registered, ClusterType)
+	if len(m.registered) != 1 || m.registered[0].TypeToken != clusterType || m.registered[0].Name != "edge" {
+		t.Fatalf("registered %+v, want one %s named edge", m.registered, clusterType)
 	}
+	checkSecretOutputs(t, m.registered[0])
 	in := m.registered[0].Inputs
+	// ssh.privateKey goes out as given; the provider's Check marks it
+	// secret (the schema says so) before the engine stores the inputs.
 	ssh := in["ssh"].ObjectValue()
-	if !ssh["privateKey"].IsSecret() || ssh["user"].StringValue() != "ops" {
-		t.Errorf("ssh input %v: want user ops and a secret privateKey", ssh)
+	if ssh["privateKey"].StringValue() != "KEY" || ssh["user"].StringValue() != "ops" {
+		t.Errorf("ssh input %v: want user ops and privateKey KEY", ssh)
 	}
 	pools := in["pools"].ArrayValue()
 	if len(pools) != 2 {
@@ -112,8 +122,8 @@ func TestNewCluster(t *testing.T) {
 const testKubeconfig = "apiVersion: v1\nkind: Config\nclusters:\n- cluster: {server: 'https://10.0.0.5:6443'}\n  name: k8s\n"
 
 // TestNewKubeadmCluster: a kubeadm cluster's Kubernetes settings and pool
-// taints reach the provider, and its kubeconfig reaches the program as a
-// secret, so exporting it never prints the admin's key.
+// taints reach the provider, and its kubeconfig is a secret output, so
+// exporting it never prints the admin's key.
 func TestNewKubeadmCluster(t *testing.T) {
 	m := &mocks{}
 	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
@@ -121,7 +131,7 @@ func TestNewKubeadmCluster(t *testing.T) {
 			Kind: pulumi.String("kubeadm"),
 			Kubernetes: &KubernetesArgs{
 				Version:   pulumi.String("v1.33.1"),
-				Artifacts: &KubernetesArtifactsArgs{Source: pulumi.String("release"), URL: pulumi.String("https://mirror.example.com")},
+				Artifacts: &KubernetesArtifactsArgs{Source: pulumi.String("release"), Url: pulumi.String("https://mirror.example.com")},
 				Endpoint:  pulumi.String("api.example.com"),
 				PodCidr:   pulumi.String("10.32.0.0/16"),
 				Images:    pulumi.StringArray{pulumi.String("images/app.tar")},
@@ -135,8 +145,8 @@ func TestNewKubeadmCluster(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if r := await(t, c.Kubeconfig); !r.Secret || r.Value == nil || *r.Value.(*string) != testKubeconfig {
-			t.Errorf("Kubeconfig = %+v, want the provider's kubeconfig as a secret", r)
+		if r := await(t, c.Kubeconfig); r.Value == nil || *r.Value.(*string) != testKubeconfig {
+			t.Errorf("Kubeconfig = %+v, want the provider's kubeconfig", r)
 		}
 		if r := await(t, c.Kubernetes.Version()); r.Secret || r.Value == nil || *r.Value.(*string) != "v1.33.1" {
 			t.Errorf("Kubernetes.Version = %+v", r)
@@ -150,6 +160,7 @@ func TestNewKubeadmCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	checkSecretOutputs(t, m.registered[0])
 	in := m.registered[0].Inputs
 	k := in["kubernetes"].ObjectValue()
 	art := k["artifacts"].ObjectValue()
@@ -171,5 +182,19 @@ func TestNewClusterNeedsPools(t *testing.T) {
 	}, pulumi.WithMocks("proj", "stack", &mocks{}))
 	if err == nil {
 		t.Fatal("NewCluster without pools succeeded")
+	}
+}
+
+// checkSecretOutputs: the SDK registers a cluster asking the engine to keep
+// its keys, join tokens and kubeconfig secret in the stack's state and in
+// the program, whatever the provider returns.
+func checkSecretOutputs(t *testing.T, r pulumi.MockResourceArgs) {
+	t.Helper()
+	if r.RegisterRPC == nil {
+		t.Fatal("the mock monitor gave no RegisterResource request")
+	}
+	got := slices.Sorted(slices.Values(r.RegisterRPC.GetAdditionalSecretOutputs()))
+	if !slices.Equal(got, secretOutputs) {
+		t.Errorf("additional secret outputs %v, want %v", got, secretOutputs)
 	}
 }
