@@ -41,9 +41,9 @@ var _ engine = (*client.Client)(nil)
 // NewClient returns an Engine API client configured like the docker CLI:
 // DOCKER_HOST (default the local socket), DOCKER_API_VERSION and
 // DOCKER_CERT_PATH/DOCKER_TLS_VERIFY, negotiating the API version with the
-// daemon on first use. It does not contact the daemon.
+// daemon on first use (the client default). It does not contact the daemon.
 func NewClient() (*client.Client, error) {
-	c, err := client.New(client.FromEnv, client.WithAPIVersionNegotiation())
+	c, err := client.New(client.FromEnv)
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}

@@ -25,7 +25,7 @@ import (
 // Client returns the process's shared client for the local daemon
 // (DOCKER_HOST or the default socket); it does not contact the daemon.
 var Client = sync.OnceValues(func() (*client.Client, error) {
-	c, err := client.New(client.FromEnv, client.WithAPIVersionNegotiation())
+	c, err := client.New(client.FromEnv)
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
