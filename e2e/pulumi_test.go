@@ -163,7 +163,10 @@ func (s *pulumiStack) outputs() pulumiOutputs {
 // the extra label filters), by name.
 func labelled(t *testing.T, cluster string, filters ...string) []string {
 	t.Helper()
-	names, err := dockertest.ContainerNames(t.Context(), append([]string{"provision.cluster=" + cluster}, filters...)...)
+	// Not t.Context() alone: a t.Cleanup calls this after it is cancelled.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), time.Minute)
+	defer cancel()
+	names, err := dockertest.ContainerNames(ctx, append([]string{"provision.cluster=" + cluster}, filters...)...)
 	if err != nil {
 		t.Fatalf("docker ps: %v", err)
 	}
