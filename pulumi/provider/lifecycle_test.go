@@ -29,7 +29,10 @@ func requireDocker(t *testing.T) {
 // containers lists the cluster's containers by the docker provider's label.
 func containers(t *testing.T, cluster string) []string {
 	t.Helper()
-	names, err := dockertest.ContainerNames(t.Context(), "provision.cluster="+cluster)
+	// Not t.Context(): it is already cancelled when t.Cleanup calls this.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	names, err := dockertest.ContainerNames(ctx, "provision.cluster="+cluster)
 	if err != nil {
 		t.Fatalf("docker ps: %v", err)
 	}
