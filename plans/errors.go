@@ -9,19 +9,25 @@ import (
 // Error is one problem in a plan file, at the place the user has to edit.
 type Error struct {
 	File      string
-	Line, Col int // 1-based; Col is 0 when only the line is known (YAML syntax errors)
-	Msg       string
-	Hint      string // what to do about it; empty when the message says it all
+	Line, Col int // 1-based; Col is 0 when only the line is known (YAML syntax errors); both 0 for a plan built from values
+	// Path names the value in the plan with its YAML names:
+	// "pools[1].settings.ami". Empty when the problem is not about one value
+	// (YAML syntax, an empty file).
+	Path string
+	Msg  string
+	Hint string // what to do about it; empty when the message says it all
 }
 
 func (e *Error) Error() string {
 	var b strings.Builder
-	b.WriteString(e.File)
-	fmt.Fprintf(&b, ":%d", e.Line)
-	if e.Col > 0 {
-		fmt.Fprintf(&b, ":%d", e.Col)
+	if e.Line > 0 {
+		b.WriteString(e.File)
+		fmt.Fprintf(&b, ":%d", e.Line)
+		if e.Col > 0 {
+			fmt.Fprintf(&b, ":%d", e.Col)
+		}
+		b.WriteString(": ")
 	}
-	b.WriteString(": ")
 	b.WriteString(e.Msg)
 	if e.Hint != "" {
 		b.WriteString("\n\thint: ")
@@ -85,6 +91,9 @@ func (p *Plan) Position(path string) (line, col int) {
 			return at.Val.Line, at.Val.Col
 		}
 		if path == "" {
+			if at := p.pos[""]; at.Val.Line == 0 && p.pos != nil {
+				return 0, 0 // built from values: there is no file
+			}
 			return 1, 1
 		}
 		path = parent(path)
@@ -94,7 +103,7 @@ func (p *Plan) Position(path string) (line, col int) {
 // ErrorAt builds an *Error pointing at the value at path (see Position).
 func (p *Plan) ErrorAt(path, msg, hint string) *Error {
 	line, col := p.Position(path)
-	return &Error{File: p.Path, Line: line, Col: col, Msg: msg, Hint: hint}
+	return &Error{File: p.Path, Line: line, Col: col, Path: path, Msg: msg, Hint: hint}
 }
 
 // parent strips the last ".name" or "[i]" of a path.

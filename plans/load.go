@@ -20,16 +20,20 @@ import (
 )
 
 // ProviderSet is what the loader needs to know about providers: which names
-// exist. A *providers.Registry satisfies it.
+// exist, and each one's static settings check. A *providers.Registry
+// satisfies it.
 type ProviderSet interface {
 	Has(name string) bool
 	Names() []string
+	// CheckSettings checks a pool's settings for the named provider with
+	// no credentials and no network; nil when they are valid.
+	CheckSettings(name string, s providers.Settings) []providers.SettingError
 }
 
-// Options tune Load and Parse.
+// Options tune Load, Parse and FromValues.
 type Options struct {
-	// Providers checks each pool's provider name; nil skips the check (for
-	// tools that only read a plan and never create machines).
+	// Providers checks each pool's provider name and settings; nil skips
+	// both (for tools that only read a plan and never create machines).
 	Providers ProviderSet
 	// ImageDir, when set, is where kubernetes.images are found, by file
 	// name: the autoscaler inside the cluster reads them from a node's copy
@@ -71,6 +75,62 @@ func Parse(filename string, data []byte, opts Options) (*Plan, error) {
 	return p, nil
 }
 
+// FromValues defaults and validates a plan built in code rather than read
+// from a file (the Pulumi provider's inputs), with the same checks and
+// messages as Parse. A zero value means "not written", as an absent key does
+// in a file. Its errors carry Path but no file position. The plan's slices,
+// maps and pointers are taken over: defaults are filled in place.
+func FromValues(p Plan, opts Options) (*Plan, error) {
+	d := &decoder{file: p.Path, pos: map[string]position{"": {}}, bad: map[string]bool{}, noPos: true}
+	recordValues(d.pos, "", reflect.ValueOf(p))
+	p.pos = d.pos
+	v := &validator{plan: &p, d: d, opts: opts}
+	v.defaults()
+	v.validate()
+	if len(d.errs) > 0 {
+		return nil, d.errs.sorted()
+	}
+	return &p, nil
+}
+
+// recordValues marks every non-zero value under v as written, by the path
+// the loader would record for it, so defaults and "required" checks treat a
+// plan built from values as they treat a file.
+func recordValues(pos map[string]position, path string, v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Interface, reflect.Pointer:
+		if !v.IsNil() {
+			recordValues(pos, path, v.Elem())
+		}
+	case reflect.Struct:
+		for _, f := range fieldsOf(v.Type()) {
+			fv := v.Field(f.index)
+			if fv.IsZero() {
+				continue
+			}
+			p := join(path, f.name)
+			pos[p] = position{}
+			recordValues(pos, p, fv)
+		}
+	case reflect.Slice:
+		for i := range v.Len() {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			pos[p] = position{}
+			recordValues(pos, p, v.Index(i))
+		}
+	case reflect.Map:
+		if v.Type().Key().Kind() != reflect.String {
+			return
+		}
+		iter := v.MapRange()
+		for iter.Next() {
+			p := join(path, iter.Key().String())
+			pos[p] = position{}
+			recordValues(pos, p, iter.Value())
+		}
+	}
+}
+
 // maxNodes bounds the work a plan can ask of the decoder: aliases make a tiny
 // file expand exponentially ("billion laughs"), and no real plan comes close.
 const maxNodes = 100_000
@@ -92,14 +152,22 @@ type decoder struct {
 	pos    map[string]position // by path: "cluster.name", "pools[1].settings.zone"
 	bad    map[string]bool     // paths whose value did not decode; validation skips them
 	budget int
+	noPos  bool // the plan was built from values (FromValues), not read from a file
 }
 
-func (d *decoder) errorf(at yamlPos, hint, format string, args ...any) {
-	line := at.Line
+// errorf reports a problem at a place in the file; path names the value in
+// the plan ("pools[1].settings.ami"), empty when the problem has none (YAML
+// syntax). A plan built from values has no file positions: its errors carry
+// only the path.
+func (d *decoder) errorf(path string, at yamlPos, hint, format string, args ...any) {
+	line, col := at.Line, at.Col
 	if line < 1 {
 		line = 1
 	}
-	d.errs = append(d.errs, &Error{File: d.file, Line: line, Col: at.Col, Msg: fmt.Sprintf(format, args...), Hint: hint})
+	if d.noPos {
+		line, col = 0, 0
+	}
+	d.errs = append(d.errs, &Error{File: d.file, Line: line, Col: col, Path: path, Msg: fmt.Sprintf(format, args...), Hint: hint})
 }
 
 // document parses data into its single top-level mapping, or reports why it
@@ -107,14 +175,14 @@ func (d *decoder) errorf(at yamlPos, hint, format string, args ...any) {
 func (d *decoder) document(data []byte) *yaml.Node {
 	start := yamlPos{1, 1}
 	if len(bytes.TrimSpace(data)) == 0 {
-		d.errorf(start, `start with "version: 1", a "cluster:" and a "pools:" list`, "empty plan file")
+		d.errorf("", start, `start with "version: 1", a "cluster:" and a "pools:" list`, "empty plan file")
 		return nil
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := d.decodeYAML(dec, &doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			d.errorf(start, `start with "version: 1", a "cluster:" and a "pools:" list`, "empty plan file (only comments)")
+			d.errorf("", start, `start with "version: 1", a "cluster:" and a "pools:" list`, "empty plan file (only comments)")
 		} else {
 			d.syntaxError(err)
 		}
@@ -127,11 +195,11 @@ func (d *decoder) document(data []byte) *yaml.Node {
 		d.syntaxError(err)
 		return nil
 	default:
-		d.errorf(posOf(&next), "a plan file holds one document; remove the \"---\" and what follows, or split it into several plans", "more than one YAML document")
+		d.errorf("", posOf(&next), "a plan file holds one document; remove the \"---\" and what follows, or split it into several plans", "more than one YAML document")
 		return nil
 	}
 	if len(doc.Content) == 0 {
-		d.errorf(start, `start with "version: 1", a "cluster:" and a "pools:" list`, "empty plan file")
+		d.errorf("", start, `start with "version: 1", a "cluster:" and a "pools:" list`, "empty plan file")
 		return nil
 	}
 	root := doc.Content[0]
@@ -139,11 +207,11 @@ func (d *decoder) document(data []byte) *yaml.Node {
 		root = root.Alias
 	}
 	if root.Kind == yaml.ScalarNode && root.ShortTag() == "!!null" {
-		d.errorf(posOf(root), `start with "version: 1", a "cluster:" and a "pools:" list`, "empty plan file")
+		d.errorf("", posOf(root), `start with "version: 1", a "cluster:" and a "pools:" list`, "empty plan file")
 		return nil
 	}
 	if root.Kind != yaml.MappingNode {
-		d.errorf(posOf(root), "a plan is a mapping with version, cluster, ssh, state and pools", "plan must be a mapping, got %s", describe(root))
+		d.errorf("", posOf(root), "a plan is a mapping with version, cluster, ssh, state and pools", "plan must be a mapping, got %s", describe(root))
 		return nil
 	}
 	return root
@@ -176,7 +244,7 @@ func (d *decoder) syntaxError(err error) {
 	} else {
 		msg = strings.TrimPrefix(msg, "yaml: ")
 	}
-	d.errorf(yamlPos{Line: line}, "", "invalid YAML: %s", msg)
+	d.errorf("", yamlPos{Line: line}, "", "invalid YAML: %s", msg)
 }
 
 var bigInt = regexp.MustCompile(`^[-+]?[0-9_]+$`)
@@ -276,7 +344,7 @@ func (d *decoder) value(path string, n *yaml.Node, v reflect.Value) {
 		var i int64
 		if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!float" && bigInt.MatchString(n.Value) {
 			// YAML reads an integer too big for int64 as a float.
-			d.errorf(posOf(n), "", "%s: integer %s is out of range", path, n.Value)
+			d.errorf(path, posOf(n), "", "%s: integer %s is out of range", path, n.Value)
 			d.bad[path] = true
 			return
 		}
@@ -285,7 +353,7 @@ func (d *decoder) value(path string, n *yaml.Node, v reflect.Value) {
 			return
 		}
 		if err := n.Decode(&i); err != nil || v.OverflowInt(i) {
-			d.errorf(posOf(n), "", "%s: integer %s is out of range", path, n.Value)
+			d.errorf(path, posOf(n), "", "%s: integer %s is out of range", path, n.Value)
 			d.bad[path] = true
 			return
 		}
@@ -307,13 +375,13 @@ func (d *decoder) value(path string, n *yaml.Node, v reflect.Value) {
 	default:
 		// A field type the model gained without teaching the decoder: a bug
 		// here, reported at the value so the user is not left guessing.
-		d.errorf(posOf(n), "this is a bug in provision; please report it", "%s: cannot decode into %s", path, t)
+		d.errorf(path, posOf(n), "this is a bug in provision; please report it", "%s: cannot decode into %s", path, t)
 		d.bad[path] = true
 	}
 }
 
 func (d *decoder) mismatch(path string, n *yaml.Node, want string) {
-	d.errorf(posOf(n), "", "%s: expected %s, got %s", label(path), want, describe(n))
+	d.errorf(path, posOf(n), "", "%s: expected %s, got %s", label(path), want, describe(n))
 	d.bad[path] = true
 }
 
@@ -333,7 +401,7 @@ func (d *decoder) resolve(n *yaml.Node) *yaml.Node {
 	}
 	d.budget--
 	if d.budget == 0 {
-		d.errorf(posOf(n), "check anchors and aliases (&name, *name): they expand to a very large document", "plan is too large")
+		d.errorf("", posOf(n), "check anchors and aliases (&name, *name): they expand to a very large document", "plan is too large")
 	}
 	if d.budget <= 0 {
 		return nil
@@ -377,7 +445,7 @@ func (d *decoder) pairs(path string, n *yaml.Node) []pair {
 			continue
 		}
 		if rk.Kind != yaml.ScalarNode {
-			d.errorf(posOf(k), "", "%s: keys must be plain names, got %s", label(path), describe(rk))
+			d.errorf(path, posOf(k), "", "%s: keys must be plain names, got %s", label(path), describe(rk))
 			continue
 		}
 		name := rk.Value
@@ -385,7 +453,7 @@ func (d *decoder) pairs(path string, n *yaml.Node) []pair {
 			name = ""
 		}
 		if prev, dup := first[name]; dup {
-			d.errorf(posOf(k), "remove one of them", "%s: duplicate key %q (first at line %d)", label(path), name, prev.Line)
+			d.errorf(join(path, name), posOf(k), "remove one of them", "%s: duplicate key %q (first at line %d)", label(path), name, prev.Line)
 			continue
 		}
 		first[name] = k
@@ -418,7 +486,7 @@ func (d *decoder) merge(path string, val *yaml.Node) []pair {
 				return out
 			}
 			if ri.Kind != yaml.MappingNode {
-				d.errorf(posOf(item), "", "%s: \"<<\" merges mappings, got %s", label(path), describe(ri))
+				d.errorf(path, posOf(item), "", "%s: \"<<\" merges mappings, got %s", label(path), describe(ri))
 				continue
 			}
 			for _, p := range d.pairs(path, ri) {
@@ -430,7 +498,7 @@ func (d *decoder) merge(path string, val *yaml.Node) []pair {
 		}
 		return out
 	default:
-		d.errorf(posOf(val), "", "%s: \"<<\" merges mappings, got %s", label(path), describe(rv))
+		d.errorf(path, posOf(val), "", "%s: \"<<\" merges mappings, got %s", label(path), describe(rv))
 		return nil
 	}
 }
@@ -473,7 +541,7 @@ func (d *decoder) structure(path string, n *yaml.Node, v reflect.Value) {
 			if s := suggest(kv.name, names); s != "" {
 				meant = append(meant, s)
 			}
-			d.errorf(posOf(kv.key), hint, "%s: unknown field %q", label(path), kv.name)
+			d.errorf(join(path, kv.name), posOf(kv.key), hint, "%s: unknown field %q", label(path), kv.name)
 			continue
 		}
 		p := join(path, kv.name)
@@ -526,7 +594,7 @@ func (d *decoder) free(path string, n *yaml.Node) any {
 	case yaml.ScalarNode:
 		var x any
 		if err := n.Decode(&x); err != nil {
-			d.errorf(posOf(n), "", "%s: %v", label(path), strings.TrimPrefix(err.Error(), "yaml: "))
+			d.errorf(path, posOf(n), "", "%s: %v", label(path), strings.TrimPrefix(err.Error(), "yaml: "))
 			d.bad[path] = true
 			return nil
 		}

@@ -65,7 +65,7 @@ func (v *validator) errorf(path, hint, format string, args ...any) {
 		return
 	}
 	line, col := v.plan.Position(path)
-	v.d.errorf(yamlPos{line, col}, hint, "%s: %s", path, fmt.Sprintf(format, args...))
+	v.d.errorf(path, yamlPos{line, col}, hint, "%s: %s", path, fmt.Sprintf(format, args...))
 }
 
 // missing reports a required field that is absent, pointing at the key of
@@ -94,7 +94,7 @@ func (v *validator) missing(path, hint string) {
 			at = p.Key
 		}
 	}
-	v.d.errorf(at, hint, "%s: required", path)
+	v.d.errorf(path, at, hint, "%s: required", path)
 }
 
 func (v *validator) defaults() {
@@ -270,11 +270,11 @@ func (v *validator) pools() {
 			if pos, ok := v.d.pos["pools"]; ok {
 				at = pos.Key
 			}
-			v.d.errorf(at, "add a pool under pools:, e.g. - {name: managers, provider: docker, count: 1, role: manager}", "at least one pool is required")
+			v.d.errorf("pools", at, "add a pool under pools:, e.g. - {name: managers, provider: docker, count: 1, role: manager}", "at least one pool is required")
 		}
 		return
 	}
-	first := map[string]int{} // pool name → line of its first definition
+	first := map[string]int{} // pool name → index of its first definition
 	managers, uncertain := 0, false
 	for i, pool := range p.Pools {
 		at := fmt.Sprintf("pools[%d]", i)
@@ -288,12 +288,15 @@ func (v *validator) pools() {
 		case len(pool.Name) > maxPoolName || !dnsLabel.MatchString(pool.Name):
 			v.errorf(at+".name", nameHint(pool.Name, maxPoolName), "%q is not a valid pool name", pool.Name)
 		default:
-			if line, dup := first[pool.Name]; dup {
+			if j, dup := first[pool.Name]; dup {
+				where := fmt.Sprintf("as pools[%d]", j)
+				if line, _ := p.Position(fmt.Sprintf("pools[%d].name", j)); line > 0 {
+					where = fmt.Sprintf("at line %d", line)
+				}
 				v.errorf(at+".name", "pool names must be unique: rename one of them, or merge their counts",
-					"duplicate pool %q (first defined at line %d)", pool.Name, line)
+					"duplicate pool %q (first defined %s)", pool.Name, where)
 			} else {
-				line, _ := p.Position(at + ".name")
-				first[pool.Name] = line
+				first[pool.Name] = i
 			}
 		}
 		switch {
@@ -306,6 +309,8 @@ func (v *validator) pools() {
 		case v.opts.Providers != nil && !v.opts.Providers.Has(pool.Provider):
 			v.errorf(at+".provider", unknownHint(pool.Provider, v.opts.Providers.Names(), "known providers"),
 				"unknown provider %q", pool.Provider)
+		case v.opts.Providers != nil && !v.skip(at+".provider"):
+			v.settings(at+".settings", pool.Provider, pool.Settings)
 		}
 		if pool.Count < 0 {
 			v.errorf(at+".count", "use 0 to keep the pool empty", "must be ≥ 0, got %d", pool.Count)
@@ -332,7 +337,7 @@ func (v *validator) pools() {
 		v.poolTaints(at, &p.Pools[i])
 		if _, empty := pool.Labels[""]; empty && !v.skip(at+".labels") {
 			line, col := p.Position(at + ".labels.")
-			v.d.errorf(yamlPos{line, col}, "give the label a name", "%s.labels: label keys must not be empty", at)
+			v.d.errorf(at+".labels", yamlPos{line, col}, "give the label a name", "%s.labels: label keys must not be empty", at)
 		}
 	}
 	if managers == 0 && !uncertain {
@@ -344,7 +349,7 @@ func (v *validator) pools() {
 		if p.Cluster.Kind == "kubeadm" {
 			what = "a Kubernetes cluster needs a control-plane node (a manager)"
 		}
-		v.d.errorf(at, "set role: manager on a pool with count ≥ 1", "%s", what)
+		v.d.errorf("pools", at, "set role: manager on a pool with count ≥ 1", "%s", what)
 	}
 }
 
@@ -367,4 +372,35 @@ func nameHint(name string, max int) string {
 		hint += fmt.Sprintf(", e.g. %q", fixed)
 	}
 	return hint
+}
+
+// settings runs the pool's provider's static settings check (no credentials,
+// no network) and reports each problem at the setting itself, like every
+// other plan error.
+func (v *validator) settings(path, provider string, set providers.Settings) {
+	// A plan too large to decode whole has settings cut short: checking
+	// them would report keys as missing that the file does have.
+	if v.skip(path) || v.d.budget <= 0 && !v.d.noPos {
+		return
+	}
+	for _, e := range v.opts.Providers.CheckSettings(provider, set) {
+		at := path
+		if e.Key != "" {
+			at = join(path, e.Key)
+		}
+		if v.skip(at) {
+			continue
+		}
+		line, col := v.plan.Position(at)
+		subject := at
+		if e.Unknown {
+			// The key is the mistake: point at it, and name the mapping
+			// it is unknown in, as unknown plan fields are.
+			subject = parent(at)
+			if pos, ok := v.d.pos[at]; ok && pos.Key.Line > 0 {
+				line, col = pos.Key.Line, pos.Key.Col
+			}
+		}
+		v.d.errorf(at, yamlPos{line, col}, e.Hint, "%s: %s", subject, e.Msg)
+	}
 }

@@ -61,5 +61,3 @@ func (e *Error) RetryAfterHint() time.Duration { return e.RetryAfter }
 func Retryable(err error) bool {
 	return errors.Is(err, ErrThrottled)
 }
-
-func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }

@@ -5,8 +5,6 @@ package providers
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 
 	"github.com/provisionhq/provision/providers/hostkey"
 )
@@ -23,12 +21,6 @@ type Provider interface {
 	List(ctx context.Context, sel Selector) ([]Machine, error)
 	// Delete removes machines. A machine that is already gone is a success.
 	Delete(ctx context.Context, ids []MachineID) error
-}
-
-// SettingsValidator is implemented by providers that can check a pool's
-// settings before any machine is created (used by `provision validate`).
-type SettingsValidator interface {
-	ValidateSettings(s Settings) error
 }
 
 // MachineID is provision's own stable machine ID, chosen before any API call
@@ -93,22 +85,4 @@ const (
 type Selector struct {
 	Cluster string // required
 	Pool    string // optional: every pool when empty
-}
-
-// Settings are a pool's provider-specific settings, as written in the plan.
-type Settings map[string]any
-
-// Decode fills out (a pointer to a provider's settings struct, with json
-// tags) from the settings, rejecting unknown keys so typos surface early.
-func (s Settings) Decode(out any) error {
-	raw, err := json.Marshal(map[string]any(s))
-	if err != nil {
-		return fmt.Errorf("settings: %w", err)
-	}
-	dec := json.NewDecoder(bytesReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(out); err != nil {
-		return fmt.Errorf("%w: settings: %v", ErrInvalidSpec, err)
-	}
-	return nil
 }

@@ -23,35 +23,54 @@ type Env struct {
 // Factory builds a provider.
 type Factory func(ctx context.Context, env Env) (Provider, error)
 
-// Registry maps provider names to factories. Programs that embed provision
+// Entry is one registered provider: how to build it, and how to check a
+// pool's settings for it without building it (no credentials, no network).
+type Entry struct {
+	New Factory
+	// Check is the provider's static settings check; nil accepts any
+	// settings (test fakes).
+	Check Check
+}
+
+// Registry maps provider names to entries. Programs that embed provision
 // build their own with NewRegistry, so nothing depends on init() order; the
 // built-in set is providers/builtin.Registry().
 type Registry struct {
-	factories map[string]Factory
+	entries map[string]Entry
 }
 
 // NewRegistry returns an empty registry.
-func NewRegistry() *Registry { return &Registry{factories: map[string]Factory{}} }
+func NewRegistry() *Registry { return &Registry{entries: map[string]Entry{}} }
 
-// Register adds a provider. It panics on an empty or duplicate name: both are
-// programming errors that must fail at start-up.
-func (r *Registry) Register(name string, f Factory) {
-	if name == "" || f == nil {
+// Register adds a provider. It panics on an empty or duplicate name or a nil
+// factory: all are programming errors that must fail at start-up.
+func (r *Registry) Register(name string, e Entry) {
+	if name == "" || e.New == nil {
 		panic("providers: Register with empty name or nil factory")
 	}
-	if _, dup := r.factories[name]; dup {
+	if _, dup := r.entries[name]; dup {
 		panic(fmt.Sprintf("providers: %q registered twice", name))
 	}
-	r.factories[name] = f
+	r.entries[name] = e
+}
+
+// CheckSettings runs the named provider's static settings check. An unknown
+// name has nothing to check (the caller reports the name itself).
+func (r *Registry) CheckSettings(name string, s Settings) []SettingError {
+	e, ok := r.entries[name]
+	if !ok || e.Check == nil {
+		return nil
+	}
+	return e.Check(s)
 }
 
 // Has reports whether a provider of that name is registered.
-func (r *Registry) Has(name string) bool { _, ok := r.factories[name]; return ok }
+func (r *Registry) Has(name string) bool { _, ok := r.entries[name]; return ok }
 
 // Names lists the registered providers, sorted.
 func (r *Registry) Names() []string {
-	out := make([]string, 0, len(r.factories))
-	for n := range r.factories {
+	out := make([]string, 0, len(r.entries))
+	for n := range r.entries {
 		out = append(out, n)
 	}
 	sort.Strings(out)
@@ -60,11 +79,11 @@ func (r *Registry) Names() []string {
 
 // New builds the named provider.
 func (r *Registry) New(ctx context.Context, name string, env Env) (Provider, error) {
-	f, ok := r.factories[name]
+	e, ok := r.entries[name]
 	if !ok {
 		return nil, fmt.Errorf("unknown provider %q (known: %v)", name, r.Names())
 	}
-	p, err := f(ctx, env)
+	p, err := e.New(ctx, env)
 	if err != nil {
 		return nil, fmt.Errorf("provider %s: %w", name, err)
 	}

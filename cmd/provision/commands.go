@@ -13,7 +13,7 @@ import (
 	"github.com/provisionhq/provision/bootstrap/artifacts"
 	"github.com/provisionhq/provision/plans"
 	"github.com/provisionhq/provision/plans/apply"
-	"github.com/provisionhq/provision/providers"
+	"github.com/provisionhq/provision/providers/builtin"
 	"github.com/provisionhq/provision/providers/docker"
 )
 
@@ -25,27 +25,19 @@ func newValidate(o *options) *cobra.Command {
 reported with file:line:col and a hint; the exit status is 1 when any is found.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := load(cmd.Context(), args[0], o)
+			if err := o.validate(); err != nil {
+				return err
+			}
+			// The loader runs every provider's static settings check: no
+			// credentials, no network, and no state backend opened.
+			p, err := plans.Load(args[0], plans.Options{Providers: builtin.Registry()})
 			if err != nil {
 				return err
 			}
-			for _, pool := range s.Plan.Pools {
-				prov, err := s.Registry.New(cmd.Context(), pool.Provider, providers.Env{Cluster: s.Plan.Cluster.Name, Logger: s.Log})
-				if err != nil {
-					// Usually missing credentials: not a plan problem, but say so.
-					fmt.Fprintf(cmd.ErrOrStderr(), "warning: pool %q: settings not checked: %v\n", pool.Name, err)
-					continue
-				}
-				if v, ok := prov.(providers.SettingsValidator); ok {
-					if err := v.ValidateSettings(pool.Settings); err != nil {
-						return fmt.Errorf("%s: pool %q settings: %w", args[0], pool.Name, err)
-					}
-				}
-			}
 			if o.output == "json" {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"valid": true, "cluster": s.Plan.Cluster.Name, "machines": s.Plan.Desired(nil)})
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"valid": true, "cluster": p.Cluster.Name, "machines": p.Desired(nil)})
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s is valid: cluster %q, %d pools, %d machines.\n", args[0], s.Plan.Cluster.Name, len(s.Plan.Pools), s.Plan.Desired(nil))
+			fmt.Fprintf(cmd.OutOrStdout(), "%s is valid: cluster %q, %d pools, %d machines.\n", args[0], p.Cluster.Name, len(p.Pools), p.Desired(nil))
 			return nil
 		},
 	}

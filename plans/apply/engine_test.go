@@ -42,7 +42,7 @@ func (f *fakeProvider) Create(_ context.Context, specs []providers.MachineSpec) 
 	defer f.mu.Unlock()
 	f.creates++
 	for _, s := range specs {
-		if err := s.Settings.Decode(&fakeSettings{}); err != nil {
+		if err := s.Settings.Decode(&fakeSettings{}).Err("fake"); err != nil {
 			return nil, fmt.Errorf("spec %s: %w", s.ID, err)
 		}
 	}
@@ -198,7 +198,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	f := &fixture{prov: newFakeProvider(), driver: &fakeDriver{members: map[string]string{}}, backend: state.NewMemory(nil)}
 	reg := providers.NewRegistry()
-	reg.Register("fake", func(context.Context, providers.Env) (providers.Provider, error) { return f.prov, nil })
+	reg.Register("fake", providers.Entry{New: func(context.Context, providers.Env) (providers.Provider, error) { return f.prov, nil }})
 	n := 0
 	var mu sync.Mutex
 	f.engine = &Engine{

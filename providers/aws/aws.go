@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -50,51 +49,6 @@ const (
 	createTimeout = 15 * time.Minute
 )
 
-// Settings are a pool's AWS settings in the plan.
-type Settings struct {
-	// Region overrides the region from the standard chain for this pool.
-	Region string `json:"region,omitempty"`
-	// InstanceType is the EC2 instance type, e.g. "t3.medium" (required).
-	InstanceType string `json:"instance_type"`
-	// AMI is the image ID, e.g. "ami-0abcdef1234567890" (required).
-	AMI              string   `json:"ami"`
-	SubnetID         string   `json:"subnet_id,omitempty"`
-	SecurityGroupIDs []string `json:"security_group_ids,omitempty"`
-	KeyName          string   `json:"key_name,omitempty"`
-	// RootVolumeGB resizes the image's root volume; the image's size when 0.
-	RootVolumeGB int32 `json:"root_volume_gb,omitempty"`
-	// BatchSize caps the machines per RunInstances call; 0 means as many as
-	// EC2's 16 KB user-data limit allows (about 100). 1 keeps every
-	// machine's host key out of its siblings' user-data (see batch.go).
-	BatchSize int `json:"batch_size,omitempty"`
-}
-
-func decodeSettings(s providers.Settings) (Settings, error) {
-	var out Settings
-	if err := s.Decode(&out); err != nil {
-		return out, err
-	}
-	var problems []string
-	if out.InstanceType == "" {
-		problems = append(problems, "instance_type is required")
-	}
-	if out.AMI == "" {
-		problems = append(problems, "ami is required")
-	} else if !strings.HasPrefix(out.AMI, "ami-") {
-		problems = append(problems, fmt.Sprintf("ami %q is not an image ID (ami-...)", out.AMI))
-	}
-	if out.RootVolumeGB < 0 {
-		problems = append(problems, "root_volume_gb must not be negative")
-	}
-	if out.BatchSize < 0 {
-		problems = append(problems, "batch_size must not be negative")
-	}
-	if len(problems) > 0 {
-		return out, fmt.Errorf("%w: aws settings: %s", providers.ErrInvalidSpec, strings.Join(problems, "; "))
-	}
-	return out, nil
-}
-
 // Provider is the EC2 provider. It is safe for concurrent use.
 type Provider struct {
 	cfg     aws.Config
@@ -114,7 +68,6 @@ type Provider struct {
 type launchedInstance struct{ region, instanceID string }
 
 var _ providers.Provider = (*Provider)(nil)
-var _ providers.SettingsValidator = (*Provider)(nil)
 
 // New returns an EC2 provider configured from the SDK's standard chain
 // (AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL[_EC2], shared config, IMDS).
@@ -150,12 +103,6 @@ func newProvider(ctx context.Context, env providers.Env, opts ...func(*config.Lo
 		}
 	}
 	return p, nil
-}
-
-// ValidateSettings checks a pool's settings without calling AWS.
-func (p *Provider) ValidateSettings(s providers.Settings) error {
-	_, err := decodeSettings(s)
-	return err
 }
 
 func (p *Provider) client(region string) *ec2.Client {

@@ -347,8 +347,7 @@ func TestBatchUserDataIsDeterministic(t *testing.T) {
 	}
 }
 
-func TestValidateSettings(t *testing.T) {
-	p := &Provider{}
+func TestDecodeSettings(t *testing.T) {
 	for _, tt := range []struct {
 		set providers.Settings
 		ok  bool
@@ -359,9 +358,9 @@ func TestValidateSettings(t *testing.T) {
 		{providers.Settings{"instance_type": "t3.micro", "ami": "ubuntu"}, false},
 		{providers.Settings{"instance_type": "t3.micro", "ami": "ami-1", "instance_typo": "x"}, false},
 	} {
-		err := p.ValidateSettings(tt.set)
+		_, err := decodeSettings(tt.set)
 		if tt.ok != (err == nil) || (err != nil && !errors.Is(err, providers.ErrInvalidSpec)) {
-			t.Errorf("ValidateSettings(%v) = %v", tt.set, err)
+			t.Errorf("decodeSettings(%v) = %v", tt.set, err)
 		}
 	}
 }

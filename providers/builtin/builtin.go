@@ -14,23 +14,39 @@ import (
 	"github.com/provisionhq/provision/providers/static"
 )
 
-// Registry returns a new registry holding every built-in provider.
+// Registry returns a new registry holding every built-in provider, each
+// with its static settings check.
 func Registry() *providers.Registry {
 	r := providers.NewRegistry()
-	r.Register("aws", func(ctx context.Context, env providers.Env) (providers.Provider, error) {
-		return aws.New(ctx, env)
+	r.Register("aws", providers.Entry{
+		New: func(ctx context.Context, env providers.Env) (providers.Provider, error) {
+			return aws.New(ctx, env)
+		},
+		Check: aws.CheckSettings,
 	})
-	r.Register("docker", func(ctx context.Context, env providers.Env) (providers.Provider, error) {
-		return docker.New(ctx, env)
+	r.Register("docker", providers.Entry{
+		New: func(ctx context.Context, env providers.Env) (providers.Provider, error) {
+			return docker.New(ctx, env)
+		},
+		Check: docker.CheckSettings,
 	})
-	r.Register("gcp", func(ctx context.Context, env providers.Env) (providers.Provider, error) {
-		return gcp.New(ctx, env)
+	r.Register("gcp", providers.Entry{
+		New: func(ctx context.Context, env providers.Env) (providers.Provider, error) {
+			return gcp.New(ctx, env)
+		},
+		Check: gcp.CheckSettings,
 	})
-	r.Register("openstack", func(ctx context.Context, env providers.Env) (providers.Provider, error) {
-		return openstack.New(ctx, env)
+	r.Register("openstack", providers.Entry{
+		New: func(ctx context.Context, env providers.Env) (providers.Provider, error) {
+			return openstack.New(ctx, env)
+		},
+		Check: openstack.CheckSettings,
 	})
-	r.Register("static", func(ctx context.Context, env providers.Env) (providers.Provider, error) {
-		return static.New(ctx, env)
+	r.Register("static", providers.Entry{
+		New: func(ctx context.Context, env providers.Env) (providers.Provider, error) {
+			return static.New(ctx, env)
+		},
+		Check: static.CheckSettings,
 	})
 	return r
 }

@@ -110,7 +110,6 @@ type Provider struct {
 }
 
 var _ providers.Provider = (*Provider)(nil)
-var _ providers.SettingsValidator = (*Provider)(nil)
 
 // New returns the docker provider. It is cheap: the daemon is first
 // contacted, and the node image built if missing, on the first Create.
@@ -146,29 +145,6 @@ var (
 	nameRe = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 	userRe = regexp.MustCompile(`^[a-z_][a-z0-9_-]*$`)
 )
-
-// ValidateSettings checks a docker pool's settings without touching docker.
-func (p *Provider) ValidateSettings(s providers.Settings) error {
-	_, err := decodeSettings(s)
-	return err
-}
-
-func decodeSettings(s providers.Settings) (settings, error) {
-	var st settings
-	if err := s.Decode(&st); err != nil {
-		return st, err
-	}
-	if st.CPUs < 0 {
-		return st, fmt.Errorf("%w: docker settings: cpus must be positive, got %v", providers.ErrInvalidSpec, st.CPUs)
-	}
-	if st.Memory != "" && !memoryRe.MatchString(st.Memory) {
-		return st, fmt.Errorf("%w: docker settings: memory %q is not a size like 512m or 2g", providers.ErrInvalidSpec, st.Memory)
-	}
-	if st.Image != "" && strings.ContainsAny(st.Image, " \t\n") {
-		return st, fmt.Errorf("%w: docker settings: image %q is not an image reference", providers.ErrInvalidSpec, st.Image)
-	}
-	return st, nil
-}
 
 // NetworkName is the bridge network of a cluster's machines.
 func NetworkName(cluster string) string { return "provision-" + cluster }

@@ -175,9 +175,8 @@ func TestDaemonDownIsClear(t *testing.T) {
 	}
 }
 
-func TestValidateSettings(t *testing.T) {
+func TestDecodeSettings(t *testing.T) {
 	t.Parallel()
-	p := newProvider(providers.Env{}, &fakeEngine{})
 	tests := []struct {
 		set providers.Settings
 		ok  bool
@@ -190,9 +189,9 @@ func TestValidateSettings(t *testing.T) {
 		{providers.Settings{"image": "a b"}, false},
 	}
 	for _, tt := range tests {
-		err := p.ValidateSettings(tt.set)
+		_, err := decodeSettings(tt.set)
 		if tt.ok != (err == nil) || (err != nil && !errors.Is(err, providers.ErrInvalidSpec)) {
-			t.Errorf("ValidateSettings(%v) = %v", tt.set, err)
+			t.Errorf("decodeSettings(%v) = %v", tt.set, err)
 		}
 	}
 }

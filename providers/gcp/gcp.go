@@ -85,10 +85,7 @@ type Provider struct {
 // location is where an instance is.
 type location struct{ project, zone, pool string }
 
-var (
-	_ providers.Provider          = (*Provider)(nil)
-	_ providers.SettingsValidator = (*Provider)(nil)
-)
+var _ providers.Provider = (*Provider)(nil)
 
 // New returns a provider using application default credentials, or the
 // endpoint in $PROVISION_GCP_ENDPOINT without authentication.
@@ -130,12 +127,6 @@ func New(ctx context.Context, env providers.Env) (*Provider, error) {
 // Close releases the API clients.
 func (p *Provider) Close() error {
 	return errors.Join(p.instances.Close(), p.ops.Close())
-}
-
-// ValidateSettings checks a pool's settings without calling the API.
-func (p *Provider) ValidateSettings(s providers.Settings) error {
-	_, err := decodeSettings(s, p.project)
-	return err
 }
 
 // batch is the machines of one create: same location and shared properties.

@@ -197,11 +197,11 @@ func TestValidateSettings(t *testing.T) {
 		"no image":    {"project": "p", "zone": testZone, "machine_type": "e2"},
 		"bad zone":    {"project": "p", "zone": "europe", "machine_type": "e2", "image": "i"},
 	} {
-		if err := p.ValidateSettings(s); !errors.Is(err, providers.ErrInvalidSpec) {
+		if _, err := decodeSettings(s, p.project); !errors.Is(err, providers.ErrInvalidSpec) {
 			t.Errorf("%s: %v, want ErrInvalidSpec", name, err)
 		}
 	}
-	if err := p.ValidateSettings(poolSettings()); err != nil {
+	if _, err := decodeSettings(poolSettings(), p.project); err != nil {
 		t.Error(err)
 	}
 }

@@ -1,7 +1,7 @@
 package gcp
 
 import (
-	"fmt"
+	"os"
 	"regexp"
 	"strings"
 
@@ -28,32 +28,43 @@ var (
 	labelRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
 )
 
-func decodeSettings(s providers.Settings, defaultProject string) (settings, error) {
+// CheckSettings checks a gcp pool's settings with no credentials and no
+// network: the check `provision validate` and the Pulumi Check run, and the
+// one Create runs before any API call. The project may come from
+// $GOOGLE_CLOUD_PROJECT instead, as it does for the live provider.
+func CheckSettings(s providers.Settings) []providers.SettingError {
+	_, errs := checkSettings(s, os.Getenv(EnvProject))
+	return errs
+}
+
+func checkSettings(s providers.Settings, defaultProject string) (settings, providers.SettingErrors) {
 	var out settings
-	if err := s.Decode(&out); err != nil {
-		return out, err
-	}
+	errs := s.Decode(&out)
 	if out.Project == "" {
 		out.Project = defaultProject
 	}
-	var missing []string
-	for _, f := range []struct{ name, v string }{
-		{"project", out.Project}, {"zone", out.Zone}, {"machine_type", out.MachineType}, {"image", out.Image},
+	for _, f := range []struct{ name, v, hint string }{
+		{"project", out.Project, "the project ID, e.g. project: my-project, or set $" + EnvProject},
+		{"zone", out.Zone, "e.g. zone: europe-west1-b"},
+		{"machine_type", out.MachineType, "e.g. machine_type: e2-medium"},
+		{"image", out.Image, "e.g. image: projects/debian-cloud/global/images/family/debian-12"},
 	} {
-		if f.v == "" {
-			missing = append(missing, f.name)
+		if f.v == "" && !errs.Has(f.name) {
+			errs.Add(f.name, f.hint, "required")
 		}
 	}
-	if len(missing) > 0 {
-		return out, fmt.Errorf("%w: gcp settings: missing %s", providers.ErrInvalidSpec, strings.Join(missing, ", "))
-	}
-	if !zoneRE.MatchString(out.Zone) {
-		return out, fmt.Errorf("%w: gcp settings: zone %q is not a zone name like europe-west1-b", providers.ErrInvalidSpec, out.Zone)
+	if out.Zone != "" && !zoneRE.MatchString(out.Zone) {
+		errs.Add("zone", "a zone name like europe-west1-b", "%q is not a zone", out.Zone)
 	}
 	if out.DiskGB < 0 {
-		return out, fmt.Errorf("%w: gcp settings: disk_gb %d is negative", providers.ErrInvalidSpec, out.DiskGB)
+		errs.Add("disk_gb", "", "must not be negative, got %d", out.DiskGB)
 	}
-	return out, nil
+	return out, errs
+}
+
+func decodeSettings(s providers.Settings, defaultProject string) (settings, error) {
+	out, errs := checkSettings(s, defaultProject)
+	return out, errs.Err("gcp")
 }
 
 func (s settings) publicIP() bool { return s.PublicIP == nil || *s.PublicIP }

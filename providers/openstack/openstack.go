@@ -117,7 +117,6 @@ func New(ctx context.Context, env providers.Env) (*Provider, error) {
 }
 
 var _ providers.Provider = (*Provider)(nil)
-var _ providers.SettingsValidator = (*Provider)(nil)
 
 func newProvider(ctx context.Context, env providers.Env, cfg config) (*Provider, error) {
 	if cfg.poll <= 0 {

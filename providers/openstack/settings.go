@@ -24,24 +24,35 @@ type Settings struct {
 	Region string `json:"region"`
 }
 
-// ValidateSettings checks a pool's settings without calling the cloud.
-func (p *Provider) ValidateSettings(s providers.Settings) error {
-	_, err := decodeSettings(s)
-	return err
+// CheckSettings checks an openstack pool's settings with no credentials and
+// no network: the check `provision validate` and the Pulumi Check run, and
+// the one Create runs before any API call. Whether the flavor, image and
+// networks exist is only known to the cloud; Create reports that.
+func CheckSettings(s providers.Settings) []providers.SettingError {
+	_, errs := checkSettings(s)
+	return errs
+}
+
+func checkSettings(s providers.Settings) (Settings, providers.SettingErrors) {
+	var out Settings
+	errs := s.Decode(&out)
+	if out.Flavor == "" && !errs.Has("flavor") {
+		errs.Add("flavor", "the Nova flavor's name or ID, e.g. flavor: m1.small", "required")
+	}
+	if out.Image == "" && !errs.Has("image") {
+		errs.Add("image", "the Glance image's name or ID, e.g. image: debian-12", "required")
+	}
+	for i, n := range out.Networks {
+		if n == "" {
+			errs.Add(fmt.Sprintf("networks[%d]", i), "a Neutron network's name or ID", "must not be empty")
+		}
+	}
+	return out, errs
 }
 
 func decodeSettings(s providers.Settings) (Settings, error) {
-	var out Settings
-	if err := s.Decode(&out); err != nil {
-		return out, err
-	}
-	if out.Flavor == "" {
-		return out, fmt.Errorf("%w: settings: flavor is required", providers.ErrInvalidSpec)
-	}
-	if out.Image == "" {
-		return out, fmt.Errorf("%w: settings: image is required", providers.ErrInvalidSpec)
-	}
-	return out, nil
+	out, errs := checkSettings(s)
+	return out, errs.Err("openstack")
 }
 
 // resolved are a pool's names turned into IDs.

@@ -18,8 +18,6 @@ import (
 	"strconv"
 	"sync"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/provisionhq/provision/providers"
 )
 
@@ -38,7 +36,6 @@ type Provider struct {
 }
 
 var _ providers.Provider = (*Provider)(nil)
-var _ providers.SettingsValidator = (*Provider)(nil)
 
 // New returns the static provider keeping its assignments in env.Dir.
 func New(ctx context.Context, env providers.Env) (*Provider, error) {
@@ -50,61 +47,6 @@ func New(ctx context.Context, env providers.Env) (*Provider, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &Provider{path: filepath.Join(env.Dir, AssignmentsFile), logger: logger.With("provider", "static")}, nil
-}
-
-// Host is one existing machine in a pool's settings.
-type Host struct {
-	Address string `json:"address"`
-	Port    int    `json:"port,omitempty"` // 22 when zero
-	// HostKey is the host's own public SSH host key (authorized_keys
-	// format); it is required because it is what gets pinned.
-	HostKey string `json:"host_key"`
-}
-
-type settings struct {
-	Hosts []Host `json:"hosts"`
-}
-
-func (h Host) endpoint() string { return net.JoinHostPort(h.Address, strconv.Itoa(h.Port)) }
-
-// ValidateSettings checks a static pool's host list.
-func (p *Provider) ValidateSettings(s providers.Settings) error {
-	_, err := decodeSettings(s)
-	return err
-}
-
-func decodeSettings(s providers.Settings) ([]Host, error) {
-	var st settings
-	if err := s.Decode(&st); err != nil {
-		return nil, err
-	}
-	if len(st.Hosts) == 0 {
-		return nil, fmt.Errorf("%w: static settings: hosts is empty", providers.ErrInvalidSpec)
-	}
-	seen := map[string]bool{}
-	for i := range st.Hosts {
-		h := &st.Hosts[i]
-		if h.Address == "" {
-			return nil, fmt.Errorf("%w: static settings: hosts[%d]: address is required", providers.ErrInvalidSpec, i)
-		}
-		if h.Port == 0 {
-			h.Port = 22
-		}
-		if h.Port < 1 || h.Port > 65535 {
-			return nil, fmt.Errorf("%w: static settings: hosts[%d]: port %d out of range", providers.ErrInvalidSpec, i, h.Port)
-		}
-		if h.HostKey == "" {
-			return nil, fmt.Errorf("%w: static settings: host %s: host_key is required (the host's own public key, e.g. from ssh-keyscan)", providers.ErrInvalidSpec, h.Address)
-		}
-		if _, _, _, _, err := ssh.ParseAuthorizedKey([]byte(h.HostKey)); err != nil {
-			return nil, fmt.Errorf("%w: static settings: host %s: host_key is not an SSH public key: %v", providers.ErrInvalidSpec, h.Address, err)
-		}
-		if seen[h.endpoint()] {
-			return nil, fmt.Errorf("%w: static settings: host %s listed twice", providers.ErrInvalidSpec, h.endpoint())
-		}
-		seen[h.endpoint()] = true
-	}
-	return st.Hosts, nil
 }
 
 // assignment is one host given to one machine.

@@ -3,11 +3,11 @@ package provider
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
-	"time"
 
 	p "github.com/pulumi/pulumi-go-provider"
 	"github.com/pulumi/pulumi-go-provider/infer"
@@ -37,21 +37,21 @@ func (c *Cluster) Check(ctx context.Context, req infer.CheckRequest) (infer.Chec
 		// they are checked again, known, before Create or Update runs.
 		return infer.CheckResponse[ClusterArgs]{Inputs: args}, nil
 	}
-	pl, failures, err := loadPlan(args, c.registry())
+	_, failures, err = loadPlan(args, c.registry())
 	if err != nil || len(failures) > 0 {
 		return infer.CheckResponse[ClusterArgs]{Inputs: args, Failures: failures}, err
 	}
 	failures = append(failures, checkKey(args.SSH.PrivateKey)...)
-	failures = append(failures, c.checkSettings(ctx, pl)...)
 	return infer.CheckResponse[ClusterArgs]{Inputs: args, Failures: failures}, nil
 }
 
-// loadPlan turns the inputs into a plan through plans.Parse. Problems come
-// back as check failures (the loader's message and hint, on the input
-// property the user has to edit); err is for anything else.
+// loadPlan turns the inputs into a plan through plans.FromValues: the
+// loader's own defaults and checks, each pool's provider settings included
+// (no credentials, no network). Problems come back as check failures (the
+// loader's message and hint, on the input property the user has to edit,
+// found by the error's path); err is for anything else.
 func loadPlan(args ClusterArgs, reg *providers.Registry) (*plans.Plan, []p.CheckFailure, error) {
-	text, paths := renderPlan(args)
-	pl, err := plans.Parse("pulumi", text, plans.Options{Providers: reg})
+	pl, err := plans.FromValues(planOf(args), plans.Options{Providers: reg})
 	var list plans.ErrorList
 	switch {
 	case err == nil:
@@ -59,20 +59,75 @@ func loadPlan(args ClusterArgs, reg *providers.Registry) (*plans.Plan, []p.Check
 	case errors.As(err, &list):
 		failures := make([]p.CheckFailure, 0, len(list))
 		for _, e := range list {
-			prop := ""
-			if e.Line >= 1 && e.Line <= len(paths) {
-				prop = paths[e.Line-1]
-			}
 			reason := e.Msg
 			if e.Hint != "" {
 				reason += " (" + e.Hint + ")"
 			}
-			failures = append(failures, p.CheckFailure{Property: prop, Reason: reason})
+			failures = append(failures, p.CheckFailure{Property: inputProperty(e.Path), Reason: reason})
 		}
 		return nil, failures, nil
 	default:
 		return nil, nil, fmt.Errorf("load the cluster's plan: %w", err)
 	}
+}
+
+// planOf is the plan the inputs describe. Values are copied: the loader
+// fills its defaults in place.
+func planOf(a ClusterArgs) plans.Plan {
+	pl := plans.Plan{Version: plans.Version, Cluster: plans.Cluster{Name: a.Name, Kind: a.Kind}}
+	if s := a.SSH; s != nil {
+		pl.SSH = plans.SSH{User: s.User, Port: s.Port}
+		if b := s.Bastion; b != nil {
+			pl.SSH.Bastion = &plans.Bastion{Host: b.Host, Port: b.Port, User: b.User, HostKey: b.HostKey}
+		}
+	}
+	if k := a.Kubernetes; k != nil {
+		pk := &plans.Kubernetes{Version: k.Version, Endpoint: k.Endpoint, PodCIDR: k.PodCIDR, ServiceCIDR: k.ServiceCIDR,
+			Images: slices.Clone(k.Images)}
+		if ar := k.Artifacts; ar != nil {
+			pk.Artifacts = plans.KubernetesArtifacts{Source: ar.Source, Dir: ar.Dir, URL: ar.URL}
+		}
+		pl.Kubernetes = pk
+	}
+	pl.Pools = make([]plans.Pool, len(a.Pools))
+	for i, pool := range a.Pools {
+		pl.Pools[i] = plans.Pool{Name: pool.Name, Provider: pool.Provider, Count: pool.Count, Role: providers.Role(pool.Role),
+			Labels: maps.Clone(pool.Labels), Taints: slices.Clone(pool.Taints), Settings: providers.Settings(maps.Clone(pool.Settings))}
+	}
+	return pl
+}
+
+// inputProperty turns a plan path ("cluster.name", "ssh.bastion.host_key",
+// "pools[1].settings.instance_type") into the input property it came from
+// ("name", "ssh.bastion.hostKey", the same): the cluster block is flat in
+// the inputs, and the plan's snake_case names are camelCase there, up to
+// settings and labels, whose keys are the user's own.
+func inputProperty(path string) string {
+	switch {
+	case path == "version" || path == "cluster":
+		return ""
+	case strings.HasPrefix(path, "cluster."):
+		path = strings.TrimPrefix(path, "cluster.")
+	}
+	parts := strings.Split(path, ".")
+	for i, part := range parts {
+		parts[i] = camel(part)
+		if part == "settings" || part == "labels" {
+			break
+		}
+	}
+	return strings.Join(parts, ".")
+}
+
+// camel is "host_key" as "hostKey".
+func camel(s string) string {
+	words := strings.Split(s, "_")
+	for i := 1; i < len(words); i++ {
+		if w := words[i]; w != "" {
+			words[i] = strings.ToUpper(w[:1]) + w[1:]
+		}
+	}
+	return strings.Join(words, "")
 }
 
 // mustPlan is loadPlan for operations that run after Check: a failure here
@@ -90,120 +145,6 @@ func mustPlan(args ClusterArgs, reg *providers.Registry) (*plans.Plan, error) {
 		return nil, fmt.Errorf("invalid cluster inputs: %s", strings.Join(msgs, "; "))
 	}
 	return pl, nil
-}
-
-// renderPlan writes the inputs as plan.yaml, one value per line, and
-// returns with it the input property each line came from, so a loader error
-// (file:line:col) can be reported on that property. Values are written as
-// JSON, which YAML reads as the same strings, numbers and mappings.
-func renderPlan(a ClusterArgs) ([]byte, []string) {
-	var b strings.Builder
-	var paths []string
-	line := func(path, format string, args ...any) {
-		fmt.Fprintf(&b, format+"\n", args...)
-		paths = append(paths, path)
-	}
-	str := func(path, indent, key, v string) {
-		if v != "" {
-			line(path, "%s%s: %s", indent, key, quote(v))
-		}
-	}
-	num := func(path, indent, key string, v int) {
-		if v != 0 {
-			line(path, "%s%s: %d", indent, key, v)
-		}
-	}
-	// list writes one item a line, so an error about an item lands on it.
-	// It is a flow sequence: a block one would start on its first item's
-	// line, and an error about the whole list would land there too.
-	list := func(path, indent, key string, vs []string) {
-		if len(vs) == 0 {
-			return
-		}
-		line(path, "%s%s: [", indent, key)
-		for i, v := range vs {
-			end := ","
-			if i == len(vs)-1 {
-				end = "]"
-			}
-			line(fmt.Sprintf("%s[%d]", path, i), "%s  %s%s", indent, quote(v), end)
-		}
-	}
-	line("", "version: 1")
-	line("", "cluster:")
-	str("name", "  ", "name", a.Name)
-	str("kind", "  ", "kind", a.Kind)
-	if s := a.SSH; s != nil {
-		line("ssh", "ssh:")
-		str("ssh.user", "  ", "user", s.User)
-		num("ssh.port", "  ", "port", s.Port)
-		if bs := s.Bastion; bs != nil {
-			line("ssh.bastion", "  bastion:")
-			str("ssh.bastion.host", "    ", "host", bs.Host)
-			num("ssh.bastion.port", "    ", "port", bs.Port)
-			str("ssh.bastion.user", "    ", "user", bs.User)
-			str("ssh.bastion.hostKey", "    ", "host_key", bs.HostKey)
-		}
-	}
-	if k := a.Kubernetes; k != nil {
-		if k.empty() {
-			// An empty block is still a block: on a swarm the loader
-			// refuses it, which a bare "kubernetes:" (null) would hide.
-			line("kubernetes", "kubernetes: {}")
-		} else {
-			line("kubernetes", "kubernetes:")
-		}
-		str("kubernetes.version", "  ", "version", k.Version)
-		if ar := k.Artifacts; ar != nil && *ar != (KubernetesArtifactsArgs{}) {
-			line("kubernetes.artifacts", "  artifacts:")
-			str("kubernetes.artifacts.source", "    ", "source", ar.Source)
-			str("kubernetes.artifacts.dir", "    ", "dir", ar.Dir)
-			str("kubernetes.artifacts.url", "    ", "url", ar.URL)
-		}
-		str("kubernetes.endpoint", "  ", "endpoint", k.Endpoint)
-		str("kubernetes.podCidr", "  ", "pod_cidr", k.PodCIDR)
-		str("kubernetes.serviceCidr", "  ", "service_cidr", k.ServiceCIDR)
-		list("kubernetes.images", "  ", "images", k.Images)
-	}
-	if len(a.Pools) == 0 {
-		line("pools", "pools: []")
-	} else {
-		line("pools", "pools:")
-	}
-	for i, pool := range a.Pools {
-		at := fmt.Sprintf("pools[%d]", i)
-		// count first: it is always written, so it can open the list item.
-		line(at+".count", "  - count: %d", pool.Count)
-		str(at+".name", "    ", "name", pool.Name)
-		str(at+".provider", "    ", "provider", pool.Provider)
-		str(at+".role", "    ", "role", pool.Role)
-		if len(pool.Labels) > 0 {
-			line(at+".labels", "    labels: %s", jsonText(pool.Labels))
-		}
-		list(at+".taints", "    ", "taints", pool.Taints)
-		if len(pool.Settings) > 0 {
-			line(at+".settings", "    settings: %s", jsonText(pool.Settings))
-		}
-	}
-	return []byte(b.String()), paths
-}
-
-func quote(s string) string { return jsonText(s) }
-
-// empty reports whether the block sets nothing.
-func (k *KubernetesArgs) empty() bool {
-	return k.Version == "" && k.Endpoint == "" && k.PodCIDR == "" && k.ServiceCIDR == "" && len(k.Images) == 0 &&
-		(k.Artifacts == nil || *k.Artifacts == KubernetesArtifactsArgs{})
-}
-
-// jsonText is v as JSON; v holds only what Pulumi decoded (strings,
-// numbers, booleans, lists, maps), which always marshals.
-func jsonText(v any) string {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Sprintf("%q", fmt.Sprint(v))
-	}
-	return string(b)
 }
 
 // withDefaults fills in the defaults the plan loader applies (see
@@ -297,36 +238,4 @@ func parseKey(pem string) (ssh.Signer, error) {
 		return nil, errors.New("not a private key in OpenSSH or PEM form")
 	}
 	return sg, nil
-}
-
-// checkSettingsTimeout bounds building a provider to ask it about its
-// settings: some authenticate when built.
-const checkSettingsTimeout = 10 * time.Second
-
-// checkSettings asks each pool's provider whether it understands the pool's
-// settings, as `provision validate` does.
-func (c *Cluster) checkSettings(ctx context.Context, pl *plans.Plan) []p.CheckFailure {
-	ctx, cancel := context.WithTimeout(ctx, checkSettingsTimeout)
-	defer cancel()
-	reg := c.registry()
-	var failures []p.CheckFailure
-	for i, pool := range pl.Pools {
-		prov, err := reg.New(ctx, pool.Provider, providers.Env{Cluster: pl.Cluster.Name, Logger: discardLog})
-		if err != nil {
-			// Usually missing credentials: not an input problem, but say so.
-			p.GetLogger(ctx).Warningf("pool %q: settings not checked: %v", pool.Name, err)
-			continue
-		}
-		v, ok := prov.(providers.SettingsValidator)
-		if !ok {
-			continue
-		}
-		if err := v.ValidateSettings(pool.Settings); err != nil {
-			failures = append(failures, p.CheckFailure{
-				Property: fmt.Sprintf("pools[%d].settings", i),
-				Reason:   fmt.Sprintf("pool %q settings: %v", pool.Name, err),
-			})
-		}
-	}
-	return failures
 }

@@ -170,12 +170,12 @@ func TestCheckFailures(t *testing.T) {
 			"pools[1].name", `pools[1].name: "Workers" is not a valid pool name`},
 		{"settings the provider refuses", map[string]any{"pools": []any{
 			map[string]any{"name": "managers", "provider": "docker", "role": "manager", "count": 1, "settings": map[string]any{"imag": "x"}}}},
-			"pools[0].settings", `pool "managers" settings:`},
+			"pools[0].settings.imag", `pools[0].settings: unknown setting "imag" (did you mean "image"?)`},
 		{"empty label key", map[string]any{"pools": []any{
 			map[string]any{"name": "managers", "provider": "docker", "role": "manager", "count": 1, "labels": map[string]any{"": "x"}}}},
 			"pools[0].labels", "label keys must not be empty"},
 		{"bastion without host key", map[string]any{"ssh": map[string]any{"bastion": map[string]any{"host": "jump.example.com"}}, "pools": []any{manager}},
-			"ssh.bastion", "ssh.bastion.host_key: required (the bastion's public host key"},
+			"ssh.bastion.hostKey", "ssh.bastion.host_key: required (the bastion's public host key"},
 		{"bastion host key not a key", map[string]any{"ssh": map[string]any{"bastion": map[string]any{"host": "jump.example.com", "hostKey": "nope"}}, "pools": []any{manager}},
 			"ssh.bastion.hostKey", "ssh.bastion.host_key: not an SSH public key"},
 		{"port out of range", map[string]any{"ssh": map[string]any{"port": 70000}, "pools": []any{manager}},
@@ -191,7 +191,7 @@ func TestCheckFailures(t *testing.T) {
 		{"unknown artifacts source", kube(map[string]any{"artifacts": map[string]any{"source": "nix"}}, manager),
 			"kubernetes.artifacts.source", `kubernetes.artifacts.source: unknown artifact source "nix"`},
 		{"artifacts dir missing", kube(map[string]any{"artifacts": map[string]any{"source": "dir"}}, manager),
-			"kubernetes.artifacts", "kubernetes.artifacts.dir: required"},
+			"kubernetes.artifacts.dir", "kubernetes.artifacts.dir: required"},
 		{"artifacts url without release", kube(map[string]any{"artifacts": map[string]any{"url": "https://mirror.example.com"}}, manager),
 			"kubernetes.artifacts.url", "kubernetes.artifacts.url: unused with source: build"},
 		{"bad endpoint", kube(map[string]any{"endpoint": "api.example.com:99999"}, manager),
@@ -243,32 +243,31 @@ func kube(kubernetes map[string]any, pools ...map[string]any) map[string]any {
 	return in
 }
 
-// TestRenderPlanMatchesValidate: the plan the inputs become is the plan a
-// user would write, so Check's messages are `provision validate`'s.
-func TestRenderPlanMatchesValidate(t *testing.T) {
+// TestPlanOfInputs: the plan the inputs become is the plan a user would
+// write, so Check's messages are `provision validate`'s.
+func TestPlanOfInputs(t *testing.T) {
 	args := ClusterArgs{Name: "edge", SSH: &SSHArgs{User: "ops", Port: 2222}, Pools: []PoolArgs{
 		{Name: "managers", Provider: "docker", Role: "manager", Count: 1},
 		{Name: "workers", Provider: "docker", Count: 2, Labels: map[string]string{"tier": "a \"quoted\"\nvalue"},
 			Settings: map[string]any{"cpus": 1.5, "memory": "1g"}},
 	}}
-	text, paths := renderPlan(args)
-	if n := strings.Count(string(text), "\n"); n != len(paths) {
-		t.Fatalf("%d lines, %d paths", n, len(paths))
-	}
-	pl, err := plans.Parse("plan.yaml", text, plans.Options{Providers: builtin.Registry()})
-	if err != nil {
-		t.Fatalf("rendered plan does not load: %v\n%s", err, text)
+	pl, failures, err := loadPlan(args, builtin.Registry())
+	if err != nil || len(failures) > 0 {
+		t.Fatalf("inputs do not load: %v %+v", err, failures)
 	}
 	w := pl.Pools[1]
 	if pl.Cluster.Name != "edge" || pl.SSH.User != "ops" || pl.SSH.Port != 2222 || w.Labels["tier"] != "a \"quoted\"\nvalue" ||
 		w.Settings["cpus"] != 1.5 || w.Settings["memory"] != "1g" || w.Count != 2 || w.Role != "worker" {
-		t.Fatalf("plan differs from the inputs: %+v %+v\n%s", pl, w, text)
+		t.Fatalf("plan differs from the inputs: %+v %+v", pl, w)
+	}
+	if args.Pools[1].Role != "" {
+		t.Fatalf("loading filled a default into the caller's inputs: %+v", args.Pools[1])
 	}
 }
 
-// TestRenderKubernetes: a kubeadm cluster's inputs become the plan's
-// kubernetes block and pool taints, every list item on its own line.
-func TestRenderKubernetes(t *testing.T) {
+// TestPlanOfKubernetes: a kubeadm cluster's inputs become the plan's
+// kubernetes block and pool taints.
+func TestPlanOfKubernetes(t *testing.T) {
 	dir := t.TempDir()
 	img := filepath.Join(dir, "app.tar")
 	if err := os.WriteFile(img, []byte("archive"), 0o600); err != nil {
@@ -281,20 +280,16 @@ func TestRenderKubernetes(t *testing.T) {
 			{Name: "control", Provider: "docker", Role: "manager", Count: 1},
 			{Name: "gpus", Provider: "docker", Count: 2, Taints: []string{"dedicated=gpu:NoSchedule", "nvidia.com/gpu:NoExecute"}},
 		}}
-	text, paths := renderPlan(args)
-	if n := strings.Count(string(text), "\n"); n != len(paths) {
-		t.Fatalf("%d lines, %d paths", n, len(paths))
-	}
-	pl, err := plans.Parse("plan.yaml", text, plans.Options{Providers: builtin.Registry()})
-	if err != nil {
-		t.Fatalf("rendered plan does not load: %v\n%s", err, text)
+	pl, failures, err := loadPlan(args, builtin.Registry())
+	if err != nil || len(failures) > 0 {
+		t.Fatalf("inputs do not load: %v %+v", err, failures)
 	}
 	k := pl.Kubernetes
 	want := plans.Kubernetes{Version: "v1.33.1", Artifacts: plans.KubernetesArtifacts{Source: "dir", Dir: dir},
 		Endpoint: "api.example.com:443", PodCIDR: "10.32.0.0/16", ServiceCIDR: "10.33.0.0/16", Images: []string{img}}
 	if pl.Cluster.Kind != "kubeadm" || k == nil || !reflect.DeepEqual(*k, want) ||
 		!slices.Equal(pl.Pools[1].Taints, args.Pools[1].Taints) {
-		t.Fatalf("plan differs from the inputs: %+v %+v\n%s", k, pl.Pools[1], text)
+		t.Fatalf("plan differs from the inputs: %+v %+v", k, pl.Pools[1])
 	}
 }
 

@@ -105,9 +105,9 @@ func TestReadKubeconfig(t *testing.T) {
 			const id = "kube-managers-ab12"
 			reg := func() *providers.Registry {
 				r := providers.NewRegistry()
-				r.Register("docker", func(context.Context, providers.Env) (providers.Provider, error) {
+				r.Register("docker", providers.Entry{New: func(context.Context, providers.Env) (providers.Provider, error) {
 					return listed{{ID: id, ProviderID: "c0ffee", Cluster: "kube", Pool: "managers", Address: host, Port: port}}, nil
-				})
+				}})
 				return r
 			}
 			prov, err := New(Options{CacheDir: t.TempDir(), Registry: reg})

@@ -9,9 +9,6 @@ import (
 	p "github.com/pulumi/pulumi-go-provider"
 )
 
-// discardLog is for providers built only to check settings.
-var discardLog = slog.New(slog.DiscardHandler)
-
 // engineLog sends the engine's log to the Pulumi engine: warnings show in
 // `pulumi up`, the rest with --logtostderr -v. The engine logs no secret.
 func engineLog(ctx context.Context) *slog.Logger {

@@ -47,7 +47,7 @@ func TestCreateKeepsPartialState(t *testing.T) {
 	fake := &noCapacity{}
 	reg := func() *providers.Registry {
 		r := providers.NewRegistry()
-		r.Register("docker", func(context.Context, providers.Env) (providers.Provider, error) { return fake, nil })
+		r.Register("docker", providers.Entry{New: func(context.Context, providers.Env) (providers.Provider, error) { return fake, nil }})
 		return r
 	}
 	prov, err := New(Options{CacheDir: t.TempDir(), Registry: reg})
