@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -13,6 +14,7 @@ import (
 	"github.com/pulumi/pulumi-go-provider/integration"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/property"
+	"gopkg.in/yaml.v3"
 
 	"github.com/provisionhq/provision/plans"
 	"github.com/provisionhq/provision/providers/builtin"
@@ -448,5 +450,99 @@ func TestCheckUnknownInputs(t *testing.T) {
 	}
 	if c := resp.Inputs.Get("pools").AsArray().Get(1).AsMap().Get("count"); !c.IsComputed() {
 		t.Errorf("pools[1].count = %v, want it still unknown", c)
+	}
+}
+
+// TestCheckSettingsLikeValidate: for every provider, a pool's bad settings
+// come back on pools[i].settings.<key> with the message `provision
+// validate` prints for the same plan (the loader's golden cases in
+// plans/testdata/invalid/settings-*.yaml), checked with no credentials.
+func TestCheckSettingsLikeValidate(t *testing.T) {
+	s := server(t)
+	tests := []struct {
+		provider, prop, reason string
+	}{
+		{"aws", "pools[0].settings.instance_type", "pools[0].settings.instance_type: expected a string, got number 7"},
+		{"aws", "pools[1].settings.amii", `pools[1].settings: unknown setting "amii" (did you mean "ami"?)`},
+		{"gcp", "pools[0].settings.machine_type", "pools[0].settings.machine_type: expected a string, got number 7"},
+		{"gcp", "pools[0].settings.disk", `pools[0].settings: unknown setting "disk" (valid settings: disk_gb, image, machine_type, network, project, public_ip, subnetwork, zone)`},
+		{"openstack", "pools[0].settings.flavor", "pools[0].settings.flavor: expected a string, got number 7"},
+		{"openstack", "pools[0].settings.security_group", `pools[0].settings: unknown setting "security_group" (did you mean "security_groups"?)`},
+		{"docker", "pools[0].settings.image", "pools[0].settings.image: expected a string, got number 7"},
+		{"docker", "pools[0].settings.memroy", `pools[0].settings: unknown setting "memroy" (did you mean "memory"?)`},
+		{"static", "pools[0].settings.hosts[0].port", "pools[0].settings.hosts[0].port: 70000 is out of range (use a TCP port from 1 to 65535)"},
+		{"static", "pools[0].settings.hosts[1].hostkey", `pools[0].settings.hosts[1]: unknown setting "hostkey" (did you mean "host_key"?)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.provider+" "+tt.prop, func(t *testing.T) {
+			file := filepath.Join("..", "..", "plans", "testdata", "invalid", "settings-"+tt.provider+".yaml")
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var plan struct {
+				Cluster struct{ Name string } `yaml:"cluster"`
+				Pools   []map[string]any      `yaml:"pools"`
+			}
+			if err := yaml.Unmarshal(data, &plan); err != nil {
+				t.Fatal(err)
+			}
+			pools := make([]any, len(plan.Pools))
+			for i, pool := range plan.Pools {
+				pools[i] = pool
+			}
+			resp, err := s.Check(p.CheckRequest{Urn: clusterURN("c1"), Inputs: props(map[string]any{"name": plan.Cluster.Name, "pools": pools})})
+			if err != nil {
+				t.Fatalf("Check error: %v", err)
+			}
+			found := false
+			for _, f := range resp.Failures {
+				found = found || f.Property == tt.prop && f.Reason == tt.reason
+			}
+			if !found {
+				t.Errorf("failures %+v: none on %q reading %q", resp.Failures, tt.prop, tt.reason)
+			}
+
+			// Every problem validate reports, Check reports: same message,
+			// on the property of the same path.
+			_, lerr := plans.Load(file, plans.Options{Providers: builtin.Registry()})
+			var list plans.ErrorList
+			if !errors.As(lerr, &list) {
+				t.Fatalf("Load(%s) = %v, want an ErrorList", file, lerr)
+			}
+			if len(list) != len(resp.Failures) {
+				t.Errorf("validate reports %d problems, Check %d: %v\n%+v", len(list), len(resp.Failures), list, resp.Failures)
+			}
+			for _, e := range list {
+				want := p.CheckFailure{Property: e.Path, Reason: e.Msg}
+				if e.Hint != "" {
+					want.Reason += " (" + e.Hint + ")"
+				}
+				if !slices.Contains(resp.Failures, want) {
+					t.Errorf("validate's %v is not among Check's failures %+v", e, resp.Failures)
+				}
+			}
+		})
+	}
+}
+
+// TestInputProperty: plan paths become the input properties they came from.
+func TestInputProperty(t *testing.T) {
+	t.Parallel()
+	for path, want := range map[string]string{
+		"":                                    "",
+		"version":                             "",
+		"cluster.name":                        "name",
+		"cluster.kind":                        "kind",
+		"ssh.bastion.host_key":                "ssh.bastion.hostKey",
+		"kubernetes.pod_cidr":                 "kubernetes.podCidr",
+		"kubernetes.images[0]":                "kubernetes.images[0]",
+		"pools[1].settings.instance_type":     "pools[1].settings.instance_type",
+		"pools[0].settings.hosts[0].host_key": "pools[0].settings.hosts[0].host_key",
+		"pools[2].labels.team_name":           "pools[2].labels.team_name",
+	} {
+		if got := inputProperty(path); got != want {
+			t.Errorf("inputProperty(%q) = %q, want %q", path, got, want)
+		}
 	}
 }
