@@ -101,8 +101,11 @@ func decodeValue(errs *SettingErrors, path string, in any, v reflect.Value) {
 	switch t.Kind() {
 	case reflect.Pointer:
 		elem := reflect.New(t.Elem())
+		n := len(*errs)
 		decodeValue(errs, path, in, elem.Elem())
-		v.Set(elem)
+		if len(*errs) == n { // a value that did not decode stays unset
+			v.Set(elem)
+		}
 	case reflect.Struct:
 		m, ok := in.(map[string]any)
 		if !ok {
