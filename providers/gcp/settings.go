@@ -1,7 +1,6 @@
 package gcp
 
 import (
-	"os"
 	"regexp"
 	"strings"
 
@@ -30,21 +29,18 @@ var (
 
 // CheckSettings checks a gcp pool's settings with no credentials and no
 // network: the check `provision validate` and the Pulumi Check run, and the
-// one Create runs before any API call. The project may come from
-// $GOOGLE_CLOUD_PROJECT instead, as it does for the live provider.
+// one Create runs before any API call. A missing project is not a plan
+// error here: it may come from $GOOGLE_CLOUD_PROJECT where provision runs,
+// and Create reports it when it does not.
 func CheckSettings(s providers.Settings) []providers.SettingError {
-	_, errs := checkSettings(s, os.Getenv(EnvProject))
+	_, errs := checkSettings(s)
 	return errs
 }
 
-func checkSettings(s providers.Settings, defaultProject string) (settings, providers.SettingErrors) {
+func checkSettings(s providers.Settings) (settings, providers.SettingErrors) {
 	var out settings
 	errs := s.Decode(&out)
-	if out.Project == "" {
-		out.Project = defaultProject
-	}
 	for _, f := range []struct{ name, v, hint string }{
-		{"project", out.Project, "the project ID, e.g. project: my-project, or set $" + EnvProject},
 		{"zone", out.Zone, "e.g. zone: europe-west1-b"},
 		{"machine_type", out.MachineType, "e.g. machine_type: e2-medium"},
 		{"image", out.Image, "e.g. image: projects/debian-cloud/global/images/family/debian-12"},
@@ -62,8 +58,16 @@ func checkSettings(s providers.Settings, defaultProject string) (settings, provi
 	return out, errs
 }
 
+// decodeSettings is checkSettings with the project defaulted from the
+// environment ($GOOGLE_CLOUD_PROJECT), for Create.
 func decodeSettings(s providers.Settings, defaultProject string) (settings, error) {
-	out, errs := checkSettings(s, defaultProject)
+	out, errs := checkSettings(s)
+	if out.Project == "" {
+		out.Project = defaultProject
+	}
+	if out.Project == "" && !errs.Has("project") {
+		errs.Add("project", "the project ID, e.g. project: my-project, or set $"+EnvProject, "required")
+	}
 	return out, errs.Err("gcp")
 }
 
