@@ -123,6 +123,7 @@ func TestConformance(t *testing.T) {
 		Cluster:         cluster,
 		Settings:        testSettings,
 		InvalidSettings: providers.Settings{"instance_type": "t3.micro"}, // no ami
+		Check:           CheckSettings,
 		Timeout:         time.Minute,
 	})
 }

@@ -131,6 +131,7 @@ func TestConformance(t *testing.T) {
 		Cluster:         cluster,
 		Settings:        providers.Settings{"memory": "512m", "cpus": 1},
 		InvalidSettings: providers.Settings{"memory": "lots"},
+		Check:           CheckSettings,
 		NewHostKey: func() (hostkey.Key, error) {
 			k, err := hostkey.Generate()
 			mu.Lock()

@@ -73,7 +73,7 @@ func TestConformance(t *testing.T) {
 	invalid := poolSettings()
 	delete(invalid, "machine_type")
 	providertest.Run(t, p, providertest.Options{
-		Cluster: "conf", Settings: poolSettings(), InvalidSettings: invalid, Timeout: time.Minute,
+		Cluster: "conf", Settings: poolSettings(), InvalidSettings: invalid, Check: CheckSettings, Timeout: time.Minute,
 	})
 	// Pool a (2 machines) is one bulkInsert, pool b (1 machine) one insert.
 	if got := sim.Calls("instances.bulkInsert"); got != 1 {

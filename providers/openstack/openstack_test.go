@@ -87,6 +87,7 @@ func TestConformance(t *testing.T) {
 	providertest.Run(t, p, providertest.Options{
 		Cluster: "conf", Settings: goodSettings,
 		InvalidSettings: providers.Settings{"flavor": "m1.small"}, // no image
+		Check:           CheckSettings,
 		Timeout:         time.Minute,
 	})
 }

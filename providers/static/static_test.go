@@ -48,6 +48,7 @@ func TestConformance(t *testing.T) {
 		Cluster:         "static-conformance",
 		Settings:        hostsSettings(t, 3),
 		InvalidSettings: providers.Settings{"hosts": []any{map[string]any{"address": "10.0.0.9"}}},
+		Check:           CheckSettings,
 	})
 }
 
