@@ -50,8 +50,8 @@ func (c *Cluster) Check(ctx context.Context, req infer.CheckRequest) (infer.Chec
 // (no credentials, no network). Problems come back as check failures (the
 // loader's message and hint, on the input property the user has to edit,
 // found by the error's path); err is for anything else.
-func loadPlan(args ClusterArgs, reg *providers.Registry) (*plans.Plan, []p.CheckFailure, error) {
-	pl, err := plans.FromValues(planOf(args), plans.Options{Providers: reg})
+func loadPlan(args ClusterArgs, set plans.ProviderSet) (*plans.Plan, []p.CheckFailure, error) {
+	pl, err := plans.FromValues(planOf(args), plans.Options{Providers: set})
 	var list plans.ErrorList
 	switch {
 	case err == nil:
@@ -132,8 +132,10 @@ func camel(s string) string {
 
 // mustPlan is loadPlan for operations that run after Check: a failure here
 // means the inputs changed meaning since (a provider left the registry).
+// Settings are not checked again: Check did, and a settings rule a newer
+// provision added must not stand in the way of deleting a cluster.
 func mustPlan(args ClusterArgs, reg *providers.Registry) (*plans.Plan, error) {
-	pl, failures, err := loadPlan(args, reg)
+	pl, failures, err := loadPlan(args, namesOnly{reg})
 	if err != nil {
 		return nil, err
 	}
@@ -146,6 +148,11 @@ func mustPlan(args ClusterArgs, reg *providers.Registry) (*plans.Plan, error) {
 	}
 	return pl, nil
 }
+
+// namesOnly is a registry whose providers accept any settings.
+type namesOnly struct{ *providers.Registry }
+
+func (namesOnly) CheckSettings(string, providers.Settings) []providers.SettingError { return nil }
 
 // withDefaults fills in the defaults the plan loader applies (see
 // plans/validate.go), so that Diff compares like with like even in a

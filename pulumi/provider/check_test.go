@@ -546,3 +546,18 @@ func TestInputProperty(t *testing.T) {
 		}
 	}
 }
+
+// TestMustPlanSkipsSettings: operations after Check (a destroy of a cluster
+// created by an older provision) are not refused by a settings rule, while
+// Check itself refuses the same inputs.
+func TestMustPlanSkipsSettings(t *testing.T) {
+	t.Parallel()
+	args := withDefaults(ClusterArgs{Name: "old", Pools: []PoolArgs{
+		{Name: "managers", Provider: "docker", Role: "manager", Count: 1, Settings: map[string]any{"imag": "x"}}}})
+	if _, err := mustPlan(args, builtin.Registry()); err != nil {
+		t.Fatalf("mustPlan: %v", err)
+	}
+	if _, failures, err := loadPlan(args, builtin.Registry()); err != nil || len(failures) != 1 || failures[0].Property != "pools[0].settings.imag" {
+		t.Fatalf("loadPlan = %+v, %v; want the unknown setting on pools[0].settings.imag", failures, err)
+	}
+}
