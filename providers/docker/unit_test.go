@@ -129,7 +129,7 @@ func TestCreateConfiguresNodeContainer(t *testing.T) {
 	o := rec.creates[0]
 	hc := o.HostConfig
 	checks := []struct {
-		what     string
+		what      string
 		got, want any
 	}{
 		{"name", o.Name, "m0"},
