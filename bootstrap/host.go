@@ -117,7 +117,7 @@ func Prepare(ctx context.Context, h *Host) error {
 func PrepareSteps(h *Host) []Step {
 	steps := []Step{
 		{Name: "install-runtime", Check: succeeds("command -v dockerd"), Apply: installRuntime},
-		{Name: "start-runtime", Check: succeeds("docker info >/dev/null 2>&1"), Apply: startRuntime},
+		{Name: "start-runtime", Check: succeeds(engineRunning), Apply: startRuntime},
 	}
 	if h.User != "" && h.User != "root" {
 		q := shellQuote(h.User)
@@ -243,20 +243,26 @@ func missingPackageLists(stderr string) bool {
 	}, func(s string) bool { return strings.Contains(stderr, s) })
 }
 
+// engineRunning succeeds when dockerd runs and has made its socket. It is
+// checked without the docker CLI (provision speaks the Engine API itself,
+// and only once the login user may open the socket, after docker-group).
+const engineRunning = `test -S /var/run/docker.sock && kill -0 "$(cat /var/run/docker.pid 2>/dev/null)" 2>/dev/null`
+
 // startEngine starts dockerd with whatever init the machine has: systemd, a
 // SysV script, or, in containers without an init (or when the script fails
-// or leaves no engine answering within 10 s), dockerd in the background. A second
+// or leaves no engine running within 10 s), dockerd in the background. A second
 // dockerd started while a slow first one comes up exits on its pid file.
-const startEngine = `if [ -d /run/systemd/system ]; then
+const startEngine = `running() { ` + engineRunning + `; }
+if [ -d /run/systemd/system ]; then
   systemctl enable --now docker
 else
   # Only wait on a SysV script that says it started the engine: in a
   # container without CAP_SYS_RESOURCE, Debian's script fails at its ulimit.
   if command -v service >/dev/null 2>&1 && service docker start >/dev/null 2>&1; then
     i=0
-    while [ $i -lt 10 ] && ! docker info >/dev/null 2>&1; do sleep 1; i=$((i+1)); done
+    while [ $i -lt 10 ] && ! running; do sleep 1; i=$((i+1)); done
   fi
-  if ! docker info >/dev/null 2>&1; then
+  if ! running; then
     nohup dockerd >/var/log/dockerd.log 2>&1 </dev/null &
   fi
 fi`
@@ -268,11 +274,11 @@ func startRuntime(ctx context.Context, h *Host) error {
 	return waitEngine(ctx, h)
 }
 
-// waitEngine polls `docker info` until the engine answers.
+// waitEngine polls until dockerd runs with its socket in place.
 func waitEngine(ctx context.Context, h *Host) error {
 	ctx, cancel := context.WithTimeout(ctx, EngineTimeout)
 	defer cancel()
-	check := succeeds("docker info >/dev/null 2>&1")
+	check := succeeds(engineRunning)
 	// A failed check (not "not yet") is retried too: the engine restarting
 	// can drop the command; the deadline bounds it.
 	err := retry.Do(ctx, retry.Policy{Initial: 500 * time.Millisecond, Max: 2 * time.Second}, func(ctx context.Context) (bool, error) {

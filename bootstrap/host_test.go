@@ -133,11 +133,11 @@ func TestPrepare(t *testing.T) {
 			setup: func(s *sshtest.Script) {
 				s.On(`test "$(hostname)"`, notFound, sshtest.Reply{})
 				s.On("command -v dockerd", notFound, sshtest.Reply{})
-				s.On("docker info", notFound, sshtest.Reply{})
+				s.On("test -S /var/run/docker.sock", notFound, sshtest.Reply{})
 			},
 			want: []string{`test "$(hostname)" = 'm-1'`, "hostname 'm-1' &&", `test "$(hostname)" = 'm-1'`,
 				"cat /etc/os-release", "command -v dockerd", "DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install", "command -v dockerd",
-				"docker info", "if [ -d /run/systemd/system ]", "docker info", "docker info"},
+				"test -S /var/run/docker.sock", "running() {", "test -S /var/run/docker.sock", "test -S /var/run/docker.sock"},
 		},
 		{
 			name: "missing package lists trigger one update",
@@ -147,12 +147,12 @@ func TestPrepare(t *testing.T) {
 				s.On("command -v dockerd", notFound, sshtest.Reply{})
 				s.On("DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install",
 					sshtest.Reply{Exit: 100, Stderr: "E: Unable to locate package docker.io\n"}, sshtest.Reply{})
-				s.On("docker info", sshtest.Reply{})
+				s.On("test -S /var/run/docker.sock", sshtest.Reply{})
 				s.On("id -nG", notFound, sshtest.Reply{})
 			},
 			want: []string{`test "$(hostname)" = 'm-1'`, "cat /etc/os-release", "command -v dockerd", "DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install",
 				"DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update", "DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install",
-				"command -v dockerd", "docker info", "id -nG 'admin'", "usermod -aG docker 'admin'", "id -nG 'admin'"},
+				"command -v dockerd", "test -S /var/run/docker.sock", "id -nG 'admin'", "usermod -aG docker 'admin'", "id -nG 'admin'"},
 		},
 		{
 			name: "prepared host only checks",
@@ -160,9 +160,9 @@ func TestPrepare(t *testing.T) {
 			setup: func(s *sshtest.Script) {
 				s.On(`test "$(hostname)"`)
 				s.On("command -v dockerd")
-				s.On("docker info")
+				s.On("test -S /var/run/docker.sock")
 			},
-			want: []string{`test "$(hostname)" = 'm-1'`, "cat /etc/os-release", "command -v dockerd", "docker info"},
+			want: []string{`test "$(hostname)" = 'm-1'`, "cat /etc/os-release", "command -v dockerd", "test -S /var/run/docker.sock"},
 		},
 	}
 	for _, tt := range tests {
@@ -170,7 +170,7 @@ func TestPrepare(t *testing.T) {
 			t.Parallel()
 			s := (&sshtest.Script{}).
 				On("cat /etc/os-release", sshtest.Reply{Stdout: string(debian)}).
-				On("DEBIAN_FRONTEND=").On("if [ -d /run/systemd/system ]").On("usermod").On("hostname ")
+				On("DEBIAN_FRONTEND=").On("running() {").On("usermod").On("hostname ")
 			tt.setup(s)
 			h := &bootstrap.Host{Name: "m-1", User: tt.user, Run: sshtest.Runner{Script: s}}
 			if err := bootstrap.Prepare(t.Context(), h); err != nil {
@@ -201,7 +201,7 @@ func TestPrepareRunsPoolSetupOnce(t *testing.T) {
 	notDone := sshtest.Reply{Exit: 1}
 	s := (&sshtest.Script{}).
 		On(`test "$(hostname)"`).On("cat /etc/os-release", sshtest.Reply{Stdout: string(debian)}).
-		On("command -v dockerd").On("docker info").
+		On("command -v dockerd").On("test -S /var/run/docker.sock").
 		On(`test "$(cat /var/lib/provision/setup.sha256`, notDone, sshtest.Reply{}).
 		On("sh -e -s").On("mkdir -p /var/lib/provision")
 	cmds := []string{"docker load -i /opt/app.tar", "echo s3cret | docker login -u bot --password-stdin registry.local"}
