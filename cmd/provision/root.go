@@ -112,10 +112,13 @@ func (o *options) display(w, errw io.Writer, s *session.Session) *progress.Displ
 	case progress.Live:
 		s.Log = slog.New(slog.NewTextHandler(errw, &slog.HandlerOptions{Level: max(lvl, slog.LevelWarn)}))
 	case progress.Plain:
+		quiet := lvl
 		if lvl > slog.LevelDebug {
-			lvl = max(lvl, slog.LevelWarn)
+			quiet = max(lvl, slog.LevelWarn)
 		}
-		s.Log = slog.New(progress.Handler(errw, lvl))
+		s.Log = slog.New(progress.Handler(errw, quiet))
+		// A first Kubernetes build says what it is doing, in the same form.
+		s.Progress = slog.New(progress.Handler(errw, lvl))
 	}
 	return progress.New(w, mode)
 }

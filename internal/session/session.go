@@ -41,6 +41,10 @@ type Session struct {
 	Dir     string
 	Backend state.Backend
 	Log     *slog.Logger
+	// Progress, when set, takes the progress lines of long work done before
+	// the engine runs (a first Kubernetes build, ~15 min), which must show
+	// even when Log is quieted to warnings next to a progress display.
+	Progress *slog.Logger
 	// Signer, when set, is the login key, overriding the plan's ssh.key and
 	// the managed key (the Pulumi provider holds its key as a secret, never
 	// on disk).
@@ -214,8 +218,12 @@ func (s *Session) kubeadm(b *artifacts.Bundle) *kubeadm.Driver {
 // downloaded now (the first build takes about 15 minutes).
 func (s *Session) Artifacts(ctx context.Context) (*artifacts.Bundle, error) {
 	k := s.Plan.Kubernetes
+	log := s.Progress
+	if log == nil {
+		log = s.Log
+	}
 	b, err := artifacts.Gather(ctx, artifacts.Options{
-		Version: k.Version, Source: k.Artifacts.Source, Dir: k.Artifacts.Dir, BaseURL: k.Artifacts.URL, Logger: s.Log,
+		Version: k.Version, Source: k.Artifacts.Source, Dir: k.Artifacts.Dir, BaseURL: k.Artifacts.URL, Logger: log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes artifacts: %w", err)
