@@ -372,6 +372,12 @@ func (r *run) reconcile(ctx context.Context, deleteOrphans bool) error {
 			pm, ok := seen[m.ID]
 			delete(seen, m.ID)
 			switch {
+			case ok && m.Phase == state.PhaseIntent && pm.Address == "":
+				// Killed between the provider's create and its start: the
+				// machine has no address to dial and maybe not its keys. It
+				// stays an intent, so Create (idempotent per ID) finishes it
+				// with a fresh host key.
+				r.log.Info("machine whose create was interrupted before it started is created again", "machine", m.ID, "provider", name, "state", pm.State)
 			case ok && m.Phase == state.PhaseIntent:
 				setCreated(m, pm)
 				r.report.Adopted++

@@ -55,9 +55,13 @@ func (f *fakeProvider) Create(_ context.Context, specs []providers.MachineSpec) 
 			return nil, fmt.Errorf("%w: spec %s has no host key", providers.ErrInvalidSpec, s.ID)
 		}
 		m, ok := f.machines[s.ID]
-		if !ok {
+		switch {
+		case !ok:
 			m = providers.Machine{ID: s.ID, ProviderID: "p-" + string(s.ID), Cluster: s.Cluster, Pool: s.Pool,
 				Address: "10.0.0." + fmt.Sprint(len(f.machines)+2), State: providers.StateRunning}
+			f.machines[s.ID] = m
+		case m.Address == "": // created, never started: a real provider finishes it
+			m.Address, m.State = "10.0.0."+fmt.Sprint(len(f.machines)+2), providers.StateRunning
 			f.machines[s.ID] = m
 		}
 		out = append(out, m)
@@ -305,10 +309,12 @@ func TestApplyResumesAfterCrash(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name        string
-		inProvider  bool // did the lost create reach the provider?
-		wantCreates int  // provider Create calls made by the resuming apply
+		inProvider  bool   // did the lost create reach the provider?
+		address     string // the machine's address there ("": never started)
+		wantCreates int    // provider Create calls made by the resuming apply
 	}{
-		{name: "create reached the provider: adopt", inProvider: true, wantCreates: 0},
+		{name: "create reached the provider: adopt", inProvider: true, address: "10.0.0.99", wantCreates: 0},
+		{name: "killed before the machine started: Create finishes it", inProvider: true, wantCreates: 1},
 		{name: "create never happened: create with the same ID", inProvider: false, wantCreates: 1},
 	}
 	for _, tt := range tests {
@@ -323,7 +329,7 @@ func TestApplyResumesAfterCrash(t *testing.T) {
 			st := f.backend.Snapshot()
 			st.Machines = append(st.Machines, state.Machine{ID: "t-workers-dead01", Pool: "workers", Provider: "fake", Role: "worker", HostKey: "ssh-ed25519 OLD", Phase: state.PhaseIntent})
 			if tt.inProvider {
-				f.prov.machines["t-workers-dead01"] = providers.Machine{ID: "t-workers-dead01", Cluster: "t", Pool: "workers", Address: "10.0.0.99"}
+				f.prov.machines["t-workers-dead01"] = providers.Machine{ID: "t-workers-dead01", Cluster: "t", Pool: "workers", Address: tt.address, State: providers.StatePending}
 			}
 			if err := f.backend.Write(ctx, st); err != nil {
 				t.Fatal(err)
@@ -339,8 +345,14 @@ func TestApplyResumesAfterCrash(t *testing.T) {
 			if rep.Created != 0 || f.prov.count() != 2 {
 				t.Errorf("report %+v, provider machines %d: want no new ID and 2 machines", rep, f.prov.count())
 			}
-			if m := f.backend.Snapshot().Machine("t-workers-dead01"); m == nil || m.Phase != state.PhaseJoined {
-				t.Errorf("resumed machine = %+v, want joined", m)
+			m := f.backend.Snapshot().Machine("t-workers-dead01")
+			if m == nil || m.Phase != state.PhaseJoined || m.Address == "" {
+				t.Fatalf("resumed machine = %+v, want joined with an address", m)
+			}
+			// Adopted, it keeps the key it was made with; created again, it
+			// gets the fresh key its Create installed.
+			if fresh := m.HostKey != "ssh-ed25519 OLD"; fresh != (tt.wantCreates == 1) {
+				t.Errorf("host key %q after resume, want fresh=%v", m.HostKey, tt.wantCreates == 1)
 			}
 		})
 	}

@@ -307,13 +307,13 @@ func (p *Provider) createOne(ctx context.Context, spec providers.MachineSpec, st
 	ctx, cancel := withDeadline(ctx)
 	defer cancel()
 	if ci, ok := existing[spec.ID]; ok {
-		switch ci.Status {
-		case container.StateRunning:
+		if ci.Status == container.StateRunning {
 			return ci.ID, nil
-		case container.StateCreated:
-			if err := p.inject(ctx, ci.ID, spec); err != nil {
-				return "", err
-			}
+		}
+		// Never started, or stopped: the spec's keys are the ones state
+		// pins now, whatever an interrupted run copied in before.
+		if err := p.inject(ctx, ci.ID, spec); err != nil {
+			return "", err
 		}
 		if err := p.start(ctx, ci.ID); err != nil {
 			return "", err
