@@ -50,11 +50,18 @@ var lockWaitPolicy = retry.Policy{Initial: 100 * time.Millisecond, Max: 5 * time
 // autoscaler use LockWait.
 func LockWait(ctx context.Context, l Locker, info LockInfo) (string, error) {
 	var id string
+	var locked error // the last "held by" answer
 	err := retry.Do(ctx, lockWaitPolicy, func(ctx context.Context) (bool, error) {
 		var err error
 		id, err = l.Lock(ctx, info)
-		if errors.Is(err, ErrLocked) {
+		switch {
+		case errors.Is(err, ErrLocked):
+			locked = err
 			return false, err
+		case err != nil && locked != nil && ctx.Err() != nil:
+			// The wait ran out in the middle of an attempt: what the user
+			// needs is who held the lock when it was last seen.
+			return true, fmt.Errorf("%w (%w)", locked, err)
 		}
 		return true, err
 	})

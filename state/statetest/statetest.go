@@ -256,7 +256,8 @@ func testLockWaitTimesOut(t *testing.T, b state.Backend) {
 		t.Fatalf("Lock: %v", err)
 	}
 	defer b.Unlock(t.Context(), id)
-	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	// Long enough for one attempt to answer on a loaded machine.
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 	defer cancel()
 	_, err = state.LockWait(ctx, b, lockInfo("autoscale"))
 	if !errors.Is(err, state.ErrLocked) || !errors.Is(err, context.DeadlineExceeded) {
