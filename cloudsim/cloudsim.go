@@ -27,6 +27,11 @@ type Faults struct {
 	InstanceQuota int
 	// NoCapacity makes every create fail with the cloud's capacity error.
 	NoCapacity bool
+	// SpotNoCapacity makes only spot/preemptible creates fail with the
+	// cloud's capacity error (EC2 InsufficientInstanceCapacity, GCE
+	// ZONE_RESOURCE_POOL_EXHAUSTED): on-demand creates still succeed, as
+	// when a cloud reclaims its spare capacity.
+	SpotNoCapacity bool
 }
 
 // Sim holds the faults and counters of one emulator; safe for concurrent use.
@@ -115,4 +120,27 @@ type Boot struct {
 	// ami-launch-index, Nova launch_index); userdata.NoLaunchIndex (-1)
 	// when the cloud has none (GCE).
 	LaunchIndex int
+	// PublicKeys are login keys the cloud itself installs, outside
+	// user-data: an EC2 or Nova key pair, GCE ssh-keys metadata. The guest
+	// authorizes them for KeyUser, as cloud-init's default user would be.
+	PublicKeys []string
+	// KeyUser is the login that PublicKeys are for; empty means the
+	// image's default user (DefaultUser).
+	KeyUser string
+}
+
+// DefaultUser is the default login of the images cloudsim offers, as
+// Debian's cloud images name it on EC2.
+const DefaultUser = "admin"
+
+// Power is what a Backing offers when its hosts can be stopped and started
+// again with their disks (EC2 StopInstances/StartInstances, Nova
+// os-stop/os-start, GCE stop/start). Emulators check for it with a type
+// assertion and refuse the action when the backing cannot do it.
+type Power interface {
+	PowerOff(ctx context.Context, id string) error
+	// PowerOn starts a stopped host again and returns its address, which
+	// may differ from the one it had before, as a cloud's public address
+	// does.
+	PowerOn(ctx context.Context, id string) (address string, err error)
 }

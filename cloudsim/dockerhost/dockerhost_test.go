@@ -3,11 +3,12 @@ package dockerhost
 import (
 	"context"
 	"fmt"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
-	"strings"
 
 	"github.com/provisionhq/provision/bootstrap"
 	"github.com/provisionhq/provision/cloudsim"
@@ -68,4 +69,71 @@ func TestInstanceAnswersSSHWithItsUserDataHostKey(t *testing.T) {
 
 func authorized(k ssh.PublicKey) string {
 	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
+}
+
+// TestKeyPairLoginWithoutUserDataSurvivesStopStart: an instance launched
+// with only a cloud key pair (no user-data) lets that key in as the image's
+// default user under a host key the guest made itself, and after a power
+// cycle it answers again, with the same host key, at its new address.
+func TestKeyPairLoginWithoutUserDataSurvivesStopStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs docker")
+	}
+	dockertest.Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	group := fmt.Sprintf("dk%d", time.Now().UnixNano()%1e6)
+	b, err := New(ctx, group, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.StopAll(context.Background()) })
+	signer, err := bootstrap.GenerateUserKey(t.TempDir() + "/id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := group + "-i-2"
+	addr, err := b.Start(ctx, id, cloudsim.Boot{LaunchIndex: 0, PublicKeys: []string{authorized(signer.PublicKey())}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	login := func(addr string) string {
+		t.Helper()
+		var seen string
+		cfg := &ssh.ClientConfig{User: cloudsim.DefaultUser, Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, Timeout: 10 * time.Second,
+			HostKeyCallback: func(_ string, _ net.Addr, k ssh.PublicKey) error { seen = authorized(k); return nil }}
+		var c *ssh.Client
+		deadline := time.Now().Add(time.Minute)
+		for {
+			if c, err = ssh.Dial("tcp", net.JoinHostPort(addr, "22"), cfg); err == nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatalf("log in as %s with the key pair: %v", cloudsim.DefaultUser, err)
+		}
+		c.Close()
+		return seen
+	}
+	before := login(addr)
+	if err := b.PowerOff(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	addr, err = b.PowerOn(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after := login(addr); after != before {
+		t.Fatalf("host key changed across stop/start: %s then %s", before, after)
+	}
+}
+
+// TestNoLoginIsRefused: a guest with neither a user-data login nor a key
+// pair could never be reached; the backing says so instead of starting it.
+func TestNoLoginIsRefused(t *testing.T) {
+	t.Parallel()
+	if _, err := hostSpec("i-3", "g", cloudsim.Boot{LaunchIndex: 0}); err == nil || !strings.Contains(err.Error(), "no login") {
+		t.Fatalf("hostSpec without any login = %v, want a no-login error", err)
+	}
 }
