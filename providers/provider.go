@@ -51,6 +51,11 @@ type MachineSpec struct {
 	// HostKey is the SSH host key provision generated for this machine; the
 	// provider installs it so the first connection is already verified.
 	HostKey hostkey.Key
+	// Spot asks for the cloud's interruptible capacity (EC2 spot, GCE SPOT
+	// provisioning): cheaper, reclaimable, and refused with a capacity
+	// error when the cloud has none to spare. Only providers registered
+	// with Entry.Spot receive it.
+	Spot bool
 }
 
 // Machine is a machine as its provider sees it.

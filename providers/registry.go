@@ -30,6 +30,9 @@ type Entry struct {
 	// Check is the provider's static settings check; nil accepts any
 	// settings (test fakes).
 	Check Check
+	// Spot says the provider honours MachineSpec.Spot; a plan asking for
+	// spot on a provider without it is invalid.
+	Spot bool
 }
 
 // Registry maps provider names to entries. Programs that embed provision
