@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what provision's local provider and tests need on Debian/Ubuntu:
 # Docker engine, debootstrap (node image) and the OpenSSH client, then starts
-# dockerd when none answers. Safe to run again.
+# dockerd when none answers; the AWS and OpenStack CLIs for e2e. Safe to run again.
 set -euo pipefail
 
 need=()
@@ -11,6 +11,10 @@ command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 [ -x /usr/bin/etcd ] || command -v etcd >/dev/null 2>&1 || need+=(etcd-server) # state/etcd tests run it
+# e2e drives cloudsim with clients nobody here wrote: the AWS CLI and the
+# OpenStack CLI, as Debian packages them.
+[ -x /usr/bin/aws ] || need+=(awscli)
+[ -x /usr/bin/openstack ] || need+=(python3-openstackclient)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "install-deps: need root to install: ${need[*]} (run: sudo $0)" >&2
