@@ -28,6 +28,8 @@ type ProviderSet interface {
 	// CheckSettings checks a pool's settings for the named provider with
 	// no credentials and no network; nil when they are valid.
 	CheckSettings(name string, s providers.Settings) []providers.SettingError
+	// Spot reports whether the named provider offers spot capacity.
+	Spot(name string) bool
 }
 
 // Options tune Load, Parse and FromValues.

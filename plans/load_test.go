@@ -34,6 +34,8 @@ func (k knownProviders) CheckSettings(string, providers.Settings) []providers.Se
 	return nil
 }
 
+func (k knownProviders) Spot(string) bool { return false }
+
 var testOpts = Options{Providers: knownProviders{"aws", "docker", "gcp", "openstack", "static"}}
 
 // TestLoadInvalid loads every testdata/invalid/*.yaml and compares the whole

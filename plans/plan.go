@@ -118,6 +118,11 @@ type Pool struct {
 	// once its container runtime is up, before it joins: load images, log
 	// in to a registry, tune sysctls. They run again only when changed.
 	Setup []string `yaml:"setup"`
+	// Spot asks the provider for interruptible capacity (EC2 spot, GCE
+	// SPOT): cheaper, reclaimed by the cloud at short notice, refused when
+	// it has none to spare, and then the autoscaler fails over to the next
+	// pool as it does for quota.
+	Spot bool `yaml:"spot"`
 	// Autoscale lets `provision autoscale` size the pool between Min and
 	// Max; Count is then only the size the pool starts at.
 	Autoscale *PoolAutoscale `yaml:"autoscale"`

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
@@ -311,6 +312,13 @@ func (v *validator) pools() {
 				"unknown provider %q", pool.Provider)
 		case v.opts.Providers != nil && !v.skip(at+".provider"):
 			v.settings(at+".settings", pool.Provider, pool.Settings)
+			if pool.Spot && !v.opts.Providers.Spot(pool.Provider) && !v.skip(at+".spot") {
+				hint := "remove spot: true"
+				if names := slices.DeleteFunc(v.opts.Providers.Names(), func(n string) bool { return !v.opts.Providers.Spot(n) }); len(names) > 0 {
+					hint += ", or use a provider with spot capacity: " + strings.Join(names, ", ")
+				}
+				v.errorf(at+".spot", hint, "provider %q has no spot capacity", pool.Provider)
+			}
 		}
 		if pool.Count < 0 {
 			v.errorf(at+".count", "use 0 to keep the pool empty", "must be ≥ 0, got %d", pool.Count)

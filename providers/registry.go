@@ -67,6 +67,9 @@ func (r *Registry) CheckSettings(name string, s Settings) []SettingError {
 	return e.Check(s)
 }
 
+// Spot reports whether the named provider offers spot capacity.
+func (r *Registry) Spot(name string) bool { return r.entries[name].Spot }
+
 // Has reports whether a provider of that name is registered.
 func (r *Registry) Has(name string) bool { _, ok := r.entries[name]; return ok }
 

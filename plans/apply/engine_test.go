@@ -25,10 +25,12 @@ type fakeProvider struct {
 	creates   int
 	createErr map[string]error // by pool
 	deleted   []providers.MachineID
+	spot      map[providers.MachineID]bool // what each create asked for
 }
 
 func newFakeProvider() *fakeProvider {
-	return &fakeProvider{machines: map[providers.MachineID]providers.Machine{}, createErr: map[string]error{}}
+	return &fakeProvider{machines: map[providers.MachineID]providers.Machine{}, createErr: map[string]error{},
+		spot: map[providers.MachineID]bool{}}
 }
 
 // fakeSettings are the settings the fake accepts: like a real provider it
@@ -51,6 +53,7 @@ func (f *fakeProvider) Create(_ context.Context, specs []providers.MachineSpec) 
 		if err := f.createErr[s.Pool]; err != nil {
 			return nil, err
 		}
+		f.spot[s.ID] = s.Spot
 		if s.HostKey.Public == "" || len(s.HostKey.PrivatePEM) == 0 {
 			return nil, fmt.Errorf("%w: spec %s has no host key", providers.ErrInvalidSpec, s.ID)
 		}
@@ -271,6 +274,28 @@ func TestApplyCreatesAndJoinsThenIsNoOp(t *testing.T) {
 	}
 	if rep.Created+rep.Deleted+rep.Resumed != 0 || rep.Unchanged != 3 || f.prov.creates != 2 {
 		t.Fatalf("second apply changed something: %+v, provider creates %d", rep, f.prov.creates)
+	}
+}
+
+// TestSpotReachesTheProvider: a pool's spot: true is what its provider is
+// asked for, machine by machine, and only for that pool.
+func TestSpotReachesTheProvider(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	plan := testPlan(1, 2)
+	plan.Pools[1].Spot = true
+	if _, err := f.engine.Apply(context.Background(), plan); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	f.prov.mu.Lock()
+	defer f.prov.mu.Unlock()
+	for id, spot := range f.prov.spot {
+		if want := f.prov.machines[id].Pool == "workers"; spot != want {
+			t.Errorf("machine %s of pool %s created with spot %v, want %v", id, f.prov.machines[id].Pool, spot, want)
+		}
+	}
+	if len(f.prov.spot) != 3 {
+		t.Errorf("%d machines created, want 3", len(f.prov.spot))
 	}
 }
 

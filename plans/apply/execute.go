@@ -270,7 +270,7 @@ func (r *run) create(ctx context.Context, b batch, t Timeouts) ([]string, error)
 		specs = append(specs, providers.MachineSpec{
 			ID: providers.MachineID(id), Cluster: r.st.Cluster, Pool: pool.Name, Role: pool.Role,
 			Settings: pool.Settings, Labels: pool.Labels, SSHUser: r.plan.SSH.User,
-			AuthorizedKeys: r.e.AuthorizedKeys, HostKey: hk,
+			AuthorizedKeys: r.e.AuthorizedKeys, HostKey: hk, Spot: pool.Spot,
 		})
 	}
 	err = r.saveLocked(ctx)

@@ -23,6 +23,7 @@ func Registry() *providers.Registry {
 			return aws.New(ctx, env)
 		},
 		Check: aws.CheckSettings,
+		Spot:  true, // RunInstances InstanceMarketOptions
 	})
 	r.Register("docker", providers.Entry{
 		New: func(ctx context.Context, env providers.Env) (providers.Provider, error) {
@@ -35,6 +36,7 @@ func Registry() *providers.Registry {
 			return gcp.New(ctx, env)
 		},
 		Check: gcp.CheckSettings,
+		Spot:  true, // scheduling.provisioningModel SPOT
 	})
 	r.Register("openstack", providers.Entry{
 		New: func(ctx context.Context, env providers.Env) (providers.Provider, error) {

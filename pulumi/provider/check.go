@@ -92,7 +92,7 @@ func planOf(a ClusterArgs) plans.Plan {
 	pl.Pools = make([]plans.Pool, len(a.Pools))
 	for i, pool := range a.Pools {
 		pl.Pools[i] = plans.Pool{Name: pool.Name, Provider: pool.Provider, Count: pool.Count, Role: providers.Role(pool.Role),
-			Labels: maps.Clone(pool.Labels), Taints: slices.Clone(pool.Taints), Settings: providers.Settings(maps.Clone(pool.Settings))}
+			Labels: maps.Clone(pool.Labels), Taints: slices.Clone(pool.Taints), Spot: pool.Spot, Settings: providers.Settings(maps.Clone(pool.Settings))}
 	}
 	return pl
 }

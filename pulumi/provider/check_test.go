@@ -173,6 +173,9 @@ func TestCheckFailures(t *testing.T) {
 		{"settings the provider refuses", map[string]any{"pools": []any{
 			map[string]any{"name": "managers", "provider": "docker", "role": "manager", "count": 1, "settings": map[string]any{"imag": "x"}}}},
 			"pools[0].settings.imag", `pools[0].settings: unknown setting "imag" (did you mean "image"?)`},
+		{"spot on a provider without it", map[string]any{"pools": []any{
+			map[string]any{"name": "managers", "provider": "docker", "role": "manager", "count": 1, "spot": true}}},
+			"pools[0].spot", `pools[0].spot: provider "docker" has no spot capacity`},
 		{"empty label key", map[string]any{"pools": []any{
 			map[string]any{"name": "managers", "provider": "docker", "role": "manager", "count": 1, "labels": map[string]any{"": "x"}}}},
 			"pools[0].labels", "label keys must not be empty"},

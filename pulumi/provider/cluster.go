@@ -141,6 +141,7 @@ type PoolArgs struct {
 	Role     string            `pulumi:"role,optional"`
 	Labels   map[string]string `pulumi:"labels,optional"`
 	Taints   []string          `pulumi:"taints,optional"`
+	Spot     bool              `pulumi:"spot,optional"`
 	Settings map[string]any    `pulumi:"settings,optional"`
 }
 
@@ -154,6 +155,8 @@ func (p *PoolArgs) Annotate(a infer.Annotator) {
 	a.Describe(&p.Labels, "Labels put on the pool's machines at their provider.")
 	a.Describe(&p.Taints, "Taints a kubeadm cluster's nodes of this pool get when they join: "+
 		"key=value:Effect or key:Effect, e.g. dedicated=gpu:NoSchedule.")
+	a.Describe(&p.Spot, "Ask the cloud for interruptible capacity (aws: spot instances, gcp: SPOT VMs): cheaper, "+
+		"reclaimed at short notice; when the cloud has none the autoscaler fails over to the next pool.")
 	a.Describe(&p.Settings, "The provider's settings for this pool, as in plan.yaml (e.g. instance_type, zone, image).")
 }
 

@@ -113,6 +113,10 @@ func diffArgs(old, new ClusterArgs) argsDiff {
 			set(at+".taints", p.Update)
 			later = true
 		}
+		if op.Spot != np.Spot {
+			set(at+".spot", p.Update)
+			later = true
+		}
 		if !sameSettings(op.Settings, np.Settings) {
 			set(at+".settings", p.Update)
 			later = true

@@ -721,6 +721,8 @@ type Pool struct {
 	Role *string `pulumi:"role"`
 	// The provider's settings for this pool, as in plan.yaml (e.g. instance_type, zone, image).
 	Settings map[string]interface{} `pulumi:"settings"`
+	// Ask the cloud for interruptible capacity (aws: spot instances, gcp: SPOT VMs): cheaper, reclaimed at short notice; when the cloud has none the autoscaler fails over to the next pool.
+	Spot *bool `pulumi:"spot"`
 	// Taints a kubeadm cluster's nodes of this pool get when they join: key=value:Effect or key:Effect, e.g. dedicated=gpu:NoSchedule.
 	Taints []string `pulumi:"taints"`
 }
@@ -749,6 +751,8 @@ type PoolArgs struct {
 	Role pulumi.StringPtrInput `pulumi:"role"`
 	// The provider's settings for this pool, as in plan.yaml (e.g. instance_type, zone, image).
 	Settings pulumi.MapInput `pulumi:"settings"`
+	// Ask the cloud for interruptible capacity (aws: spot instances, gcp: SPOT VMs): cheaper, reclaimed at short notice; when the cloud has none the autoscaler fails over to the next pool.
+	Spot pulumi.BoolPtrInput `pulumi:"spot"`
 	// Taints a kubeadm cluster's nodes of this pool get when they join: key=value:Effect or key:Effect, e.g. dedicated=gpu:NoSchedule.
 	Taints pulumi.StringArrayInput `pulumi:"taints"`
 }
@@ -832,6 +836,11 @@ func (o PoolOutput) Role() pulumi.StringPtrOutput {
 // The provider's settings for this pool, as in plan.yaml (e.g. instance_type, zone, image).
 func (o PoolOutput) Settings() pulumi.MapOutput {
 	return o.ApplyT(func(v Pool) map[string]interface{} { return v.Settings }).(pulumi.MapOutput)
+}
+
+// Ask the cloud for interruptible capacity (aws: spot instances, gcp: SPOT VMs): cheaper, reclaimed at short notice; when the cloud has none the autoscaler fails over to the next pool.
+func (o PoolOutput) Spot() pulumi.BoolPtrOutput {
+	return o.ApplyT(func(v Pool) *bool { return v.Spot }).(pulumi.BoolPtrOutput)
 }
 
 // Taints a kubeadm cluster's nodes of this pool get when they join: key=value:Effect or key:Effect, e.g. dedicated=gpu:NoSchedule.
