@@ -136,6 +136,7 @@ type status struct {
 	Healthy  bool `json:"healthy"`
 	Machines []struct {
 		ID      string `json:"id"`
+		Pool    string `json:"pool"`
 		Role    string `json:"role"`
 		Phase   string `json:"phase"`
 		Cluster string `json:"cluster_status"`

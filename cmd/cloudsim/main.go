@@ -35,6 +35,7 @@ type config struct {
 	backing, group, envFile  string
 	faults                   cloudsim.Faults
 	quota, noCapacity        string
+	noSpotCapacity           string
 }
 
 func main() {
@@ -50,6 +51,7 @@ func main() {
 	flag.DurationVar(&c.faults.InvisibleFor, "invisible", 0, "how long new instance IDs are invisible to reads (eventual consistency)")
 	flag.StringVar(&c.quota, "quota", "", "instance quotas per cloud, e.g. aws=2,gcp=10")
 	flag.StringVar(&c.noCapacity, "no-capacity", "", "clouds that have no capacity, e.g. aws,openstack")
+	flag.StringVar(&c.noSpotCapacity, "no-spot-capacity", "", "clouds that refuse spot/preemptible creates for capacity (on-demand still works), e.g. aws,gcp")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), `Usage: cloudsim [flags]
 
@@ -91,27 +93,51 @@ func perCloud(spec string) (map[string]string, error) {
 	return out, nil
 }
 
-func run(ctx context.Context, c config, logger *slog.Logger) error {
+// clouds are the emulated clouds, in the order their servers start.
+var clouds = []string{"aws", "gcp", "openstack"}
+
+// faultsFor applies the per-cloud flags to the faults every cloud shares.
+func faultsFor(c config) (map[string]cloudsim.Faults, error) {
 	quotas, err := perCloud(c.quota)
 	if err != nil {
-		return fmt.Errorf("--quota: %w", err)
+		return nil, fmt.Errorf("--quota: %w", err)
 	}
 	noCap, err := perCloud(c.noCapacity)
 	if err != nil {
-		return fmt.Errorf("--no-capacity: %w", err)
+		return nil, fmt.Errorf("--no-capacity: %w", err)
 	}
-	sims := map[string]*cloudsim.Sim{}
-	for i, cloud := range []string{"aws", "gcp", "openstack"} {
+	noSpot, err := perCloud(c.noSpotCapacity)
+	if err != nil {
+		return nil, fmt.Errorf("--no-spot-capacity: %w", err)
+	}
+	if noSpot["openstack"] != "" {
+		return nil, errors.New("--no-spot-capacity: openstack has no spot instances")
+	}
+	out := map[string]cloudsim.Faults{}
+	for _, cloud := range clouds {
 		f := c.faults
 		if q, ok := quotas[cloud]; ok {
 			n, err := strconv.Atoi(q)
 			if err != nil || n < 0 {
-				return fmt.Errorf("--quota %s=%q: want a whole number", cloud, q)
+				return nil, fmt.Errorf("--quota %s=%q: want a whole number", cloud, q)
 			}
 			f.InstanceQuota = n
 		}
 		f.NoCapacity = noCap[cloud] != ""
-		sims[cloud] = cloudsim.NewSim(f, uint64(time.Now().UnixNano())+uint64(i))
+		f.SpotNoCapacity = noSpot[cloud] != ""
+		out[cloud] = f
+	}
+	return out, nil
+}
+
+func run(ctx context.Context, c config, logger *slog.Logger) error {
+	faults, err := faultsFor(c)
+	if err != nil {
+		return err
+	}
+	sims := map[string]*cloudsim.Sim{}
+	for i, cloud := range clouds {
+		sims[cloud] = cloudsim.NewSim(faults[cloud], uint64(time.Now().UnixNano())+uint64(i))
 	}
 
 	var backing cloudsim.Backing

@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/provisionhq/provision/cloudsim"
 )
 
 func TestPerCloud(t *testing.T) {
@@ -44,6 +46,41 @@ func TestEnvironment(t *testing.T) {
 	} {
 		if !strings.Contains(env, want) {
 			t.Errorf("environment lacks %q:\n%s", want, env)
+		}
+	}
+}
+
+// TestFaultsFor: each per-cloud flag lands on its cloud only.
+func TestFaultsFor(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		c       config
+		check   func(map[string]cloudsim.Faults) bool
+		wantErr string
+	}{
+		{name: "spot capacity on aws only", c: config{noSpotCapacity: "aws"},
+			check: func(f map[string]cloudsim.Faults) bool {
+				return f["aws"].SpotNoCapacity && !f["aws"].NoCapacity && !f["gcp"].SpotNoCapacity
+			}},
+		{name: "quota and capacity", c: config{quota: "gcp=3", noCapacity: "openstack"},
+			check: func(f map[string]cloudsim.Faults) bool {
+				return f["gcp"].InstanceQuota == 3 && f["aws"].InstanceQuota == 0 && f["openstack"].NoCapacity
+			}},
+		{name: "openstack has no spot", c: config{noSpotCapacity: "openstack"}, wantErr: "openstack has no spot instances"},
+		{name: "bad quota", c: config{quota: "aws=many"}, wantErr: `--quota aws="many"`},
+		{name: "unknown cloud", c: config{noSpotCapacity: "azure"}, wantErr: `--no-spot-capacity: unknown cloud "azure"`},
+	}
+	for _, tt := range tests {
+		got, err := faultsFor(tt.c)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("%s: err = %v, want %q", tt.name, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || !tt.check(got) {
+			t.Errorf("%s: faults = %+v, %v", tt.name, got, err)
 		}
 	}
 }
