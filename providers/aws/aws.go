@@ -160,7 +160,10 @@ type batch struct {
 	region string
 	pool   string
 	set    Settings
-	specs  []providers.MachineSpec
+	// spot is every spec's MachineSpec.Spot: plan refuses a pool whose
+	// specs disagree, since one RunInstances call has one market.
+	spot  bool
+	specs []providers.MachineSpec
 }
 
 // Create launches the specs' machines (one RunInstances per pool batch) and
@@ -222,6 +225,7 @@ func (p *Provider) Create(ctx context.Context, specs []providers.MachineSpec) ([
 func (p *Provider) plan(specs []providers.MachineSpec) ([]*batch, error) {
 	var out []*batch
 	seen := map[providers.MachineID]bool{}
+	spot := map[string]bool{} // by pool
 	for _, s := range specs {
 		if err := validMachineID(s.ID); err != nil {
 			return nil, err
@@ -230,6 +234,12 @@ func (p *Provider) plan(specs []providers.MachineSpec) ([]*batch, error) {
 			return nil, fmt.Errorf("%w: machine %s appears twice", providers.ErrInvalidSpec, s.ID)
 		}
 		seen[s.ID] = true
+		// The engine batches per pool and a pool is spot or not, so a
+		// disagreement is a caller's bug: refuse it rather than guess.
+		if want, ok := spot[s.Pool]; ok && want != s.Spot {
+			return nil, fmt.Errorf("%w: pool %q: machine %s asks for spot=%t, the pool's other machines for spot=%t", providers.ErrInvalidSpec, s.Pool, s.ID, s.Spot, want)
+		}
+		spot[s.Pool] = s.Spot
 		set, err := decodeSettings(s.Settings)
 		if err != nil {
 			return nil, fmt.Errorf("pool %q: %w", s.Pool, err)
@@ -242,7 +252,7 @@ func (p *Provider) plan(specs []providers.MachineSpec) ([]*batch, error) {
 			return b.region == region && b.pool == s.Pool && b.specs[0].Cluster == s.Cluster && equalSettings(b.set, set)
 		})
 		if i < 0 {
-			out = append(out, &batch{region: region, pool: s.Pool, set: set})
+			out = append(out, &batch{region: region, pool: s.Pool, set: set, spot: s.Spot})
 			i = len(out) - 1
 		}
 		out[i].specs = append(out[i].specs, s)
@@ -366,6 +376,9 @@ func (p *Provider) launch(ctx context.Context, b *batch, c chunk) ([]string, err
 	if b.set.KeyName != "" {
 		in.KeyName = aws.String(b.set.KeyName)
 	}
+	if b.spot {
+		in.InstanceMarketOptions = spotMarket()
+	}
 	if b.set.RootVolumeGB > 0 {
 		dev, err := p.rootDevice(ctx, b)
 		if err != nil {
@@ -394,7 +407,7 @@ func (p *Provider) launch(ctx context.Context, b *batch, c chunk) ([]string, err
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return nil, explainInvalid(err, b)
 		}
 		if len(out.Instances) != len(c.specs) {
 			return nil, fmt.Errorf("RunInstances returned %d instances for %d machines", len(out.Instances), len(c.specs))
@@ -424,6 +437,21 @@ func (p *Provider) launch(ctx context.Context, b *batch, c chunk) ([]string, err
 	return nil, fmt.Errorf("every client token generation of this batch is spent (%d)", maxGeneration)
 }
 
+// spotMarket asks for spot capacity the way provision uses machines: a
+// one-time request (an interrupted machine is gone; the engine and the
+// autoscaler make a new one, a persistent request would race them) whose
+// instances are terminated, not stopped or hibernated, when reclaimed. No
+// max price: EC2 then caps it at the on-demand price.
+func spotMarket() *types.InstanceMarketOptionsRequest {
+	return &types.InstanceMarketOptionsRequest{
+		MarketType: types.MarketTypeSpot,
+		SpotOptions: &types.SpotMarketOptions{
+			SpotInstanceType:             types.SpotInstanceTypeOneTime,
+			InstanceInterruptionBehavior: types.InstanceInterruptionBehaviorTerminate,
+		},
+	}
+}
+
 // rootDevice asks EC2 for the image's root device name, which differs per
 // image (/dev/xvda, /dev/sda1), so root_volume_gb resizes the right disk.
 func (p *Provider) rootDevice(ctx context.Context, b *batch) (string, error) {
@@ -433,11 +461,11 @@ func (p *Provider) rootDevice(ctx context.Context, b *batch) (string, error) {
 		return err
 	})
 	if err != nil {
-		return "", fmt.Errorf("image %s: %w", b.set.AMI, err)
+		return "", explainInvalid(err, b)
 	}
 	if len(out.Images) == 0 || out.Images[0].RootDeviceName == nil {
-		return "", &providers.Error{Kind: providers.ErrInvalidSpec, Cloud: cloud, Location: b.region, Pool: b.pool,
-			Code: "InvalidAMIID.NotFound", Message: fmt.Sprintf("image %s not found or has no root device", b.set.AMI)}
+		return "", explainInvalid(&providers.Error{Kind: providers.ErrInvalidSpec, Cloud: cloud, Location: b.region, Pool: b.pool,
+			Code: "InvalidAMIID.NotFound"}, b)
 	}
 	return *out.Images[0].RootDeviceName, nil
 }

@@ -69,15 +69,14 @@ func newFixture(t *testing.T, cluster string, f cloudsim.Faults, backing cloudsi
 	srv := ec2sim.New(sim, ec2sim.Options{Region: testRegion, Backing: backing})
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
-	t.Setenv("AWS_ENDPOINT_URL_EC2", hs.URL)
-	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDCLOUDSIM")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "cloudsim-secret")
-	t.Setenv("AWS_REGION", testRegion)
-	t.Setenv("AWS_PROFILE", "")
-	t.Setenv("AWS_CONFIG_FILE", t.TempDir()+"/none")
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", t.TempDir()+"/none")
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	t.Setenv("AWS_CA_BUNDLE", "") // the emulator is plain HTTP
+	return &fixture{sim: sim, srv: srv, p: newTestProvider(t, hs.URL, cluster, rt)}
+}
+
+// newTestProvider points a provider at an EC2 endpoint through the
+// standard environment, with a short SDK retry backoff.
+func newTestProvider(t *testing.T, endpoint, cluster string, rt http.RoundTripper) *Provider {
+	t.Helper()
+	setTestEnv(t, endpoint)
 	// Faults are the point here: keep the SDK's backoff short.
 	opts := []func(*config.LoadOptions) error{config.WithRetryer(func() aws.Retryer {
 		return awsretry.NewStandard(func(o *awsretry.StandardOptions) {
@@ -93,7 +92,22 @@ func newFixture(t *testing.T, cluster string, f cloudsim.Faults, backing cloudsi
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{sim: sim, srv: srv, p: p}
+	return p
+}
+
+// setTestEnv is the standard chain's environment for an emulated EC2:
+// its endpoint, static credentials and the test region, nothing from the
+// machine's own AWS configuration.
+func setTestEnv(t *testing.T, endpoint string) {
+	t.Setenv("AWS_ENDPOINT_URL_EC2", endpoint)
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDCLOUDSIM")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "cloudsim-secret")
+	t.Setenv("AWS_REGION", testRegion)
+	t.Setenv("AWS_PROFILE", "")
+	t.Setenv("AWS_CONFIG_FILE", t.TempDir()+"/none")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", t.TempDir()+"/none")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	t.Setenv("AWS_CA_BUNDLE", "") // the emulator is plain HTTP
 }
 
 func specs(t *testing.T, cluster, pool string, n int, set providers.Settings) []providers.MachineSpec {
