@@ -33,6 +33,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -78,6 +79,8 @@ const (
 	FlavorLarge    = "4"
 	ImageDebian12  = "6f1b2c4e-7d0a-4c52-9a49-1c0f1d2e3a12"
 	NetworkPrivate = "a1f0c3d2-5b6e-4f70-8a91-b2c3d4e5f607"
+	// NetworkPublic is the external network floating IPs come from.
+	NetworkPublic = "b2e1d4c3-6a7f-4081-9b02-c3d4e5f60718"
 )
 
 type flavor struct {
@@ -86,9 +89,10 @@ type flavor struct {
 	Disk       int
 }
 
-type image struct{ ID, Name string }
-
-type network struct{ ID, Name, SubnetID string }
+// image is a Glance image; User is the login its cloud-init gives the
+// key pair, as each distribution's cloud images do ("debian" on Debian's
+// OpenStack images, "ubuntu" on Ubuntu's).
+type image struct{ ID, Name, User string }
 
 // Server is the emulator; it implements http.Handler. Close stops the
 // backing hosts' start-ups it still owns.
@@ -99,11 +103,16 @@ type Server struct {
 
 	mu       sync.Mutex
 	servers  map[string]*server
-	tokens   map[string]time.Time // token → expiry
+	tokens   map[string]token // by token ID
 	seq      int
 	flavors  []flavor
 	images   []image
 	networks []network
+	keys     map[string]map[string]*keypair // user ID → name → key pair
+	groups   map[string]*secGroup
+	rules    map[string]*sgRule
+	fips     map[string]*floatingIP
+	fipSeq   int
 
 	wg     sync.WaitGroup
 	cancel map[string]context.CancelFunc // backing start-ups in flight
@@ -117,7 +126,13 @@ type server struct {
 	imageID     string
 	netID       string
 	keyName     string
+	publicKey   string
 	secGroups   []string
+	secGroupIDs []string
+	projectID   string
+	userID      string
+	stopped     bool   // powered off (SHUTOFF)
+	powerTask   string // "powering-off" / "powering-on" while the backing works
 	az          string
 	userData    []byte
 	reservation string
@@ -152,7 +167,11 @@ func New(sim *cloudsim.Sim, opts Options) *Server {
 	return &Server{
 		sim: sim, opts: opts, log: opts.Logger,
 		servers: map[string]*server{},
-		tokens:  map[string]time.Time{},
+		tokens:  map[string]token{},
+		keys:    map[string]map[string]*keypair{},
+		groups:  map[string]*secGroup{},
+		rules:   map[string]*sgRule{},
+		fips:    map[string]*floatingIP{},
 		cancel:  map[string]context.CancelFunc{},
 		flavors: []flavor{
 			{ID: "1", Name: "m1.tiny", VCPUs: 1, RAM: 512, Disk: 1},
@@ -161,12 +180,12 @@ func New(sim *cloudsim.Sim, opts Options) *Server {
 			{ID: FlavorLarge, Name: "m1.large", VCPUs: 4, RAM: 8192, Disk: 80},
 		},
 		images: []image{
-			{ID: ImageDebian12, Name: "debian-12"},
-			{ID: "0c8e0b43-2f5a-4f0e-b7a1-3d2c1b0a9f88", Name: "ubuntu-24.04"},
+			{ID: ImageDebian12, Name: "debian-12", User: "debian"},
+			{ID: "0c8e0b43-2f5a-4f0e-b7a1-3d2c1b0a9f88", Name: "ubuntu-24.04", User: "ubuntu"},
 		},
 		networks: []network{
-			{ID: NetworkPrivate, Name: "private", SubnetID: "c0ffee00-0000-4000-8000-000000000001"},
-			{ID: "b2e1d4c3-6a7f-4081-9b02-c3d4e5f60718", Name: "public", SubnetID: "c0ffee00-0000-4000-8000-000000000002"},
+			{ID: NetworkPrivate, Name: "private", SubnetID: "c0ffee00-0000-4000-8000-000000000001", CIDR: "10.0.0.0/24"},
+			{ID: NetworkPublic, Name: "public", SubnetID: "c0ffee00-0000-4000-8000-000000000002", CIDR: "172.24.4.0/24", External: true},
 		},
 	}
 }
@@ -184,11 +203,11 @@ func (s *Server) Close() {
 	s.wg.Wait()
 }
 
-// ServeHTTP routes /identity, /compute/v2.1, /image/v2 and /network/v2.0.
+// ServeHTTP routes /identity, /compute/v2.1, /image/v2 and /network/v2.0,
+// and each service's version discovery (which needs no token).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
-	if len(p) == 1 && r.Method == http.MethodGet && (p[0] == "image" || p[0] == "network") {
-		s.versions(w, r, p[0]) // discovery documents need no token
+	if r.Method == http.MethodGet && s.discovery(w, r, p) {
 		return
 	}
 	switch {
@@ -196,37 +215,58 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.identity(w, r, p[1:])
 		return
 	case len(p) >= 2 && p[0] == "compute" && p[1] == "v2.1":
-		if !s.authorized(w, r, novaError) {
+		tok, ok := s.authorized(w, r, novaError)
+		if !ok {
 			return
 		}
-		s.compute(w, r, p[2:])
+		mv, ok := negotiate(w, r)
+		if !ok {
+			return
+		}
+		s.compute(w, r, request{token: tok, mv: mv}, p[2:])
 		return
 	case len(p) >= 2 && p[0] == "image" && p[1] == "v2":
-		if !s.authorized(w, r, novaError) {
+		if _, ok := s.authorized(w, r, novaError); !ok {
 			return
 		}
 		s.image(w, r, p[2:])
 		return
 	case len(p) >= 2 && p[0] == "network" && p[1] == "v2.0":
-		if !s.authorized(w, r, neutronError) {
+		tok, ok := s.authorized(w, r, neutronError)
+		if !ok {
 			return
 		}
-		s.network(w, r, p[2:])
+		s.network(w, r, tok, p[2:])
 		return
 	}
 	novaError(w, http.StatusNotFound, "itemNotFound", "The resource could not be found.")
 }
 
-// versions answers Glance's and Neutron's version discovery, which
-// gophercloud reads to check an unversioned catalog endpoint.
-func (s *Server) versions(w http.ResponseWriter, r *http.Request, service string) {
-	id, path := "v2.16", "/image/v2/"
-	if service == "network" {
-		id, path = "v2.0", "/network/v2.0/"
+// discovery answers the version documents and reports whether it did.
+func (s *Server) discovery(w http.ResponseWriter, r *http.Request, p []string) bool {
+	switch {
+	case len(p) == 1 && (p[0] == "image" || p[0] == "network"):
+		s.versions(w, r, p[0])
+	case len(p) == 1 && p[0] == "identity":
+		s.identityDiscovery(w, r, false)
+	case len(p) == 2 && p[0] == "identity" && p[1] == "v3":
+		s.identityDiscovery(w, r, true)
+	case len(p) == 1 && p[0] == "compute":
+		s.computeDiscovery(w, r, false)
+	case len(p) == 2 && p[0] == "compute" && p[1] == "v2.1":
+		s.computeDiscovery(w, r, true)
+	case len(p) == 1 && p[0] == "": // the unversioned root: Keystone's list
+		s.identityDiscovery(w, r, false)
+	default:
+		return false
 	}
-	writeJSON(w, http.StatusMultipleChoices, map[string]any{"versions": []any{map[string]any{
-		"id": id, "status": "CURRENT", "links": []any{map[string]any{"rel": "self", "href": s.baseURL(r) + path}},
-	}}})
+	return true
+}
+
+// request is what a Nova handler knows about its caller.
+type request struct {
+	token token
+	mv    microversion
 }
 
 func (s *Server) baseURL(r *http.Request) string {
@@ -234,117 +274,6 @@ func (s *Server) baseURL(r *http.Request) string {
 		return strings.TrimRight(s.opts.PublicURL, "/")
 	}
 	return "http://" + r.Host
-}
-
-// ---- Keystone ----
-
-type authRequest struct {
-	Auth struct {
-		Identity struct {
-			Methods  []string `json:"methods"`
-			Password struct {
-				User struct {
-					ID       string `json:"id"`
-					Name     string `json:"name"`
-					Password string `json:"password"`
-				} `json:"user"`
-			} `json:"password"`
-			AppCred struct {
-				ID     string `json:"id"`
-				Name   string `json:"name"`
-				Secret string `json:"secret"`
-			} `json:"application_credential"`
-		} `json:"identity"`
-		Scope struct {
-			Project struct {
-				ID   string `json:"id"`
-				Name string `json:"name"`
-			} `json:"project"`
-		} `json:"scope"`
-	} `json:"auth"`
-}
-
-func (s *Server) identity(w http.ResponseWriter, r *http.Request, p []string) {
-	if len(p) == 0 && r.Method == http.MethodGet { // version discovery
-		writeJSON(w, http.StatusMultipleChoices, map[string]any{"versions": map[string]any{"values": []any{
-			map[string]any{"id": "v3.14", "status": "stable", "links": []any{map[string]any{"rel": "self", "href": s.baseURL(r) + "/identity/v3/"}}},
-		}}})
-		return
-	}
-	if len(p) != 3 || p[0] != "v3" || p[1] != "auth" || p[2] != "tokens" || r.Method != http.MethodPost {
-		keystoneError(w, http.StatusNotFound, "Not Found", "The resource could not be found.")
-		return
-	}
-	s.sim.Call("tokens.create") // Keystone is not throttled here: counted only
-	var req authRequest
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		keystoneError(w, http.StatusBadRequest, "Bad Request", "Expecting to find auth in request body.")
-		return
-	}
-	id := req.Auth.Identity
-	method := ""
-	switch {
-	case contains(id.Methods, "application_credential"):
-		method = "application_credential"
-		if (id.AppCred.ID == "" && id.AppCred.Name == "") || id.AppCred.Secret == "" ||
-			(s.opts.Password != "" && id.AppCred.Secret != s.opts.Password) {
-			keystoneError(w, http.StatusUnauthorized, "Unauthorized", "The request you have made requires authentication.")
-			return
-		}
-	case contains(id.Methods, "password"):
-		method = "password"
-		u := id.Password.User
-		if (u.ID == "" && u.Name == "") || u.Password == "" || (s.opts.Password != "" && u.Password != s.opts.Password) {
-			keystoneError(w, http.StatusUnauthorized, "Unauthorized", "The request you have made requires authentication.")
-			return
-		}
-	default:
-		keystoneError(w, http.StatusUnauthorized, "Unauthorized", "The request you have made requires authentication.")
-		return
-	}
-	token := strings.ReplaceAll(uuid.NewString(), "-", "")
-	now := time.Now().UTC()
-	exp := now.Add(time.Hour)
-	s.mu.Lock()
-	s.tokens[token] = exp
-	s.mu.Unlock()
-
-	base := s.baseURL(r)
-	ep := func(kind, name, u string) map[string]any {
-		return map[string]any{"type": kind, "name": name, "id": kind, "endpoints": []any{map[string]any{
-			"id": kind + "-public", "interface": "public", "region": s.opts.Region, "region_id": s.opts.Region, "url": u,
-		}}}
-	}
-	project := req.Auth.Scope.Project.Name
-	if project == "" {
-		project = "demo"
-	}
-	w.Header().Set("X-Subject-Token", token)
-	writeJSON(w, http.StatusCreated, map[string]any{"token": map[string]any{
-		"methods":    []string{method},
-		"issued_at":  now.Format(time.RFC3339),
-		"expires_at": exp.Format(time.RFC3339),
-		"project":    map[string]any{"id": "p-" + project, "name": project, "domain": map[string]any{"id": "default", "name": "Default"}},
-		"user":       map[string]any{"id": "u-1", "name": id.Password.User.Name, "domain": map[string]any{"id": "default", "name": "Default"}},
-		"catalog": []any{
-			ep("identity", "keystone", base+"/identity/v3"),
-			ep("compute", "nova", base+"/compute/v2.1"),
-			ep("image", "glance", base+"/image"),
-			ep("network", "neutron", base+"/network"),
-		},
-	}})
-}
-
-func (s *Server) authorized(w http.ResponseWriter, r *http.Request, fail func(http.ResponseWriter, int, string, string)) bool {
-	tok := r.Header.Get("X-Auth-Token")
-	s.mu.Lock()
-	exp, ok := s.tokens[tok]
-	s.mu.Unlock()
-	if !ok || time.Now().After(exp) {
-		fail(w, http.StatusUnauthorized, "unauthorized", "The request you have made requires authentication.")
-		return false
-	}
-	return true
 }
 
 // throttled counts the call and, when the sim refuses it, answers as Nova
@@ -367,18 +296,22 @@ func (s *Server) throttled(w http.ResponseWriter, r *http.Request, action string
 
 // ---- Nova ----
 
-func (s *Server) compute(w http.ResponseWriter, r *http.Request, p []string) {
+func (s *Server) compute(w http.ResponseWriter, r *http.Request, req request, p []string) {
 	switch {
 	case len(p) == 1 && p[0] == "servers" && r.Method == http.MethodPost:
-		s.createServers(w, r)
+		s.createServers(w, r, req)
 	case len(p) >= 1 && p[0] == "servers" && r.Method == http.MethodGet && (len(p) == 1 || p[1] == "detail") && len(p) <= 2:
-		s.listServers(w, r, len(p) == 2)
+		s.listServers(w, r, req, len(p) == 2)
 	case len(p) == 2 && p[0] == "servers" && r.Method == http.MethodGet:
-		s.getServer(w, r, p[1])
+		s.getServer(w, r, req, p[1])
 	case len(p) == 2 && p[0] == "servers" && r.Method == http.MethodDelete:
 		s.deleteServer(w, r, p[1])
+	case len(p) == 3 && p[0] == "servers" && p[2] == "action" && r.Method == http.MethodPost:
+		s.serverAction(w, r, p[1])
 	case len(p) >= 1 && p[0] == "flavors" && r.Method == http.MethodGet:
 		s.flavorsHandler(w, r, p[1:])
+	case len(p) >= 1 && p[0] == "os-keypairs":
+		s.keypairs(w, r, req, p[1:])
 	default:
 		novaError(w, http.StatusNotFound, "itemNotFound", "The resource could not be found.")
 	}
@@ -402,16 +335,20 @@ type createRequest struct {
 	} `json:"server"`
 }
 
-func (s *Server) createServers(w http.ResponseWriter, r *http.Request) {
+func (s *Server) createServers(w http.ResponseWriter, r *http.Request, req request) {
 	if s.throttled(w, r, "servers.create") {
 		return
 	}
-	var req createRequest
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+	var body createRequest
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
 		novaError(w, http.StatusBadRequest, "badRequest", "Invalid JSON in request body: "+err.Error())
 		return
 	}
-	in := req.Server
+	in := body.Server
+	if req.mv.atLeast(2, 37) && len(in.Networks) == 0 {
+		novaError(w, http.StatusBadRequest, "badRequest", "Invalid input for field/attribute server. Value: networks is a required property")
+		return
+	}
 	if in.Name == "" {
 		novaError(w, http.StatusBadRequest, "badRequest", "Invalid input for field/attribute server. Value: name is a required property")
 		return
@@ -447,13 +384,36 @@ func (s *Server) createServers(w http.ResponseWriter, r *http.Request) {
 	}
 	img := s.findImage(in.ImageRef)
 	if img == nil {
-		novaError(w, http.StatusBadRequest, "badRequest", fmt.Sprintf("Image %s could not be found.", in.ImageRef))
+		novaError(w, http.StatusBadRequest, "badRequest", "Can not find requested image")
 		return
+	}
+	var kp *keypair
+	if in.KeyName != "" {
+		if kp = s.keys[req.token.userID][in.KeyName]; kp == nil {
+			novaError(w, http.StatusBadRequest, "badRequest", "Invalid key_name provided.")
+			return
+		}
 	}
 	netID, msg := s.pickNetwork(in.Networks)
 	if msg != "" {
 		novaError(w, http.StatusBadRequest, "badRequest", msg)
 		return
+	}
+	groupNames := []string{"default"}
+	if len(in.SecGroups) > 0 {
+		groupNames = groupNames[:0]
+		for _, g := range in.SecGroups {
+			groupNames = append(groupNames, g.Name)
+		}
+	}
+	var groupIDs []string
+	for _, name := range groupNames {
+		g := s.findGroup(req.token.projectID, name)
+		if g == nil {
+			novaError(w, http.StatusBadRequest, "badRequest", fmt.Sprintf("Security group %s not found.", name))
+			return
+		}
+		groupIDs = append(groupIDs, g.id)
 	}
 	f := s.sim.Faults()
 	now := time.Now()
@@ -486,9 +446,10 @@ func (s *Server) createServers(w http.ResponseWriter, r *http.Request) {
 			flavorID: fl.ID, imageID: img.ID, netID: netID, keyName: in.KeyName, az: in.AZ,
 			userData: userData, reservation: reservation, launchIndex: i,
 			created: now, visibleAt: now.Add(f.InvisibleFor), activeAt: now.Add(f.PendingFor),
+			secGroups: groupNames, secGroupIDs: groupIDs, projectID: req.token.projectID, userID: req.token.userID,
 		}
-		for _, g := range in.SecGroups {
-			sv.secGroups = append(sv.secGroups, g.Name)
+		if kp != nil {
+			sv.publicKey = kp.publicKey
 		}
 		if sv.az == "" {
 			sv.az = "nova"
@@ -496,7 +457,7 @@ func (s *Server) createServers(w http.ResponseWriter, r *http.Request) {
 		if f.NoCapacity {
 			sv.fault = "No valid host was found. There are not enough hosts available."
 		} else {
-			s.start(r.Context(), sv)
+			s.start(r.Context(), sv, img.User)
 		}
 		s.servers[sv.id] = sv
 		if first == nil {
@@ -508,13 +469,13 @@ func (s *Server) createServers(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Location", base+"/compute/v2.1/servers/"+first.id)
 	writeJSON(w, http.StatusAccepted, map[string]any{"server": map[string]any{
 		"id": first.id, "links": serverLinks(base, first.id), "OS-DCF:diskConfig": "MANUAL",
-		"security_groups": []any{map[string]any{"name": "default"}}, "adminPass": "not-a-secret",
+		"security_groups": groupsJSON(groupNames), "adminPass": "not-a-secret",
 	}})
 }
 
 // start gives sv an address: from the backing (asynchronously; sv stays
 // BUILD until it answers) or a made-up one. Called with s.mu held.
-func (s *Server) start(reqCtx context.Context, sv *server) {
+func (s *Server) start(reqCtx context.Context, sv *server, keyUser string) {
 	if s.opts.Backing == nil {
 		n := len(s.servers) + 10
 		sv.address = fmt.Sprintf("192.168.%d.%d", n/250, n%250+2)
@@ -533,7 +494,13 @@ func (s *Server) start(reqCtx context.Context, sv *server) {
 		defer cancel()
 		// Every server of a multi-create has the same user_data; the guest
 		// applies only the parts for its own launch index, as a VM would.
-		addr, err := s.opts.Backing.Start(ctx, sv.id, cloudsim.Boot{UserData: sv.userData, LaunchIndex: sv.launchIndex})
+		boot := cloudsim.Boot{UserData: sv.userData, LaunchIndex: sv.launchIndex}
+		if sv.publicKey != "" {
+			// The key pair goes to the image's default user, as
+			// cloud-init's OpenStack datasource puts public-keys there.
+			boot.PublicKeys, boot.KeyUser = []string{sv.publicKey}, keyUser
+		}
+		addr, err := s.opts.Backing.Start(ctx, sv.id, boot)
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		delete(s.cancel, sv.id)
@@ -554,6 +521,9 @@ func (s *Server) pickNetwork(raw json.RawMessage) (string, string) {
 	if len(raw) == 0 || string(raw) == "null" || string(raw) == `"auto"` {
 		return s.networks[0].ID, ""
 	}
+	if string(raw) == `"none"` {
+		return "", "" // 2.37: no network at all
+	}
 	if err := json.Unmarshal(raw, &nets); err != nil {
 		return "", "Bad networks format"
 	}
@@ -568,7 +538,7 @@ func (s *Server) pickNetwork(raw json.RawMessage) (string, string) {
 	return nets[0].UUID, ""
 }
 
-// status reports sv's Nova status at t.
+// status reports sv's Nova status and task state at t.
 func (sv *server) status(t time.Time) (status, task string) {
 	switch {
 	case !sv.deletedAt.IsZero():
@@ -579,58 +549,108 @@ func (sv *server) status(t time.Time) (status, task string) {
 		return "ERROR", ""
 	case !sv.started:
 		return "BUILD", "spawning"
+	case sv.stopped:
+		return "SHUTOFF", sv.powerTask
 	}
-	return "ACTIVE", ""
+	return "ACTIVE", sv.powerTask
 }
+
+// vmStates are Nova's vm_state for each status.
+var vmStates = map[string]string{"ACTIVE": "active", "BUILD": "building", "ERROR": "error", "SHUTOFF": "stopped"}
 
 func (sv *server) visible(t time.Time) bool {
 	return !t.Before(sv.visibleAt) && (sv.goneAt.IsZero() || t.Before(sv.goneAt))
 }
 
-func (s *Server) serverJSON(base string, sv *server, t time.Time, detail bool) map[string]any {
+// addressesJSON is Nova's addresses of sv: its fixed address on its
+// network and, when one is associated, its floating IP. Called with s.mu
+// held.
+func (s *Server) addressesJSON(sv *server, status string, t time.Time) map[string]any {
+	addrs := map[string]any{}
+	if (status != "ACTIVE" && status != "SHUTOFF") || sv.address == "" || sv.netID == "" {
+		return addrs
+	}
+	n := s.findNetwork(sv.netID)
+	list := []any{map[string]any{
+		"addr": sv.address, "version": 4, "OS-EXT-IPS:type": "fixed", "OS-EXT-IPS-MAC:mac_addr": mac(sv.id),
+	}}
+	if fl := s.floatingOf(sv, t); fl != "" {
+		list = append(list, map[string]any{
+			"addr": fl, "version": 4, "OS-EXT-IPS:type": "floating", "OS-EXT-IPS-MAC:mac_addr": mac(sv.id),
+		})
+	}
+	addrs[n.Name] = list
+	return addrs
+}
+
+func (s *Server) serverJSON(base string, sv *server, t time.Time, mv microversion, detail bool) map[string]any {
 	out := map[string]any{"id": sv.id, "name": sv.name, "links": serverLinks(base, sv.id)}
 	if !detail {
 		return out
 	}
 	status, task := sv.status(t)
-	addrs := map[string]any{}
-	if status == "ACTIVE" && sv.address != "" {
-		n := s.findNetwork(sv.netID)
-		addrs[n.Name] = []any{map[string]any{
-			"addr": sv.address, "version": 4, "OS-EXT-IPS:type": "fixed", "OS-EXT-IPS-MAC:mac_addr": mac(sv.id),
-		}}
+	power := 0 // NOSTATE while building
+	switch status {
+	case "ACTIVE":
+		power = 1 // RUNNING
+	case "SHUTOFF":
+		power = 4 // SHUTDOWN
 	}
 	out["status"] = status
 	out["OS-EXT-STS:task_state"] = nilIfEmpty(task)
-	out["OS-EXT-STS:vm_state"] = strings.ToLower(status)
+	out["OS-EXT-STS:vm_state"] = vmStates[status]
+	out["OS-EXT-STS:power_state"] = power
 	out["OS-EXT-AZ:availability_zone"] = sv.az
 	out["OS-EXT-SRV-ATTR:reservation_id"] = sv.reservation
 	out["OS-EXT-SRV-ATTR:launch_index"] = sv.launchIndex
+	out["OS-DCF:diskConfig"] = "MANUAL"
+	out["OS-SRV-USG:launched_at"] = nil
+	out["OS-SRV-USG:terminated_at"] = nil
+	if status == "ACTIVE" || status == "SHUTOFF" {
+		out["OS-SRV-USG:launched_at"] = sv.activeAt.UTC().Format("2006-01-02T15:04:05.000000")
+	}
+	out["os-extended-volumes:volumes_attached"] = []any{}
+	out["config_drive"] = ""
 	out["created"] = sv.created.UTC().Format(time.RFC3339)
 	out["updated"] = t.UTC().Format(time.RFC3339)
-	out["tenant_id"] = "p-demo"
-	out["user_id"] = "u-1"
-	out["hostId"] = ""
+	out["tenant_id"] = sv.projectID
+	out["user_id"] = sv.userID
+	out["hostId"] = stableID("host", sv.projectID+"/"+sv.az)
 	out["metadata"] = sv.metadata
-	out["addresses"] = addrs
-	out["flavor"] = map[string]any{"id": sv.flavorID, "links": []any{}}
-	out["image"] = map[string]any{"id": sv.imageID, "links": []any{}}
+	out["addresses"] = s.addressesJSON(sv, status, t)
+	out["flavor"] = map[string]any{"id": sv.flavorID, "links": []any{
+		map[string]any{"rel": "bookmark", "href": base + "/compute/flavors/" + sv.flavorID}}}
+	out["image"] = map[string]any{"id": sv.imageID, "links": []any{
+		map[string]any{"rel": "bookmark", "href": base + "/compute/images/" + sv.imageID}}}
 	out["key_name"] = nilIfEmpty(sv.keyName)
 	out["accessIPv4"] = ""
 	out["accessIPv6"] = ""
 	out["progress"] = 0
-	var sgs []any
-	for _, g := range sv.secGroups {
-		sgs = append(sgs, map[string]any{"name": g})
+	if mv.atLeast(2, 9) {
+		out["locked"] = false
 	}
-	out["security_groups"] = sgs
+	if mv.atLeast(2, 19) {
+		out["description"] = nil
+	}
+	if mv.atLeast(2, 26) {
+		out["tags"] = []string{}
+	}
+	out["security_groups"] = groupsJSON(sv.secGroups)
 	if status == "ERROR" {
 		out["fault"] = map[string]any{"code": 500, "message": sv.fault, "created": sv.activeAt.UTC().Format(time.RFC3339)}
 	}
 	return out
 }
 
-func (s *Server) listServers(w http.ResponseWriter, r *http.Request, detail bool) {
+func groupsJSON(names []string) []any {
+	out := []any{}
+	for _, g := range names {
+		out = append(out, map[string]any{"name": g})
+	}
+	return out
+}
+
+func (s *Server) listServers(w http.ResponseWriter, r *http.Request, req request, detail bool) {
 	if s.throttled(w, r, "servers.list") {
 		return
 	}
@@ -694,7 +714,7 @@ func (s *Server) listServers(w http.ResponseWriter, r *http.Request, detail bool
 	}
 	items := make([]any, 0, len(page))
 	for _, sv := range page {
-		items = append(items, s.serverJSON(base, sv, now, detail))
+		items = append(items, s.serverJSON(base, sv, now, req.mv, detail))
 	}
 	body := map[string]any{"servers": items}
 	if len(page) > 0 && len(page) == limit {
@@ -709,7 +729,7 @@ func (s *Server) listServers(w http.ResponseWriter, r *http.Request, detail bool
 	writeJSON(w, http.StatusOK, body)
 }
 
-func (s *Server) getServer(w http.ResponseWriter, r *http.Request, id string) {
+func (s *Server) getServer(w http.ResponseWriter, r *http.Request, req request, id string) {
 	if s.throttled(w, r, "servers.get") {
 		return
 	}
@@ -721,7 +741,7 @@ func (s *Server) getServer(w http.ResponseWriter, r *http.Request, id string) {
 		novaError(w, http.StatusNotFound, "itemNotFound", fmt.Sprintf("Instance %s could not be found.", id))
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"server": s.serverJSON(s.baseURL(r), sv, now, true)})
+	writeJSON(w, http.StatusOK, map[string]any{"server": s.serverJSON(s.baseURL(r), sv, now, req.mv, true)})
 }
 
 // deleteServer accepts the delete of any server that exists (writes see
@@ -745,6 +765,12 @@ func (s *Server) deleteServer(w http.ResponseWriter, r *http.Request, id string)
 		if c := s.cancel[id]; c != nil {
 			c()
 		}
+		// The server's port goes with it: its floating IP is let go.
+		for _, f := range s.fips {
+			if f.portID == portID(id) {
+				f.portID = ""
+			}
+		}
 	}
 	started := sv.started
 	s.mu.Unlock()
@@ -767,6 +793,10 @@ func (s *Server) flavorsHandler(w http.ResponseWriter, r *http.Request, p []stri
 		}
 		var out []any
 		for _, f := range s.flavors {
+			if len(p) == 0 { // the summary list: id, name and links only
+				out = append(out, map[string]any{"id": f.ID, "name": f.Name, "links": []any{}})
+				continue
+			}
 			out = append(out, fj(f))
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"flavors": out})
@@ -845,57 +875,23 @@ func (s *Server) image(w http.ResponseWriter, r *http.Request, p []string) {
 	name, id := r.URL.Query().Get("name"), r.URL.Query().Get("id")
 	out := []any{}
 	for _, im := range s.images {
-		if (name == "" || im.Name == name) && (id == "" || im.ID == id) {
+		if glanceMatch(name, im.Name) && glanceMatch(id, im.ID) {
 			out = append(out, ij(im))
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"images": out, "first": "/v2/images", "schema": "/v2/schemas/images"})
 }
 
-// ---- Neutron ----
-
-func (s *Server) network(w http.ResponseWriter, r *http.Request, p []string) {
-	if len(p) != 1 || r.Method != http.MethodGet {
-		neutronError(w, http.StatusNotFound, "HTTPNotFound", "The resource could not be found.")
-		return
+// glanceMatch applies a Glance filter: empty matches all, "in:a,b" any of
+// a list, anything else exactly.
+func glanceMatch(filter, v string) bool {
+	if filter == "" {
+		return true
 	}
-	q := r.URL.Query()
-	switch p[0] {
-	case "networks":
-		if s.throttled(w, r, "networks.list") {
-			return
-		}
-		out := []any{}
-		for _, n := range s.networks {
-			if (q.Get("name") == "" || n.Name == q.Get("name")) && (q.Get("id") == "" || n.ID == q.Get("id")) {
-				out = append(out, map[string]any{"id": n.ID, "name": n.Name, "status": "ACTIVE",
-					"admin_state_up": true, "subnets": []string{n.SubnetID}, "shared": false, "tenant_id": "p-demo", "project_id": "p-demo"})
-			}
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"networks": out})
-	case "ports":
-		if s.throttled(w, r, "ports.list") {
-			return
-		}
-		now := time.Now()
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		out := []any{}
-		for _, sv := range s.servers {
-			if !sv.visible(now) || sv.address == "" || (q.Get("device_id") != "" && sv.id != q.Get("device_id")) {
-				continue
-			}
-			n := s.findNetwork(sv.netID)
-			out = append(out, map[string]any{
-				"id": "port-" + sv.id, "network_id": n.ID, "device_id": sv.id, "device_owner": "compute:" + sv.az,
-				"mac_address": mac(sv.id), "status": "ACTIVE", "admin_state_up": true,
-				"fixed_ips": []any{map[string]any{"subnet_id": n.SubnetID, "ip_address": sv.address}},
-			})
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"ports": out})
-	default:
-		neutronError(w, http.StatusNotFound, "HTTPNotFound", "The resource could not be found.")
+	if list, ok := strings.CutPrefix(filter, "in:"); ok {
+		return slices.Contains(strings.Split(list, ","), v)
 	}
+	return filter == v
 }
 
 // ---- helpers ----
