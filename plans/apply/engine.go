@@ -291,7 +291,10 @@ func (r *run) provider(ctx context.Context, name string) (providers.Provider, er
 	if p, ok := r.provs[name]; ok {
 		return p, nil
 	}
-	env := providers.Env{Cluster: r.st.Cluster, Dir: r.e.ProviderDir, Logger: r.log.With("provider", name), Pools: map[string]providers.Settings{}}
+	// Every provider tags its own lines provider=<name> (it logs outside
+	// the engine too: Pulumi, tests), so the engine's logger goes as it is;
+	// adding the attribute here as well printed it twice on every line.
+	env := providers.Env{Cluster: r.st.Cluster, Dir: r.e.ProviderDir, Logger: r.log, Pools: map[string]providers.Settings{}}
 	if r.plan != nil {
 		for _, pool := range r.plan.Pools {
 			if pool.Provider == name {
