@@ -3,6 +3,7 @@ package openstack
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -14,7 +15,9 @@ import (
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/keypairs"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/security/groups"
 
 	"github.com/provisionhq/provision/cloudsim"
 	simos "github.com/provisionhq/provision/cloudsim/openstack"
@@ -342,16 +345,22 @@ func TestUnknownNamesAreInvalidSpec(t *testing.T) {
 	}
 	// IDs work as well as names; key_name, security groups and metadata
 	// reach Nova.
+	c, err := p.clientsFor("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := keypairs.Create(t.Context(), c.compute, keypairs.CreateOpts{Name: "ops"}).Err; err != nil {
+		t.Fatal(err)
+	}
+	if err := groups.Create(t.Context(), c.network, groups.CreateOpts{Name: "ssh"}).Err; err != nil {
+		t.Fatal(err)
+	}
 	ss = specs(t, "bad", "ids", 1)
 	ss[0].Settings = providers.Settings{"flavor": simos.FlavorMedium, "image": simos.ImageDebian12,
 		"networks": []any{simos.NetworkPrivate}, "key_name": "ops", "security_groups": []any{"ssh"}}
 	ms, err := p.Create(t.Context(), ss)
 	if err != nil {
 		t.Fatalf("Create by IDs: %v", err)
-	}
-	c, err := p.clientsFor("")
-	if err != nil {
-		t.Fatal(err)
 	}
 	srv, err := servers.Get(t.Context(), c.compute, ms[0].ProviderID).Extract()
 	if err != nil {
@@ -360,6 +369,64 @@ func TestUnknownNamesAreInvalidSpec(t *testing.T) {
 	if srv.Name != string(ss[0].ID) || srv.KeyName != "ops" || len(srv.SecurityGroups) != 1 ||
 		srv.Metadata[metaMachine] != string(ss[0].ID) || srv.Metadata[metaPool] != "ids" || srv.Metadata[metaCluster] != "bad" {
 		t.Errorf("server %s: key %q groups %v metadata %v", srv.Name, srv.KeyName, srv.SecurityGroups, srv.Metadata)
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// TestInvalidReferencesGolden pins the one-line message a user gets for
+// each reference the cloud does not have: every one is ErrInvalidSpec and
+// fails before any server is created.
+func TestInvalidReferencesGolden(t *testing.T) {
+	t.Parallel()
+	sim, url := emulator(t, cloudsim.Faults{}, simos.Options{})
+	p := testProvider(t, url, "refs")
+	base := providers.Settings{"flavor": "m1.small", "image": "debian-12", "networks": []any{"private"}}
+	with := func(k string, v any) providers.Settings {
+		out := providers.Settings{}
+		for bk, bv := range base {
+			out[bk] = bv
+		}
+		out[k] = v
+		return out
+	}
+	cases := []struct {
+		name string
+		set  providers.Settings
+	}{
+		{"flavor", with("flavor", "m9.huge")},
+		{"image", with("image", "windows-11")},
+		{"network", with("networks", []any{"private", "dmz"})},
+		{"key pair", with("key_name", "nobody")},
+		{"security group", with("security_groups", []any{"web"})},
+	}
+	var got strings.Builder
+	for _, c := range cases {
+		ss := specs(t, "refs", "w", 1)
+		ss[0].Settings = c.set
+		_, err := p.Create(t.Context(), ss)
+		if !errors.Is(err, providers.ErrInvalidSpec) {
+			t.Errorf("%s: Create = %v, want ErrInvalidSpec", c.name, err)
+		}
+		if err != nil {
+			fmt.Fprintf(&got, "%s: %v\n", c.name, err)
+		}
+	}
+	if n := sim.Calls("servers.create"); n != 0 {
+		t.Errorf("servers.create called %d times for invalid references, want 0", n)
+	}
+	golden := filepath.Join("testdata", "invalid_references.golden")
+	if *update {
+		if err := os.WriteFile(golden, []byte(got.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if got.String() != string(want) {
+		t.Errorf("messages differ from %s:\ngot:\n%s\nwant:\n%s", golden, got.String(), want)
 	}
 }
 

@@ -2,10 +2,14 @@ package openstack
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/flavors"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/keypairs"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/security/groups"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
 	"github.com/gophercloud/gophercloud/v2/pagination"
 
@@ -62,9 +66,11 @@ type resolved struct {
 	networkIDs []string
 }
 
-// resolve turns flavor, image and network names into IDs, once per region
-// and name (they are cached for the provider's life). A name that matches
-// nothing, or more than one image, is ErrInvalidSpec.
+// resolve turns flavor, image and network names into IDs and checks that
+// the key pair and security groups exist, once per region and name (they
+// are cached for the provider's life), so a bad reference fails before any
+// server is created, with a message naming it. A name that matches
+// nothing, or more than one thing, is ErrInvalidSpec.
 func (p *Provider) resolve(ctx context.Context, c *clients, pool string, s Settings) (resolved, error) {
 	var r resolved
 	var err error
@@ -72,12 +78,13 @@ func (p *Provider) resolve(ctx context.Context, c *clients, pool string, s Setti
 		return &providers.Error{Kind: providers.ErrInvalidSpec, Cloud: "openstack", Location: c.region, Pool: pool, Message: fmt.Sprintf(format, a...)}
 	}
 	if r.flavorID, err = p.cached(c.region, "flavor", s.Flavor, func() (string, error) {
-		var found []string
+		var found, names []string
 		err := p.call(ctx, c.region, pool, false, func(ctx context.Context) error {
-			found = nil
+			found, names = nil, nil
 			return flavors.ListDetail(c.compute, nil).EachPage(ctx, func(_ context.Context, pg pagination.Page) (bool, error) {
 				fs, err := flavors.ExtractFlavors(pg)
 				for _, f := range fs {
+					names = append(names, f.Name)
 					if f.ID == s.Flavor || f.Name == s.Flavor {
 						found = append(found, f.ID)
 					}
@@ -88,10 +95,13 @@ func (p *Provider) resolve(ctx context.Context, c *clients, pool string, s Setti
 		if err != nil {
 			return "", fmt.Errorf("list flavors: %w", err)
 		}
-		if len(found) != 1 {
-			return "", invalid("flavor %q matches %d flavors", s.Flavor, len(found))
+		switch len(found) {
+		case 0:
+			return "", invalid("flavor %q does not exist (flavors: %s)", s.Flavor, strings.Join(names, ", "))
+		case 1:
+			return found[0], nil
 		}
-		return found[0], nil
+		return "", invalid("flavor %q is ambiguous: %d flavors have that name; use the ID", s.Flavor, len(found))
 	}); err != nil {
 		return r, err
 	}
@@ -115,10 +125,13 @@ func (p *Provider) resolve(ctx context.Context, c *clients, pool string, s Setti
 				break
 			}
 		}
-		if len(found) != 1 {
-			return "", invalid("image %q matches %d images", s.Image, len(found))
+		switch len(found) {
+		case 0:
+			return "", invalid("image %q does not exist in Glance (no image has that name or ID)", s.Image)
+		case 1:
+			return found[0], nil
 		}
-		return found[0], nil
+		return "", invalid("image %q is ambiguous: %d images have that name; use the ID", s.Image, len(found))
 	}); err != nil {
 		return r, err
 	}
@@ -143,17 +156,83 @@ func (p *Provider) resolve(ctx context.Context, c *clients, pool string, s Setti
 					break
 				}
 			}
-			if len(found) != 1 {
-				return "", invalid("network %q matches %d networks", n, len(found))
+			switch len(found) {
+			case 0:
+				return "", invalid("network %q does not exist in Neutron (no network has that name or ID)", n)
+			case 1:
+				return found[0], nil
 			}
-			return found[0], nil
+			return "", invalid("network %q is ambiguous: %d networks have that name; use the ID", n, len(found))
 		})
 		if err != nil {
 			return r, err
 		}
 		r.networkIDs = append(r.networkIDs, id)
 	}
+	if err := p.checkKeyPair(ctx, c, pool, s.KeyName, invalid); err != nil {
+		return r, err
+	}
+	for _, g := range s.SecurityGroups {
+		if err := p.checkGroup(ctx, c, pool, g, invalid); err != nil {
+			return r, err
+		}
+	}
 	return r, nil
+}
+
+// checkKeyPair checks that the key pair exists for the user: Nova would
+// refuse the create with "Invalid key_name provided.", naming nothing.
+func (p *Provider) checkKeyPair(ctx context.Context, c *clients, pool, name string, invalid func(string, ...any) error) error {
+	if name == "" {
+		return nil
+	}
+	_, err := p.cached(c.region, "keypair", name, func() (string, error) {
+		err := p.call(ctx, c.region, pool, false, func(ctx context.Context) error {
+			return keypairs.Get(ctx, c.compute, name, nil).Err
+		})
+		if errors.Is(err, providers.ErrNotFound) {
+			return "", invalid("key pair %q does not exist for this user in Nova (openstack keypair create --public-key FILE %s)", name, name)
+		}
+		if err != nil {
+			return "", fmt.Errorf("get key pair %q: %w", name, err)
+		}
+		return name, nil
+	})
+	return err
+}
+
+// checkGroup checks that the security group exists in the project, by
+// name or ID, as Nova looks it up.
+func (p *Provider) checkGroup(ctx context.Context, c *clients, pool, ref string, invalid func(string, ...any) error) error {
+	_, err := p.cached(c.region, "security_group", ref, func() (string, error) {
+		var found []string
+		for _, opts := range []groups.ListOpts{{Name: ref}, {ID: ref}} {
+			err := p.call(ctx, c.region, pool, false, func(ctx context.Context) error {
+				found = nil
+				return groups.List(c.network, opts).EachPage(ctx, func(_ context.Context, pg pagination.Page) (bool, error) {
+					gs, err := groups.ExtractGroups(pg)
+					for _, g := range gs {
+						found = append(found, g.ID)
+					}
+					return true, err
+				})
+			})
+			if err != nil {
+				return "", fmt.Errorf("list security groups: %w", err)
+			}
+			if len(found) > 0 {
+				break
+			}
+		}
+		switch len(found) {
+		case 0:
+			return "", invalid("security group %q does not exist in the project (no group has that name or ID)", ref)
+		case 1:
+			return found[0], nil
+		}
+		return "", invalid("security group %q is ambiguous: %d groups have that name; use the ID", ref, len(found))
+	})
+	return err
 }
 
 func (p *Provider) cached(region, kind, name string, look func() (string, error)) (string, error) {
