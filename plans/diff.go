@@ -4,7 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
+	"strings"
+	"text/tabwriter"
 
 	"github.com/provisionhq/provision/providers"
 	"github.com/provisionhq/provision/state"
@@ -43,6 +46,10 @@ type Change struct {
 	Role     providers.Role
 	Before   *state.Machine
 	Reason   string
+
+	// For Render only: sized is a change the pool's size asks for (not
+	// one of the machine's own), autoscaled says the pool is autoscaled.
+	sized, autoscaled bool
 }
 
 // Changes is a diff of a plan against one version of a state: the state's
@@ -146,6 +153,7 @@ func DiffRemoving(p *Plan, s *state.State, remove map[string]bool) *Changes {
 			switch {
 			case i < excess:
 				c.add(Delete, pool, m, sizeReason(pool, len(keep), count, remove[m.ID]))
+				c.Items[len(c.Items)-1].sized = !remove[m.ID]
 			case m.Phase != state.PhaseJoined:
 				c.add(Resume, pool, m, fmt.Sprintf("bootstrap stopped at %q", m.Phase))
 			default:
@@ -154,7 +162,7 @@ func DiffRemoving(p *Plan, s *state.State, remove map[string]bool) *Changes {
 		}
 		for i := len(keep); i < count; i++ {
 			c.Items = append(c.Items, Change{Action: Create, Pool: pool.Name, Provider: pool.Provider, Role: pool.Role,
-				Reason: sizeReason(pool, len(keep), count, false)})
+				Reason: sizeReason(pool, len(keep), count, false), sized: true, autoscaled: pool.Autoscale != nil})
 		}
 	}
 	// Machines of pools that left the plan.
@@ -173,13 +181,14 @@ func DiffRemoving(p *Plan, s *state.State, remove map[string]bool) *Changes {
 
 func (c *Changes) add(a Action, p Pool, m state.Machine, reason string) {
 	m2 := m
-	c.Items = append(c.Items, Change{Action: a, Pool: p.Name, Provider: m.Provider, Role: providers.Role(m.Role), Before: &m2, Reason: reason})
+	c.Items = append(c.Items, Change{Action: a, Pool: p.Name, Provider: m.Provider, Role: providers.Role(m.Role), Before: &m2, Reason: reason,
+		autoscaled: p.Autoscale != nil})
 }
 
 func sizeReason(pool Pool, from, to int, chosen bool) string {
 	switch {
 	case chosen:
-		return fmt.Sprintf("autoscaler removes it (%d → %d)", from, to)
+		return fmt.Sprintf("drained by the autoscaler, %d → %d", from, to)
 	case pool.Autoscale != nil:
 		return fmt.Sprintf("autoscaled %d → %d", from, to)
 	}
@@ -203,22 +212,122 @@ func deleteFirst(a, b state.Machine, primary string, remove map[string]bool) boo
 	return a.ID > b.ID
 }
 
-// Render writes the changes for a person, one line per machine.
+// Render writes the changes for a person: one line per pool that changes,
+// with its machine count before and after and the machines it adds,
+// removes or resumes, then the totals. New machines have no names yet:
+// `up` names them when it records them.
 func (c *Changes) Render(w io.Writer) {
 	if c.Empty() {
 		fmt.Fprintf(w, "No changes: %d machines match the plan.\n", len(c.Items))
 		return
 	}
-	for _, it := range c.Items {
-		switch it.Action {
-		case Create:
-			fmt.Fprintf(w, "  + create  %-28s pool %s (%s on %s): %s\n", "(new)", it.Pool, it.Role, it.Provider, it.Reason)
-		case Delete:
-			fmt.Fprintf(w, "  - delete  %-28s pool %s (%s on %s): %s\n", it.Before.ID, it.Pool, it.Role, it.Provider, it.Reason)
-		case Resume:
-			fmt.Fprintf(w, "  ~ resume  %-28s pool %s (%s on %s): %s\n", it.Before.ID, it.Pool, it.Role, it.Provider, it.Reason)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, pc := range c.byPool() {
+		if line := pc.render(); line != "" {
+			fmt.Fprintln(tw, line)
 		}
 	}
+	_ = tw.Flush()
 	fmt.Fprintf(w, "Plan: %d to create, %d to delete, %d to resume, %d unchanged.\n",
 		c.Count(Create), c.Count(Delete), c.Count(Resume), c.Count(NoOp))
+}
+
+// poolChanges are one pool's changes, in diff order.
+type poolChanges struct {
+	name  string
+	items []Change
+}
+
+// byPool groups the changes by pool, pools in the order they first appear.
+func (c *Changes) byPool() []*poolChanges {
+	var out []*poolChanges
+	idx := map[string]*poolChanges{}
+	for _, it := range c.Items {
+		pc, ok := idx[it.Pool]
+		if !ok {
+			pc = &poolChanges{name: it.Pool}
+			idx[it.Pool] = pc
+			out = append(out, pc)
+		}
+		pc.items = append(pc.items, it)
+	}
+	return out
+}
+
+// render is the pool's line, tab-separated into columns; "" when the pool
+// is unchanged.
+func (pc *poolChanges) render() string {
+	var before, creates, deletes, resumes int
+	var providers, roles []string
+	autoscaled := false
+	for _, it := range pc.items {
+		if it.Before != nil {
+			before++
+		}
+		switch it.Action {
+		case Create:
+			creates++
+		case Delete:
+			deletes++
+		case Resume:
+			resumes++
+		}
+		if !slices.Contains(providers, it.Provider) {
+			providers = append(providers, it.Provider)
+		}
+		if !slices.Contains(roles, string(it.Role)) {
+			roles = append(roles, string(it.Role))
+		}
+		autoscaled = autoscaled || it.autoscaled
+	}
+	if creates+deletes+resumes == 0 {
+		return ""
+	}
+	sym := "~"
+	switch {
+	case deletes+resumes == 0:
+		sym = "+"
+	case creates+resumes == 0:
+		sym = "-"
+	}
+	count := fmt.Sprintf("%d → %d", before, before-deletes+creates)
+	if autoscaled {
+		count += " (autoscaled)"
+	}
+	var parts []string
+	if creates > 0 {
+		parts = append(parts, fmt.Sprintf("create %d new", creates))
+	}
+	parts = append(parts, pc.named(Delete, "delete")...)
+	parts = append(parts, pc.named(Resume, "resume")...)
+	return fmt.Sprintf("  %s %s\t%s on %s\t%s\t%s", sym, pc.name, strings.Join(roles, " → "), strings.Join(providers, " → "), count, strings.Join(parts, "; "))
+}
+
+// named lists the machines with action a, grouped by reason; a reason the
+// pool's count already says (a resize) is left out.
+func (pc *poolChanges) named(a Action, verb string) []string {
+	var reasons []string
+	ids := map[string][]string{}
+	for _, it := range pc.items {
+		if it.Action != a {
+			continue
+		}
+		reason := it.Reason
+		if it.sized {
+			reason = ""
+		}
+		if _, ok := ids[reason]; !ok {
+			reasons = append(reasons, reason)
+		}
+		ids[reason] = append(ids[reason], it.Before.ID)
+	}
+	out := make([]string, 0, len(reasons))
+	for _, r := range reasons {
+		s := verb + " " + strings.Join(ids[r], ", ")
+		if r != "" {
+			s += " (" + r + ")"
+		}
+		out = append(out, s)
+	}
+	return out
 }
