@@ -46,32 +46,38 @@ func parseFilter(s string) (filter, error) {
 	return f, nil
 }
 
-func (f filter) match(in *computepb.Instance) bool {
+// match reports whether a resource passes every term; field reads the
+// resource's value of a field name.
+func (f filter) match(field func(string) string) bool {
 	for _, t := range f {
-		var got string
-		switch {
-		case t.field == "name":
-			got = in.GetName()
-		case t.field == "status":
-			got = in.GetStatus()
-		default:
-			got = in.GetLabels()[strings.TrimPrefix(t.field, "labels.")]
-		}
-		if (got == t.value) == t.negate {
+		if (field(t.field) == t.value) == t.negate {
 			return false
 		}
 	}
 	return true
 }
 
+// instanceField reads an instance's filterable fields.
+func instanceField(in *computepb.Instance) func(string) string {
+	return func(name string) string {
+		switch {
+		case name == "name":
+			return in.GetName()
+		case name == "status":
+			return in.GetStatus()
+		default:
+			return in.GetLabels()[strings.TrimPrefix(name, "labels.")]
+		}
+	}
+}
+
 // paginate serves one page; the page token is the offset of the next item.
-func paginate(all []*computepb.Instance, maxResults, pageToken string) ([]*computepb.Instance, *string, error) {
+func paginate[T any](all []T, maxResults, pageToken string) ([]T, *string, *refusal) {
 	size := 500
 	if maxResults != "" {
 		n, err := strconv.Atoi(maxResults)
 		if err != nil || n < 0 || n > 500 {
-			//lint:ignore ST1005 GCE's own wording, returned to clients verbatim
-			return nil, nil, fmt.Errorf("Invalid value for field 'maxResults': %q. Must be between 0 and 500", maxResults)
+			return nil, nil, invalid("maxResults", maxResults, "Must be between 0 and 500.")
 		}
 		if n > 0 {
 			size = n
@@ -81,8 +87,7 @@ func paginate(all []*computepb.Instance, maxResults, pageToken string) ([]*compu
 	if pageToken != "" {
 		n, err := strconv.Atoi(pageToken)
 		if err != nil || n < 0 || n > len(all) {
-			//lint:ignore ST1005 GCE's own wording, returned to clients verbatim
-			return nil, nil, fmt.Errorf("Invalid value for field 'pageToken': %q", pageToken)
+			return nil, nil, invalid("pageToken", pageToken, "Invalid page token.")
 		}
 		start = n
 	}

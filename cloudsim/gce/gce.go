@@ -1,29 +1,35 @@
 // Package gce owns the Compute Engine emulator: the REST/JSON paths the
 // official Go client (cloud.google.com/go/compute/apiv1, REST transport)
-// calls for instances and zone operations, with GCE's own request and
-// response shapes (computepb via protojson), requestId idempotency,
-// operations that go PENDING → RUNNING → DONE, eventual consistency,
-// throttling, quota and capacity errors. Faults and call counters come from
-// cloudsim.Sim; cloudsim.Backing can make each instance a real local host.
+// calls, with GCE's own request and response shapes (computepb via
+// protojson) and GCE's own errors.
+//
+// It is as strict as Compute Engine where provision could go wrong: zones,
+// machine types, images, networks and subnetworks come from a catalog
+// (catalog.go) and a create that references anything else is refused in
+// GCE's words; instances.insert takes a zonal machine type URL while
+// bulkInsert takes a bare name; Spot and preemptible scheduling is
+// recorded and reported back. Beyond that: requestId idempotency,
+// operations that go RUNNING → DONE, instances.stop/start (TERMINATED is
+// GCE's stopped state), firewalls, eventual consistency, throttling, quota
+// and capacity errors. Faults and call counters come from cloudsim.Sim;
+// cloudsim.Backing can make each instance a real local host.
 package gce
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"cloud.google.com/go/compute/apiv1/computepb"
-	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/provisionhq/provision/cloudsim"
-	"github.com/provisionhq/provision/cloudsim/userdata"
 )
 
 // UserDataPrefix names the metadata items that carry one instance's own
@@ -36,7 +42,8 @@ const UserDataPrefix = "provision-user-data-"
 
 // Options configure a Server.
 type Options struct {
-	// Project is the only project accepted; any project when empty.
+	// Project is the only project accepted (besides the public image
+	// projects); any project when empty.
 	Project string
 	// Backing makes instances real local hosts; nil keeps them records.
 	Backing cloudsim.Backing
@@ -57,25 +64,12 @@ type Server struct {
 
 	mu         sync.Mutex
 	instances  map[string]*instance  // key: project/zone/name
-	operations map[string]*operation // key: project/zone/opname
+	operations map[string]*operation // key: project/zone/opname; zone "global" for global ops
 	requests   map[string]string     // project/zone/requestId → op key
+	firewalls  map[string]map[string]*computepb.Firewall
 	seq        uint64
 	changed    chan struct{} // closed and replaced on every op change
 }
-
-type instance struct {
-	pb        *computepb.Instance
-	project   string
-	zone      string
-	createdAt time.Time
-	visibleAt time.Time
-	runningAt time.Time
-	deleting  bool      // a delete was accepted: STOPPING
-	goneAt    time.Time // when the delete finishes; zero while alive
-}
-
-// alive reports whether the instance still exists at t (visible or not).
-func (in *instance) alive(t time.Time) bool { return in.goneAt.IsZero() || t.Before(in.goneAt) }
 
 type operation struct {
 	pb     *computepb.Operation
@@ -99,58 +93,142 @@ func New(sim *cloudsim.Sim, opts Options) *Server {
 		instances:  map[string]*instance{},
 		operations: map[string]*operation{},
 		requests:   map[string]string{},
+		firewalls:  map[string]map[string]*computepb.Firewall{},
 		changed:    make(chan struct{}),
 	}
 }
 
 var _ http.Handler = (*Server)(nil)
 
+// globalScope is the operations key of a project's global operations
+// (no zone is named "global").
+const globalScope = "global"
+
 // ServeHTTP routes /compute/v1/projects/{p}/... requests.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 	if len(parts) < 4 || parts[0] != "compute" || parts[1] != "v1" || parts[2] != "projects" {
-		writeError(w, http.StatusNotFound, "notFound", "NOT_FOUND", fmt.Sprintf("The requested URL %s was not found.", r.URL.Path))
+		writeError(w, http.StatusNotFound, "notFound", "", fmt.Sprintf("The requested URL %s was not found.", r.URL.Path))
 		return
 	}
-	project := parts[3]
-	if s.opts.Project != "" && project != s.opts.Project {
-		writeError(w, http.StatusNotFound, "notFound", "NOT_FOUND", fmt.Sprintf("The resource 'projects/%s' was not found", project))
+	project, rest := parts[3], parts[4:]
+	if !s.projectAllowed(project, rest) {
+		notFound("projects/" + project).write(w)
 		return
 	}
-	rest := parts[4:]
+	if len(rest) >= 2 && rest[0] == "zones" {
+		if _, ok := zoneRegion(rest[1]); !ok {
+			unknownZone(rest[1]).write(w)
+			return
+		}
+	}
+	if len(rest) >= 2 && rest[0] == "regions" {
+		if _, ok := findRegion(rest[1]); !ok {
+			unknownRegion(rest[1]).write(w)
+			return
+		}
+	}
+	if !s.route(w, r, project, rest) {
+		writeError(w, http.StatusNotFound, "notFound", "", "cloudsim: unsupported call "+r.Method+" "+r.URL.Path)
+	}
+}
+
+// projectAllowed: Options.Project, or anyone reading a public image project.
+func (s *Server) projectAllowed(project string, rest []string) bool {
+	if s.opts.Project == "" || project == s.opts.Project {
+		return true
+	}
+	return slices.Contains(imageProjects, project) && len(rest) >= 2 && rest[0] == "global" && rest[1] == "images"
+}
+
+// route dispatches one call; false when the path is not emulated.
+func (s *Server) route(w http.ResponseWriter, r *http.Request, project string, rest []string) bool {
+	get, post, del := r.Method == http.MethodGet, r.Method == http.MethodPost, r.Method == http.MethodDelete
+	n := len(rest)
+	at := func(i int, v string) bool { return n > i && rest[i] == v }
+	switch {
+	case n == 2 && at(0, "aggregated") && at(1, "instances") && get:
+		s.aggregatedList(w, r, project)
+
+	// zones/...
+	case n == 1 && at(0, "zones") && get:
+		s.listZones(w, r, project)
+	case n == 2 && at(0, "zones") && get:
+		s.getZone(w, r, project, rest[1])
+	case n >= 3 && at(0, "zones") && at(2, "instances"):
+		return s.routeInstances(w, r, project, rest[1], rest[3:])
+	case (n == 4 || n == 5) && at(0, "zones") && at(2, "operations"):
+		wait := n == 5 && at(4, "wait") && post
+		if !wait && !(n == 4 && get) {
+			return false
+		}
+		s.getOperation(w, r, project, rest[1], rest[3], wait)
+	case n == 3 && at(0, "zones") && at(2, "machineTypes") && get:
+		s.listMachineTypes(w, r, project, rest[1])
+	case n == 4 && at(0, "zones") && at(2, "machineTypes") && get:
+		s.getMachineType(w, r, project, rest[1], rest[3])
+
+	// regions/...
+	case n == 1 && at(0, "regions") && get:
+		s.listRegions(w, r, project)
+	case n == 2 && at(0, "regions") && get:
+		s.getRegion(w, r, project, rest[1])
+	case n == 3 && at(0, "regions") && at(2, "subnetworks") && get:
+		s.listSubnetworks(w, r, project, rest[1])
+	case n == 4 && at(0, "regions") && at(2, "subnetworks") && get:
+		s.getSubnetwork(w, r, project, rest[1], rest[3])
+
+	// global/...
+	case n == 2 && at(0, "global") && at(1, "images") && get:
+		s.listImages(w, r, project)
+	case n == 3 && at(0, "global") && at(1, "images") && get:
+		s.getImage(w, r, project, rest[2], false)
+	case n == 4 && at(0, "global") && at(1, "images") && at(2, "family") && get:
+		s.getImage(w, r, project, rest[3], true)
+	case n == 2 && at(0, "global") && at(1, "networks") && get:
+		s.listNetworks(w, r, project)
+	case n == 3 && at(0, "global") && at(1, "networks") && get:
+		s.getNetwork(w, r, project, rest[2])
+	case n == 2 && at(0, "global") && at(1, "firewalls") && get:
+		s.listFirewalls(w, r, project)
+	case n == 2 && at(0, "global") && at(1, "firewalls") && post:
+		s.insertFirewall(w, r, project)
+	case n == 3 && at(0, "global") && at(1, "firewalls") && get:
+		s.getFirewall(w, r, project, rest[2])
+	case n == 3 && at(0, "global") && at(1, "firewalls") && del:
+		s.deleteFirewall(w, r, project, rest[2])
+	case n == 3 && at(0, "global") && at(1, "operations") && get:
+		s.getOperation(w, r, project, globalScope, rest[2], false)
+	case n == 4 && at(0, "global") && at(1, "operations") && at(3, "wait") && post:
+		s.getOperation(w, r, project, globalScope, rest[2], true)
+	default:
+		return false
+	}
+	return true
+}
+
+// routeInstances dispatches zones/{zone}/instances[/{name}[/verb]].
+func (s *Server) routeInstances(w http.ResponseWriter, r *http.Request, project, zone string, rest []string) bool {
 	m := r.Method
 	switch {
-	case len(rest) == 2 && rest[0] == "aggregated" && rest[1] == "instances" && m == http.MethodGet:
-		s.aggregatedList(w, r, project)
-	case len(rest) >= 3 && rest[0] == "zones" && rest[2] == "instances":
-		zone := rest[1]
-		switch {
-		case len(rest) == 3 && m == http.MethodGet:
-			s.list(w, r, project, zone)
-		case len(rest) == 3 && m == http.MethodPost:
-			s.insert(w, r, project, zone)
-		case len(rest) == 4 && rest[3] == "bulkInsert" && m == http.MethodPost:
-			s.bulkInsert(w, r, project, zone)
-		case len(rest) == 4 && m == http.MethodGet:
-			s.get(w, r, project, zone, rest[3])
-		case len(rest) == 4 && m == http.MethodDelete:
-			s.delete(w, r, project, zone, rest[3])
-		default:
-			writeError(w, http.StatusNotFound, "notFound", "NOT_FOUND", "unsupported instances call "+m+" "+r.URL.Path)
-		}
-	case len(rest) >= 4 && rest[0] == "zones" && rest[2] == "operations":
-		zone, name := rest[1], rest[3]
-		switch {
-		case len(rest) == 4 && m == http.MethodGet:
-			s.getOperation(w, r, project, zone, name, false)
-		case len(rest) == 5 && rest[4] == "wait" && m == http.MethodPost:
-			s.getOperation(w, r, project, zone, name, true)
-		default:
-			writeError(w, http.StatusNotFound, "notFound", "NOT_FOUND", "unsupported operations call "+m+" "+r.URL.Path)
-		}
+	case len(rest) == 0 && m == http.MethodGet:
+		s.list(w, r, project, zone)
+	case len(rest) == 0 && m == http.MethodPost:
+		s.insert(w, r, project, zone)
+	case len(rest) == 1 && rest[0] == "bulkInsert" && m == http.MethodPost:
+		s.bulkInsert(w, r, project, zone)
+	case len(rest) == 1 && m == http.MethodGet:
+		s.get(w, r, project, zone, rest[0])
+	case len(rest) == 1 && m == http.MethodDelete:
+		s.delete(w, r, project, zone, rest[0])
+	case len(rest) == 2 && rest[1] == "stop" && m == http.MethodPost:
+		s.power(w, r, project, zone, rest[0], false)
+	case len(rest) == 2 && rest[1] == "start" && m == http.MethodPost:
+		s.power(w, r, project, zone, rest[0], true)
 	default:
-		writeError(w, http.StatusNotFound, "notFound", "NOT_FOUND", "unsupported call "+m+" "+r.URL.Path)
+		return false
 	}
+	return true
 }
 
 // throttled counts the call and answers 429 when the sim refuses it.
@@ -164,37 +242,45 @@ func (s *Server) throttled(w http.ResponseWriter, action string) bool {
 	return true
 }
 
-// writeError writes Google's standard JSON error body, which
-// googleapi.CheckResponse turns into a *googleapi.Error with Errors[].Reason.
+// writeError writes Google's JSON error body, which googleapi.CheckResponse
+// turns into a *googleapi.Error with Errors[].Reason. Compute's own errors
+// carry no "status"; the front end's (rate limits) do.
 func writeError(w http.ResponseWriter, code int, reason, status, msg string) {
-	body := map[string]any{"error": map[string]any{
+	e := map[string]any{
 		"code":    code,
 		"message": msg,
 		"errors":  []any{map[string]any{"message": msg, "domain": "global", "reason": reason}},
-		"status":  status,
-	}}
+	}
+	if status != "" {
+		e["status"] = status
+	}
 	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
 	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(body)
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": e})
 }
 
 func writeProto(w http.ResponseWriter, m proto.Message) {
 	b, err := protojson.Marshal(m)
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, "backendError", "INTERNAL", err.Error())
+		writeError(w, http.StatusInternalServerError, "backendError", "", err.Error())
 		return
 	}
 	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
 	_, _ = w.Write(b)
 }
 
-func readProto(r *http.Request, m proto.Message) error {
+// readProto decodes a request body; an error is GCE's 400 for a payload it
+// cannot parse.
+func readProto(r *http.Request, m proto.Message) *refusal {
 	var buf strings.Builder
 	if _, err := ioCopy(&buf, r); err != nil {
-		return err
+		return &refusal{status: http.StatusBadRequest, reason: "parseError", msg: "Invalid JSON payload received. " + err.Error()}
 	}
 	// Strict: an unknown field is a client bug the emulator must surface.
-	return protojson.Unmarshal([]byte(buf.String()), m)
+	if err := protojson.Unmarshal([]byte(buf.String()), m); err != nil {
+		return &refusal{status: http.StatusBadRequest, reason: "invalid", msg: "Invalid JSON payload received. " + err.Error()}
+	}
+	return nil
 }
 
 func key(project, zone, name string) string { return project + "/" + zone + "/" + name }
@@ -209,484 +295,38 @@ func (s *Server) notify() {
 	s.changed = make(chan struct{})
 }
 
-// ---- instances ----
-
-func (s *Server) insert(w http.ResponseWriter, r *http.Request, project, zone string) {
-	if s.throttled(w, "instances.insert") {
-		return
-	}
-	var in computepb.Instance
-	if err := readProto(r, &in); err != nil {
-		writeError(w, http.StatusBadRequest, "invalid", "INVALID_ARGUMENT", "Invalid JSON payload received. "+err.Error())
-		return
-	}
-	if in.GetName() == "" {
-		writeError(w, http.StatusBadRequest, "required", "INVALID_ARGUMENT", "Required field 'resource.name' not specified")
-		return
-	}
-	props := &computepb.InstanceProperties{
-		MachineType: in.MachineType, Labels: in.Labels, Metadata: in.Metadata,
-		NetworkInterfaces: in.NetworkInterfaces, Disks: in.Disks, Tags: in.Tags,
-		ServiceAccounts: in.ServiceAccounts, Description: in.Description,
-	}
-	s.create(w, r, project, zone, "insert", []string{in.GetName()}, 1, props)
-}
-
-func (s *Server) bulkInsert(w http.ResponseWriter, r *http.Request, project, zone string) {
-	if s.throttled(w, "instances.bulkInsert") {
-		return
-	}
-	var in computepb.BulkInsertInstanceResource
-	if err := readProto(r, &in); err != nil {
-		writeError(w, http.StatusBadRequest, "invalid", "INVALID_ARGUMENT", "Invalid JSON payload received. "+err.Error())
-		return
-	}
-	if in.InstanceProperties == nil && in.SourceInstanceTemplate == nil {
-		writeError(w, http.StatusBadRequest, "invalid", "INVALID_ARGUMENT", "Invalid value for field 'resource.instanceProperties': one of instanceProperties or sourceInstanceTemplate is required.")
-		return
-	}
-	if in.SourceInstanceTemplate != nil {
-		writeError(w, http.StatusBadRequest, "invalid", "INVALID_ARGUMENT", "cloudsim: sourceInstanceTemplate is not emulated")
-		return
-	}
-	count := int(in.GetCount())
-	minCount := int(in.GetMinCount())
-	if minCount == 0 {
-		minCount = count
-	}
-	if count <= 0 || count > 5000 || minCount > count || len(in.PerInstanceProperties) > count {
-		writeError(w, http.StatusBadRequest, "invalid", "INVALID_ARGUMENT", fmt.Sprintf("Invalid value for field 'resource.count': %d (minCount %d, perInstanceProperties %d).", count, minCount, len(in.PerInstanceProperties)))
-		return
-	}
-	names := make([]string, 0, count)
-	for name := range in.PerInstanceProperties {
-		names = append(names, name)
-	}
-	sortStrings(names)
-	if extra := count - len(names); extra > 0 {
-		pat := in.GetNamePattern()
-		if !strings.Contains(pat, "#") {
-			writeError(w, http.StatusBadRequest, "invalid", "INVALID_ARGUMENT", "Invalid value for field 'resource.namePattern': a pattern with '#' is required when count exceeds perInstanceProperties.")
-			return
-		}
-		s.mu.Lock()
-		names = append(names, s.patternNames(project, zone, pat, extra, names)...)
-		s.mu.Unlock()
-	}
-	s.create(w, r, project, zone, "bulkInsert", names, minCount, in.InstanceProperties)
-}
-
-// patternNames picks n free names from a namePattern ("web-####");
-// caller holds s.mu.
-func (s *Server) patternNames(project, zone, pat string, n int, taken []string) []string {
-	width := strings.Count(pat, "#")
-	i := strings.Index(pat, "#")
-	prefix, suffix := pat[:i], pat[i+width:]
-	used := map[string]bool{}
-	for _, t := range taken {
-		used[t] = true
-	}
-	var out []string
-	for k := 1; len(out) < n; k++ {
-		name := fmt.Sprintf("%s%0*d%s", prefix, width, k, suffix)
-		if used[name] || s.instances[key(project, zone, name)] != nil {
-			continue
-		}
-		out = append(out, name)
-	}
-	return out
-}
-
-// create is insert and bulkInsert: it reserves the names and the requestId
-// under the lock, answers with the operation, and finishes the work (backing
-// hosts) before the operation may read DONE.
-func (s *Server) create(w http.ResponseWriter, r *http.Request, project, zone, kind string, names []string, minCount int, props *computepb.InstanceProperties) {
-	reqID := r.URL.Query().Get("requestId")
-	faults := s.sim.Faults()
-	now := time.Now()
-
-	s.mu.Lock()
-	if reqID != "" {
-		if opKey, ok := s.requests[key(project, zone, reqID)]; ok {
-			op := s.operations[opKey]
-			s.mu.Unlock()
-			s.log.Info("gce: replayed request", "request_id", reqID, "operation", op.pb.GetName())
-			writeProto(w, s.opView(op, now))
-			return
-		}
-	}
-	op := s.newOperation(r, project, zone, kind, names)
-	if reqID != "" {
-		s.requests[key(project, zone, reqID)] = key(project, zone, op.pb.GetName())
-	}
-	var opErr *computepb.Errors
-	httpCode := int32(0)
-	if faults.NoCapacity {
-		opErr = &computepb.Errors{
-			Code:    proto.String("ZONE_RESOURCE_POOL_EXHAUSTED"),
-			Message: proto.String(fmt.Sprintf("The zone 'projects/%s/zones/%s' does not have enough resources available to fulfill the request.  Try a different zone, or try again later.", project, zone)),
-		}
-		httpCode = http.StatusServiceUnavailable
-	}
-	for _, n := range names {
-		if old := s.instances[key(project, zone, n)]; opErr == nil && old != nil && old.alive(now) {
-			opErr = &computepb.Errors{
-				Code:    proto.String("RESOURCE_ALREADY_EXISTS"),
-				Message: proto.String(fmt.Sprintf("The resource 'projects/%s/zones/%s/instances/%s' already exists", project, zone, n)),
-			}
-			httpCode = http.StatusConflict
-		}
-	}
-	if opErr == nil && faults.InstanceQuota > 0 {
-		room := faults.InstanceQuota - s.aliveCount(now)
-		if room < minCount {
-			region := zone
-			if i := strings.LastIndex(zone, "-"); i > 0 {
-				region = zone[:i]
-			}
-			opErr = &computepb.Errors{
-				Code: proto.String("QUOTA_EXCEEDED"),
-				Message: proto.String(fmt.Sprintf("Quota 'INSTANCES' exceeded.  Limit: %d.0 in region %s.",
-					faults.InstanceQuota, region)),
-				ErrorDetails: []*computepb.ErrorDetails{{QuotaInfo: &computepb.QuotaExceededInfo{
-					MetricName: proto.String("compute.googleapis.com/instances"),
-					LimitName:  proto.String("INSTANCES-per-project-region"),
-					Limit:      proto.Float64(float64(faults.InstanceQuota)),
-					Dimensions: map[string]string{"region": region},
-				}}},
-			}
-			httpCode = http.StatusForbidden
-		} else if room < len(names) {
-			names = names[:room] // bulkInsert creates at least minCount, at most what fits
-		}
-	}
-	if opErr != nil {
-		op.pb.Error = &computepb.Error{Errors: []*computepb.Errors{opErr}}
-		op.pb.HttpErrorStatusCode = proto.Int32(httpCode)
-		op.pb.HttpErrorMessage = proto.String(strings.ToUpper(http.StatusText(int(httpCode))))
-		op.ready = true
-		s.mu.Unlock()
-		writeProto(w, s.opView(op, now))
-		return
-	}
-	created := make([]*instance, 0, len(names))
-	for _, n := range names {
-		in := s.newInstance(r, project, zone, n, props, now, faults)
-		s.instances[key(project, zone, n)] = in
-		created = append(created, in)
-	}
-	s.mu.Unlock()
-
-	// Back the instances with real hosts before the operation completes;
-	// the request's context bounds the work.
-	if err := s.start(r.Context(), created); err != nil {
-		s.log.Error("gce: backing failed", "operation", op.pb.GetName(), "err", err)
-		s.mu.Lock()
-		for _, in := range created {
-			delete(s.instances, key(project, zone, in.pb.GetName()))
-		}
-		op.pb.Error = &computepb.Error{Errors: []*computepb.Errors{{Code: proto.String("INTERNAL_ERROR"), Message: proto.String(err.Error())}}}
-		op.pb.HttpErrorStatusCode = proto.Int32(http.StatusInternalServerError)
-		op.ready = true
-		s.notify()
-		s.mu.Unlock()
-		writeProto(w, s.opView(op, time.Now()))
-		return
-	}
-	s.mu.Lock()
-	op.ready = true
-	s.notify()
-	s.mu.Unlock()
-	s.log.Info("gce: created instances", "kind", kind, "zone", zone, "count", len(created), "operation", op.pb.GetName())
-	writeProto(w, s.opView(op, time.Now()))
-}
-
-// start runs Backing.Start for each instance (bounded), recording addresses.
-func (s *Server) start(ctx context.Context, ins []*instance) error {
-	if s.opts.Backing == nil {
-		return nil
-	}
-	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(4) // docker container starts; more only contends for 2 cores
-	addrs := make([]string, len(ins))
-	for i, in := range ins {
-		s.mu.Lock()
-		name, ud := in.pb.GetName(), userData(in.pb)
-		s.mu.Unlock()
-		g.Go(func() error {
-			a, err := s.opts.Backing.Start(ctx, name, cloudsim.Boot{UserData: ud, LaunchIndex: userdata.NoLaunchIndex})
-			if err != nil {
-				return fmt.Errorf("start instance %s: %w", name, err)
-			}
-			addrs[i] = a
-			return nil
-		})
-	}
-	err := g.Wait()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i, in := range ins {
-		if addrs[i] == "" {
-			continue
-		}
-		nic := in.pb.NetworkInterfaces[0]
-		nic.NetworkIP = proto.String(addrs[i])
-		for _, ac := range nic.AccessConfigs {
-			ac.NatIP = proto.String(addrs[i])
-		}
-	}
-	return err
-}
-
-// userData is what the instance's guest boots with (see UserDataPrefix).
-func userData(pb *computepb.Instance) []byte {
-	var plain string
-	for _, it := range pb.GetMetadata().GetItems() {
-		switch it.GetKey() {
-		case UserDataPrefix + pb.GetName():
-			return []byte(it.GetValue())
-		case "user-data":
-			plain = it.GetValue()
-		}
-	}
-	return []byte(plain)
-}
-
-func (s *Server) newInstance(r *http.Request, project, zone, name string, props *computepb.InstanceProperties, now time.Time, f cloudsim.Faults) *instance {
-	s.seq++
-	n := s.seq
-	pb := proto.Clone(props).(*computepb.InstanceProperties)
-	nics := pb.NetworkInterfaces
-	if len(nics) == 0 {
-		nics = []*computepb.NetworkInterface{{Network: proto.String("global/networks/default")}}
-	}
-	for i, nic := range nics {
-		nic.Name = proto.String(fmt.Sprintf("nic%d", i))
-		if i == 0 {
-			nic.NetworkIP = proto.String(fmt.Sprintf("10.128.%d.%d", (n/250)%250, n%250+2))
-			for _, ac := range nic.AccessConfigs {
-				ac.NatIP = proto.String(fmt.Sprintf("35.200.%d.%d", (n/250)%250, n%250+2))
-			}
-		}
-	}
-	mt := pb.GetMachineType()
-	if !strings.Contains(mt, "/") {
-		mt = fmt.Sprintf("zones/%s/machineTypes/%s", zone, mt)
-	}
-	in := &computepb.Instance{
-		Kind:              proto.String("compute#instance"),
-		Id:                proto.Uint64(1000000000000000000 + n),
-		Name:              proto.String(name),
-		Zone:              proto.String(selfLink(r, fmt.Sprintf("projects/%s/zones/%s", project, zone))),
-		SelfLink:          proto.String(selfLink(r, fmt.Sprintf("projects/%s/zones/%s/instances/%s", project, zone, name))),
-		MachineType:       proto.String(selfLink(r, "projects/"+project+"/"+mt)),
-		Labels:            pb.Labels,
-		Metadata:          pb.Metadata,
-		NetworkInterfaces: nics,
-		Disks:             []*computepb.AttachedDisk{{Boot: proto.Bool(true), DeviceName: proto.String(name), AutoDelete: proto.Bool(true)}},
-		Tags:              pb.Tags,
-		Description:       pb.Description,
-		CreationTimestamp: proto.String(now.Format(time.RFC3339Nano)),
-		Status:            proto.String("PROVISIONING"),
-	}
-	if in.Metadata != nil {
-		in.Metadata.Fingerprint = proto.String(fmt.Sprintf("fp%d", n))
-	}
-	return &instance{
-		pb: in, project: project, zone: zone, createdAt: now,
-		visibleAt: now.Add(f.InvisibleFor), runningAt: now.Add(f.PendingFor),
-	}
-}
-
-// view returns the instance as a read at t sees it; nil when invisible.
-// Caller holds s.mu.
-func (in *instance) view(t time.Time) *computepb.Instance {
-	if t.Before(in.visibleAt) || !in.alive(t) {
-		return nil
-	}
-	pb := proto.Clone(in.pb).(*computepb.Instance)
-	switch {
-	case in.deleting:
-		pb.Status = proto.String("STOPPING")
-	case !t.Before(in.runningAt):
-		pb.Status = proto.String("RUNNING")
-	case t.Sub(in.createdAt) > (in.runningAt.Sub(in.createdAt))/2:
-		pb.Status = proto.String("STAGING")
-	}
-	return pb
-}
-
-func (s *Server) get(w http.ResponseWriter, r *http.Request, project, zone, name string) {
-	if s.throttled(w, "instances.get") {
-		return
-	}
-	s.mu.Lock()
-	var pb *computepb.Instance
-	if in := s.instances[key(project, zone, name)]; in != nil {
-		pb = in.view(time.Now())
-	}
-	s.mu.Unlock()
-	if pb == nil {
-		writeError(w, http.StatusNotFound, "notFound", "NOT_FOUND", fmt.Sprintf("The resource 'projects/%s/zones/%s/instances/%s' was not found", project, zone, name))
-		return
-	}
-	writeProto(w, pb)
-}
-
-func (s *Server) delete(w http.ResponseWriter, r *http.Request, project, zone, name string) {
-	if s.throttled(w, "instances.delete") {
-		return
-	}
-	now := time.Now()
-	s.mu.Lock()
-	// Delete is a write: it sees an instance that reads cannot see yet.
-	in := s.instances[key(project, zone, name)]
-	if in == nil || !in.alive(now) {
-		s.mu.Unlock()
-		writeError(w, http.StatusNotFound, "notFound", "NOT_FOUND", fmt.Sprintf("The resource 'projects/%s/zones/%s/instances/%s' was not found", project, zone, name))
-		return
-	}
-	reqID := r.URL.Query().Get("requestId")
-	if reqID != "" {
-		if opKey, ok := s.requests[key(project, zone, reqID)]; ok {
-			op := s.operations[opKey]
-			s.mu.Unlock()
-			writeProto(w, s.opView(op, now))
-			return
-		}
-	}
-	op := s.newOperation(r, project, zone, "delete", []string{name})
-	if reqID != "" {
-		s.requests[key(project, zone, reqID)] = key(project, zone, op.pb.GetName())
-	}
-	in.deleting = true
-	s.mu.Unlock()
-
-	if s.opts.Backing != nil {
-		if err := s.opts.Backing.Stop(r.Context(), name); err != nil {
-			s.log.Error("gce: stop backing host", "instance", name, "err", err)
-		}
-	}
-	s.mu.Lock()
-	op.ready = true
-	in.goneAt = op.doneAt
-	s.notify()
-	s.mu.Unlock()
-	writeProto(w, s.opView(op, time.Now()))
-}
-
-// aliveCount counts instances alive at t; caller holds s.mu.
-func (s *Server) aliveCount(t time.Time) int {
-	n := 0
-	for _, in := range s.instances {
-		if in.alive(t) {
-			n++
-		}
-	}
-	return n
-}
-
-// ---- list ----
-
-func (s *Server) list(w http.ResponseWriter, r *http.Request, project, zone string) {
-	if s.throttled(w, "instances.list") {
-		return
-	}
-	q := r.URL.Query()
-	f, err := parseFilter(q.Get("filter"))
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid", "INVALID_ARGUMENT", "Invalid value for field 'filter': "+err.Error())
-		return
-	}
-	all := s.matching(project, func(in *instance) bool { return in.zone == zone }, f)
-	page, next, err := paginate(all, q.Get("maxResults"), q.Get("pageToken"))
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid", "INVALID_ARGUMENT", err.Error())
-		return
-	}
-	writeProto(w, &computepb.InstanceList{
-		Kind:          proto.String("compute#instanceList"),
-		Id:            proto.String(fmt.Sprintf("projects/%s/zones/%s/instances", project, zone)),
-		Items:         page,
-		NextPageToken: next,
-		SelfLink:      proto.String(selfLink(r, fmt.Sprintf("projects/%s/zones/%s/instances", project, zone))),
-	})
-}
-
-func (s *Server) aggregatedList(w http.ResponseWriter, r *http.Request, project string) {
-	if s.throttled(w, "instances.aggregatedList") {
-		return
-	}
-	q := r.URL.Query()
-	f, err := parseFilter(q.Get("filter"))
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid", "INVALID_ARGUMENT", "Invalid value for field 'filter': "+err.Error())
-		return
-	}
-	all := s.matching(project, func(*instance) bool { return true }, f)
-	page, next, err := paginate(all, q.Get("maxResults"), q.Get("pageToken"))
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid", "INVALID_ARGUMENT", err.Error())
-		return
-	}
-	items := map[string]*computepb.InstancesScopedList{}
-	for _, pb := range page {
-		z := "zones/" + lastSegment(pb.GetZone())
-		if items[z] == nil {
-			items[z] = &computepb.InstancesScopedList{}
-		}
-		items[z].Instances = append(items[z].Instances, pb)
-	}
-	writeProto(w, &computepb.InstanceAggregatedList{
-		Kind:          proto.String("compute#instanceAggregatedList"),
-		Id:            proto.String("projects/" + project + "/aggregated/instances"),
-		Items:         items,
-		NextPageToken: next,
-		SelfLink:      proto.String(selfLink(r, "projects/"+project+"/aggregated/instances")),
-	})
-}
-
-// matching returns the visible instances of project that pass keep and the
-// filter, sorted by zone and name (GCE lists in a stable order).
-func (s *Server) matching(project string, keep func(*instance) bool, f filter) []*computepb.Instance {
-	now := time.Now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []*computepb.Instance
-	for _, in := range s.instances {
-		if in.project != project || !keep(in) {
-			continue
-		}
-		pb := in.view(now)
-		if pb == nil || !f.match(pb) {
-			continue
-		}
-		out = append(out, pb)
-	}
-	sortInstances(out)
-	return out
-}
-
 // ---- operations ----
 
-// newOperation records a RUNNING operation; caller holds s.mu.
-func (s *Server) newOperation(r *http.Request, project, zone, kind string, names []string) *operation {
+// replay returns the operation an earlier call with the same requestId
+// started, if any; caller holds s.mu.
+func (s *Server) replay(project, scope, reqID string) *operation {
+	if reqID == "" {
+		return nil
+	}
+	if opKey, ok := s.requests[key(project, scope, reqID)]; ok {
+		return s.operations[opKey]
+	}
+	return nil
+}
+
+// newOperation records a RUNNING operation in a zone (or globalScope) on
+// target (a resource path, may be empty), remembering its requestId;
+// caller holds s.mu.
+func (s *Server) newOperation(r *http.Request, project, scope, kind, target string) *operation {
 	s.seq++
 	now := time.Now()
 	name := fmt.Sprintf("operation-%d-%d", now.UnixMilli(), s.seq)
-	target := ""
-	if len(names) == 1 {
-		target = selfLink(r, fmt.Sprintf("projects/%s/zones/%s/instances/%s", project, zone, names[0]))
+	where := "projects/" + project + "/global"
+	if scope != globalScope {
+		where = fmt.Sprintf("projects/%s/zones/%s", project, scope)
 	}
 	op := &operation{
 		pb: &computepb.Operation{
 			Kind:          proto.String("compute#operation"),
 			Id:            proto.Uint64(7000000000000000000 + s.seq),
 			Name:          proto.String(name),
-			Zone:          proto.String(selfLink(r, fmt.Sprintf("projects/%s/zones/%s", project, zone))),
 			OperationType: proto.String(kind),
-			TargetLink:    proto.String(target),
-			SelfLink:      proto.String(selfLink(r, fmt.Sprintf("projects/%s/zones/%s/operations/%s", project, zone, name))),
+			SelfLink:      proto.String(selfLink(r, where+"/operations/"+name)),
 			InsertTime:    proto.String(now.Format(time.RFC3339Nano)),
 			StartTime:     proto.String(now.Format(time.RFC3339Nano)),
 			User:          proto.String("cloudsim@example.iam.gserviceaccount.com"),
@@ -694,8 +334,26 @@ func (s *Server) newOperation(r *http.Request, project, zone, kind string, names
 		},
 		doneAt: now.Add(s.opts.OperationDelay),
 	}
-	s.operations[key(project, zone, name)] = op
+	if scope != globalScope {
+		op.pb.Zone = proto.String(selfLink(r, where))
+	}
+	if target != "" {
+		op.pb.TargetLink = proto.String(selfLink(r, target))
+	}
+	s.operations[key(project, scope, name)] = op
+	if reqID := r.URL.Query().Get("requestId"); reqID != "" {
+		s.requests[key(project, scope, reqID)] = key(project, scope, name)
+	}
 	return op
+}
+
+// fail finishes op with an error, as GCE reports an accepted call whose
+// work failed; caller holds s.mu.
+func (op *operation) fail(code, msg string, httpCode int) {
+	op.pb.Error = &computepb.Error{Errors: []*computepb.Errors{{Code: proto.String(code), Message: proto.String(msg)}}}
+	op.pb.HttpErrorStatusCode = proto.Int32(int32(httpCode))
+	op.pb.HttpErrorMessage = proto.String(strings.ToUpper(http.StatusText(httpCode)))
+	op.ready = true
 }
 
 // opView returns the operation as seen at t, turning it DONE when its work
@@ -719,10 +377,13 @@ func (s *Server) opViewLocked(op *operation, t time.Time) *computepb.Operation {
 	return pb
 }
 
-func (s *Server) getOperation(w http.ResponseWriter, r *http.Request, project, zone, name string, wait bool) {
+func (s *Server) getOperation(w http.ResponseWriter, r *http.Request, project, scope, name string, wait bool) {
 	action := "zoneOperations.get"
+	if scope == globalScope {
+		action = "globalOperations.get"
+	}
 	if wait {
-		action = "zoneOperations.wait"
+		action = strings.TrimSuffix(action, ".get") + ".wait"
 	}
 	if s.throttled(w, action) {
 		return
@@ -732,10 +393,14 @@ func (s *Server) getOperation(w http.ResponseWriter, r *http.Request, project, z
 	for {
 		now := time.Now()
 		s.mu.Lock()
-		op := s.operations[key(project, zone, name)]
+		op := s.operations[key(project, scope, name)]
 		if op == nil {
 			s.mu.Unlock()
-			writeError(w, http.StatusNotFound, "notFound", "NOT_FOUND", fmt.Sprintf("The resource 'projects/%s/zones/%s/operations/%s' was not found", project, zone, name))
+			where := "projects/" + project + "/global"
+			if scope != globalScope {
+				where = fmt.Sprintf("projects/%s/zones/%s", project, scope)
+			}
+			notFound(where + "/operations/" + name).write(w)
 			return
 		}
 		pb := s.opViewLocked(op, now)
@@ -760,20 +425,4 @@ func (s *Server) getOperation(w http.ResponseWriter, r *http.Request, project, z
 		}
 		tick.Stop()
 	}
-}
-
-// Instances returns a snapshot of every live instance (tests check for
-// duplicates and leaks with it), visible yet or not.
-func (s *Server) Instances() []*computepb.Instance {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]*computepb.Instance, 0, len(s.instances))
-	now := time.Now()
-	for _, in := range s.instances {
-		if in.alive(now) {
-			out = append(out, proto.Clone(in.pb).(*computepb.Instance))
-		}
-	}
-	sortInstances(out)
-	return out
 }

@@ -17,6 +17,14 @@ import (
 	"github.com/provisionhq/provision/cloudsim"
 )
 
+const testZone = "us-central1-a"
+
+// bootDisk is a boot disk from the Debian 12 family.
+func bootDisk() []*computepb.AttachedDisk {
+	return []*computepb.AttachedDisk{{Boot: proto.Bool(true), AutoDelete: proto.Bool(true),
+		InitializeParams: &computepb.AttachedDiskInitializeParams{SourceImage: proto.String("projects/debian-cloud/global/images/family/debian-12")}}}
+}
+
 // client returns the official REST client pointed at a fresh emulator.
 func client(t *testing.T, f cloudsim.Faults) (*compute.InstancesClient, *compute.ZoneOperationsClient, *cloudsim.Sim, *Server) {
 	t.Helper()
@@ -43,12 +51,14 @@ func bulk(names []string, reqID string) *computepb.BulkInsertInstanceRequest {
 		per[n] = &computepb.BulkInsertInstanceResourcePerInstanceProperties{Name: proto.String(n)}
 	}
 	return &computepb.BulkInsertInstanceRequest{
-		Project: "p", Zone: "z-a1-b", RequestId: proto.String(reqID),
+		Project: "p", Zone: testZone, RequestId: proto.String(reqID),
 		BulkInsertInstanceResourceResource: &computepb.BulkInsertInstanceResource{
 			Count: proto.Int64(int64(len(names))), PerInstanceProperties: per,
 			InstanceProperties: &computepb.InstanceProperties{
-				MachineType: proto.String("e2-small"),
-				Labels:      map[string]string{"provision-cluster": "c"},
+				MachineType:       proto.String("e2-small"),
+				Labels:            map[string]string{"provision-cluster": "c"},
+				Disks:             bootDisk(),
+				NetworkInterfaces: []*computepb.NetworkInterface{{}},
 			},
 		},
 	}
@@ -68,7 +78,7 @@ func TestSameRequestIDSameOperation(t *testing.T) {
 	if op1.Name() != op2.Name() {
 		t.Errorf("same requestId gave operations %s and %s", op1.Name(), op2.Name())
 	}
-	done, err := oc.Wait(ctx, &computepb.WaitZoneOperationRequest{Project: "p", Zone: "z-a1-b", Operation: op1.Name()})
+	done, err := oc.Wait(ctx, &computepb.WaitZoneOperationRequest{Project: "p", Zone: testZone, Operation: op1.Name()})
 	if err != nil || done.GetStatus() != computepb.Operation_DONE || done.GetError() != nil {
 		t.Fatalf("wait: %v %v", done, err)
 	}
@@ -103,7 +113,7 @@ func TestListFilterAndPages(t *testing.T) {
 		t.Fatal(err)
 	}
 	list := func(filter string) []string {
-		it := ic.List(ctx, &computepb.ListInstancesRequest{Project: "p", Zone: "z-a1-b", Filter: proto.String(filter), MaxResults: proto.Uint32(2)})
+		it := ic.List(ctx, &computepb.ListInstancesRequest{Project: "p", Zone: testZone, Filter: proto.String(filter), MaxResults: proto.Uint32(2)})
 		var got []string
 		for {
 			in, err := it.Next()
@@ -128,13 +138,14 @@ func TestListFilterAndPages(t *testing.T) {
 func TestInvisibleThenRunning(t *testing.T) {
 	ic, _, _, _ := client(t, cloudsim.Faults{InvisibleFor: 150 * time.Millisecond, PendingFor: 300 * time.Millisecond})
 	ctx := t.Context()
-	op, err := ic.Insert(ctx, &computepb.InsertInstanceRequest{Project: "p", Zone: "z-a1-b",
-		InstanceResource: &computepb.Instance{Name: proto.String("x"), MachineType: proto.String("e2-small")}})
+	op, err := ic.Insert(ctx, &computepb.InsertInstanceRequest{Project: "p", Zone: testZone,
+		InstanceResource: &computepb.Instance{Name: proto.String("x"), MachineType: proto.String("zones/" + testZone + "/machineTypes/e2-small"),
+			Disks: bootDisk(), NetworkInterfaces: []*computepb.NetworkInterface{{}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	get := func() (*computepb.Instance, error) {
-		return ic.Get(ctx, &computepb.GetInstanceRequest{Project: "p", Zone: "z-a1-b", Instance: "x"})
+		return ic.Get(ctx, &computepb.GetInstanceRequest{Project: "p", Zone: testZone, Instance: "x"})
 	}
 	var ge *googleapi.Error
 	if _, err := get(); !errors.As(err, &ge) || ge.Code != 404 {
@@ -154,7 +165,7 @@ func TestInvisibleThenRunning(t *testing.T) {
 
 func TestThrottleIsRateLimitExceeded(t *testing.T) {
 	ic, _, _, _ := client(t, cloudsim.Faults{ThrottleRate: 1})
-	_, err := ic.Get(t.Context(), &computepb.GetInstanceRequest{Project: "p", Zone: "z-a1-b", Instance: "x"})
+	_, err := ic.Get(t.Context(), &computepb.GetInstanceRequest{Project: "p", Zone: testZone, Instance: "x"})
 	var ge *googleapi.Error
 	if !errors.As(err, &ge) || ge.Code != 429 || len(ge.Errors) == 0 || ge.Errors[0].Reason != "rateLimitExceeded" {
 		t.Fatalf("got %v", err)

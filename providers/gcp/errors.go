@@ -69,6 +69,18 @@ func (w where) classifyAPI(err error) error {
 	return e
 }
 
+// classifyCreate is classifyAPI for a create call: a 404 there names a
+// resource the create references (an image, a disk), which no retry will
+// make exist, so the spec is invalid rather than a machine not found.
+func (w where) classifyCreate(err error) error {
+	err = w.classifyAPI(err)
+	var pe *providers.Error
+	if errors.As(err, &pe) && errors.Is(pe.Kind, providers.ErrNotFound) {
+		pe.Kind = providers.ErrInvalidSpec
+	}
+	return err
+}
+
 // classifyOp maps a finished operation's error to a providers kind; nil
 // when the operation succeeded.
 func (w where) classifyOp(op *computepb.Operation) error {

@@ -134,6 +134,7 @@ type batch struct {
 	set      settings
 	cluster  string
 	pool     string
+	spot     bool // GCE Spot capacity (providers.MachineSpec.Spot)
 	specs    []providers.MachineSpec
 	userData map[string][]byte
 }
@@ -211,13 +212,13 @@ func (p *Provider) plan(specs []providers.MachineSpec) ([]*batch, error) {
 		// Machines share a bulkInsert when everything but the name and
 		// user-data is the same.
 		setKey, _ := json.Marshal(set) // plain fields: cannot fail
-		k := fmt.Sprintf("%s\x00%s\x00%s\x00%s\x00%v\x00%v", s.Cluster, s.Pool, setKey, s.SSHUser, s.AuthorizedKeys, sortedLabels(s.Labels))
+		k := fmt.Sprintf("%s\x00%s\x00%s\x00%s\x00%v\x00%v\x00%t", s.Cluster, s.Pool, setKey, s.SSHUser, s.AuthorizedKeys, sortedLabels(s.Labels), s.Spot)
 		b := groups[k]
 		if b == nil || len(b.specs) == maxBatch {
 			if b != nil {
 				k += fmt.Sprintf("\x00%d", len(order))
 			}
-			b = &batch{set: set, cluster: s.Cluster, pool: s.Pool, userData: map[string][]byte{}}
+			b = &batch{set: set, cluster: s.Cluster, pool: s.Pool, spot: s.Spot, userData: map[string][]byte{}}
 			groups[k] = b
 			order = append(order, k)
 		}
@@ -245,6 +246,9 @@ func (p *Provider) createBatch(ctx context.Context, b *batch) (map[string]provid
 		if err != nil {
 			return p.retryable(w.classifyAPI(err))
 		}
+		if err := stopped(have, b.specs); err != nil {
+			return true, err
+		}
 		var missing []providers.MachineSpec
 		for _, s := range b.specs {
 			if _, ok := have[string(s.ID)]; !ok {
@@ -256,7 +260,7 @@ func (p *Provider) createBatch(ctx context.Context, b *batch) (map[string]provid
 		}
 		op, err := p.insert(ctx, b, missing)
 		if err != nil {
-			return p.retryable(w.classifyAPI(err))
+			return p.retryable(w.classifyCreate(err))
 		}
 		if err := p.wait(ctx, b.set.Project, b.set.Zone, w, op); err != nil {
 			if errors.Is(err, errAlreadyExists) {
@@ -276,10 +280,13 @@ func (p *Provider) createBatch(ctx context.Context, b *batch) (map[string]provid
 		if err != nil {
 			return p.retryable(w.classifyAPI(err))
 		}
+		if err := stopped(have, b.specs); err != nil {
+			return true, err
+		}
 		for _, s := range b.specs {
 			m, ok := have[string(s.ID)]
-			if !ok || m.Address == "" {
-				return false, nil // not visible yet: a result, not an error
+			if !ok || m.Address == "" || m.State != providers.StateRunning {
+				return false, nil // not visible or not running yet: a result, not an error
 			}
 		}
 		got = have
@@ -289,6 +296,18 @@ func (p *Provider) createBatch(ctx context.Context, b *batch) (map[string]provid
 		return nil, fmt.Errorf("wait for machines to appear: %w", err)
 	}
 	return got, nil
+}
+
+// stopped refuses to wait for a machine of specs that is stopped
+// (TERMINATED, GCE's stopped state) or being stopped: someone stopped it,
+// and waiting would not start it again.
+func stopped(have map[string]providers.Machine, specs []providers.MachineSpec) error {
+	for _, s := range specs {
+		if m, ok := have[string(s.ID)]; ok && m.State == providers.StateStopping {
+			return fmt.Errorf("machine %s (%s) is stopped: start it or delete the machine", m.ID, m.ProviderID)
+		}
+	}
+	return nil
 }
 
 // retryable: throttling is retried, everything else ends the loop.
@@ -309,18 +328,20 @@ func (p *Provider) insert(ctx context.Context, b *batch, missing []providers.Mac
 		names = append(names, string(s.ID))
 	}
 	reqID := requestID(b.set.Project, b.set.Zone, names)
-	props := b.properties(names)
-	log := p.log.With("zone", b.set.Zone, "pool", b.pool, "machines", names, "request_id", reqID)
+	log := p.log.With("zone", b.set.Zone, "pool", b.pool, "machines", names, "request_id", reqID, "spot", b.spot)
 	if len(names) == 1 {
+		props := b.properties(names, false)
 		log.Info("gcp: instances.insert")
 		return p.instances.Insert(ctx, &computepb.InsertInstanceRequest{
 			Project: b.set.Project, Zone: b.set.Zone, RequestId: proto.String(reqID),
 			InstanceResource: &computepb.Instance{
 				Name: proto.String(names[0]), MachineType: props.MachineType, Labels: props.Labels,
 				Metadata: props.Metadata, NetworkInterfaces: props.NetworkInterfaces, Disks: props.Disks,
+				Scheduling: props.Scheduling,
 			},
 		})
 	}
+	props := b.properties(names, true)
 	per := make(map[string]*computepb.BulkInsertInstanceResourcePerInstanceProperties, len(names))
 	for _, n := range names {
 		per[n] = &computepb.BulkInsertInstanceResourcePerInstanceProperties{Name: proto.String(n)}
@@ -339,40 +360,53 @@ func (p *Provider) insert(ctx context.Context, b *batch, missing []providers.Mac
 	})
 }
 
-// properties are the instance properties shared by the machines names.
-func (b *batch) properties(names []string) *computepb.InstanceProperties {
+// properties are the instance properties shared by the machines names,
+// for bulkInsert (bulk) or instances.insert: the two take the machine type
+// in different forms.
+func (b *batch) properties(names []string, bulk bool) *computepb.InstanceProperties {
 	labels := map[string]string{}
 	for k, v := range b.specs[0].Labels {
 		labels[k] = labelValue(v)
 	}
 	labels[labelCluster] = labelValue(b.cluster)
 	labels[labelPool] = labelValue(b.pool)
-	mt := b.set.MachineType
-	if !strings.Contains(mt, "/") {
-		mt = "zones/" + b.set.Zone + "/machineTypes/" + mt
-	}
 	disk := &computepb.AttachedDiskInitializeParams{SourceImage: proto.String(b.set.Image)}
 	if b.set.DiskGB > 0 {
 		disk.DiskSizeGb = proto.Int64(b.set.DiskGB)
 	}
 	nic := &computepb.NetworkInterface{}
 	if b.set.Network != "" {
-		nic.Network = proto.String(b.set.Network)
+		nic.Network = proto.String(b.set.networkURL())
 	}
 	if b.set.Subnetwork != "" {
-		nic.Subnetwork = proto.String(b.set.Subnetwork)
+		nic.Subnetwork = proto.String(b.set.subnetworkURL())
 	}
 	if b.set.publicIP() {
 		nic.AccessConfigs = []*computepb.AccessConfig{{Name: proto.String("External NAT"), Type: proto.String("ONE_TO_ONE_NAT")}}
 	}
 	return &computepb.InstanceProperties{
-		MachineType:       proto.String(mt),
+		MachineType:       proto.String(b.set.machineTypeRef(bulk)),
 		Labels:            labels,
-		Metadata:          metadataFor(b.cluster, b.pool, names, b.userData),
+		Scheduling:        b.scheduling(),
+		Metadata:          metadataFor(b.cluster, b.pool, names, b.userData, sshKeys(b.specs[0])),
 		NetworkInterfaces: []*computepb.NetworkInterface{nic},
 		Disks: []*computepb.AttachedDisk{{
 			Boot: proto.Bool(true), AutoDelete: proto.Bool(true), InitializeParams: disk,
 		}},
+	}
+}
+
+// scheduling asks for Spot capacity when the pool wants it: a reclaimed
+// Spot VM is deleted rather than stopped, so the engine sees it gone and
+// replaces it instead of finding a stopped machine. nil (standard) for
+// other pools.
+func (b *batch) scheduling() *computepb.Scheduling {
+	if !b.spot {
+		return nil
+	}
+	return &computepb.Scheduling{
+		ProvisioningModel:         proto.String("SPOT"),
+		InstanceTerminationAction: proto.String("DELETE"),
 	}
 }
 
@@ -508,10 +542,9 @@ func state(status string) providers.MachineState {
 	switch status {
 	case "RUNNING":
 		return providers.StateRunning
-	case "STOPPING", "SUSPENDING", "SUSPENDED", "REPAIRING":
+	// TERMINATED is GCE's stopped state: the instance and its disk remain.
+	case "STOPPING", "SUSPENDING", "SUSPENDED", "REPAIRING", "STOPPED", "TERMINATED":
 		return providers.StateStopping
-	case "STOPPED", "TERMINATED":
-		return providers.StateTerminated
 	default: // PROVISIONING, STAGING
 		return providers.StatePending
 	}

@@ -1,8 +1,12 @@
 package gcp
 
 import (
+	"strings"
+
 	"cloud.google.com/go/compute/apiv1/computepb"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/provisionhq/provision/providers"
 )
 
 // How a machine gets its own user-data when a batch shares one metadata
@@ -43,12 +47,16 @@ rm -f /run/provision/user-data.yaml
 
 // metadataFor builds the metadata of one create call: the machines' own
 // user-data (one machine: directly in "user-data"; a batch: keyed by name
-// with the selector), plus the exact cluster and pool names (labels only
-// hold a lowercased form).
-func metadataFor(cluster, pool string, names []string, userData map[string][]byte) *computepb.Metadata {
+// with the selector), the login keys as GCE's ssh-keys (installed by the
+// guest agent, also on images without cloud-init), plus the exact cluster
+// and pool names (labels only hold a lowercased form).
+func metadataFor(cluster, pool string, names []string, userData map[string][]byte, sshKeys string) *computepb.Metadata {
 	items := []*computepb.Items{
 		{Key: proto.String(metaCluster), Value: proto.String(cluster)},
 		{Key: proto.String(metaPool), Value: proto.String(pool)},
+	}
+	if sshKeys != "" {
+		items = append(items, &computepb.Items{Key: proto.String("ssh-keys"), Value: proto.String(sshKeys)})
 	}
 	if len(names) == 1 {
 		items = append(items, &computepb.Items{Key: proto.String("user-data"), Value: proto.String(string(userData[names[0]]))})
@@ -59,6 +67,21 @@ func metadataFor(cluster, pool string, names []string, userData map[string][]byt
 		items = append(items, &computepb.Items{Key: proto.String(userDataPrefix + n), Value: proto.String(string(userData[n]))})
 	}
 	return &computepb.Metadata{Items: items}
+}
+
+// sshKeys is the ssh-keys metadata value for a spec's login: one
+// "user:ssh-ed25519 AAAA... comment" line per authorized key.
+func sshKeys(s providers.MachineSpec) string {
+	if s.SSHUser == "" {
+		return ""
+	}
+	var lines []string
+	for _, k := range s.AuthorizedKeys {
+		if k = strings.TrimSpace(k); k != "" {
+			lines = append(lines, s.SSHUser+":"+k)
+		}
+	}
+	return strings.Join(lines, "\n")
 }
 
 const (
