@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -129,7 +130,7 @@ Running up again on an unchanged plan changes nothing. An interrupted up
 
 func printReport(cmd *cobra.Command, o *options, op string, rep *apply.Report, err error) {
 	if o.output == "json" {
-		out := map[string]any{"operation": op, "created": rep.Created, "deleted": rep.Deleted, "resumed": rep.Resumed,
+		out := map[string]any{"operation": op, "created": rep.Created, "failed": failedJSON(rep.Failed), "deleted": rep.Deleted, "resumed": rep.Resumed,
 			"unchanged": rep.Unchanged, "adopted": rep.Adopted, "orphans_deleted": rep.Orphans, "seconds": rep.Duration.Seconds(), "ok": err == nil}
 		if err != nil {
 			out["error"] = err.Error()
@@ -137,16 +138,37 @@ func printReport(cmd *cobra.Command, o *options, op string, rep *apply.Report, e
 		_ = json.NewEncoder(cmd.OutOrStdout()).Encode(out)
 		return
 	}
-	w := cmd.OutOrStdout()
-	if op == "up" && rep.Created+rep.Deleted+rep.Resumed+rep.Orphans+rep.Adopted == 0 && err == nil {
-		fmt.Fprintf(w, "No changes: %d machines match the plan (%s).\n", rep.Unchanged, rep.Duration.Round(10*time.Millisecond))
-		return
+	fmt.Fprint(cmd.OutOrStdout(), reportLine(op, rep, err))
+}
+
+func failedJSON(fs []apply.Failure) []apply.Failure {
+	if fs == nil {
+		return []apply.Failure{}
 	}
-	fmt.Fprintf(w, "%s: %d created, %d resumed, %d deleted, %d unchanged", op, rep.Created, rep.Resumed, rep.Deleted, rep.Unchanged)
+	return fs
+}
+
+// reportLine is a run's one-line summary: what it created, what failed
+// (each machine with the stage it failed at), and the rest.
+func reportLine(op string, rep *apply.Report, err error) string {
+	if op == "up" && rep.Created+rep.Deleted+rep.Resumed+rep.Orphans+rep.Adopted+len(rep.Failed) == 0 && err == nil {
+		return fmt.Sprintf("No changes: %d machines match the plan (%s).\n", rep.Unchanged, rep.Duration.Round(10*time.Millisecond))
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %d created", op, rep.Created)
+	if n := len(rep.Failed); n > 0 {
+		names := make([]string, n)
+		for i, f := range rep.Failed {
+			names[i] = f.Machine + " at " + string(f.Stage)
+		}
+		fmt.Fprintf(&b, ", %d failed (%s)", n, strings.Join(names, ", "))
+	}
+	fmt.Fprintf(&b, ", %d resumed, %d deleted, %d unchanged", rep.Resumed, rep.Deleted, rep.Unchanged)
 	if rep.Adopted+rep.Orphans > 0 {
-		fmt.Fprintf(w, ", %d adopted, %d orphans deleted", rep.Adopted, rep.Orphans)
+		fmt.Fprintf(&b, ", %d adopted, %d orphans deleted", rep.Adopted, rep.Orphans)
 	}
-	fmt.Fprintf(w, " in %s.\n", rep.Duration.Round(100*time.Millisecond))
+	fmt.Fprintf(&b, " in %s.\n", rep.Duration.Round(100*time.Millisecond))
+	return b.String()
 }
 
 func newDown(o *options) *cobra.Command {

@@ -89,9 +89,21 @@ type Engine struct {
 
 // Report says what a run did.
 type Report struct {
+	// Created counts new machines this run created and brought up; a new
+	// machine that failed at any stage is in Failed instead.
 	Created, Deleted, Resumed, Unchanged int
 	Adopted, Forgotten, Orphans          int
-	Duration                             time.Duration
+	// Failed are the machines that failed a stage this run, by ID.
+	Failed   []Failure
+	Duration time.Duration
+}
+
+// Failure is one machine's first failed stage in a run.
+type Failure struct {
+	Machine string `json:"machine"`
+	Pool    string `json:"pool"`
+	Stage   Stage  `json:"stage"`
+	Err     string `json:"error"`
 }
 
 // MachineError is one machine's failure at one stage.
@@ -173,8 +185,27 @@ func (e *Engine) converge(ctx context.Context, p *plans.Plan, rs Resize, only ma
 		changes = changes.Only(only)
 	}
 	err = r.execute(ctx, changes)
+	return r.finish(start), err
+}
+
+// finish completes the report of a converge: the failed machines in ID
+// order, and Created without the new machines among them (created by
+// their provider, then failed to come up).
+func (r *run) finish(start time.Time) *Report {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failMu.Lock()
+	defer r.failMu.Unlock()
+	r.report.Failed = r.report.Failed[:0]
+	for id, f := range r.failed {
+		r.report.Failed = append(r.report.Failed, f)
+		if r.fresh[id] && f.Stage != StageCreate {
+			r.report.Created-- // counted when its provider returned it
+		}
+	}
+	sort.Slice(r.report.Failed, func(i, j int) bool { return r.report.Failed[i].Machine < r.report.Failed[j].Machine })
 	r.report.Duration = time.Since(start)
-	return &r.report, err
+	return &r.report
 }
 
 // Refresh makes the state agree with what the providers have, as every
@@ -215,6 +246,10 @@ type run struct {
 	conns  map[string]Conn
 	fresh  map[string]bool // machines this run decided to create
 	report Report
+
+	// failMu guards failed; emit takes it, sometimes under mu.
+	failMu sync.Mutex
+	failed map[string]Failure // each machine's first failure this run
 }
 
 func (e *Engine) begin(ctx context.Context, p *plans.Plan) (*run, func(), error) {
@@ -279,6 +314,16 @@ func (e *Engine) timeouts() Timeouts {
 
 func (r *run) emit(ev Event) {
 	ev.Time = time.Now()
+	if ev.Status == StatusFail && ev.Machine != "" {
+		r.failMu.Lock()
+		if _, ok := r.failed[ev.Machine]; !ok {
+			if r.failed == nil {
+				r.failed = map[string]Failure{}
+			}
+			r.failed[ev.Machine] = Failure{Machine: ev.Machine, Pool: ev.Pool, Stage: ev.Stage, Err: ev.Err}
+		}
+		r.failMu.Unlock()
+	}
 	if r.e.Events != nil {
 		r.e.Events(ev)
 	}
