@@ -1,8 +1,12 @@
-// Package openstack owns the OpenStack emulator: Keystone v3 token issue
-// (password and application credentials) with a service catalog pointing
-// back at the same server, Nova servers and flavors, Glance images and
-// Neutron networks and ports, all in their real JSON shapes so
-// gophercloud/v2 runs against it unchanged with only OS_AUTH_URL set.
+// Package openstack owns the OpenStack emulator: Keystone v3 (version
+// discovery, password and application-credential tokens in the Default
+// domain, a service catalog pointing back at the same server), Nova
+// (version discovery and microversions 2.1..2.38, servers, flavors,
+// os-keypairs, os-stop/os-start), Glance images and Neutron (networks,
+// subnets, ports, security groups and rules, floating IPs), all in their
+// real JSON shapes and with their real error bodies, so gophercloud/v2 and
+// the openstack CLI (keystoneauth1, openstacksdk, novaclient) run against
+// it unchanged with only OS_AUTH_URL set.
 //
 // It models what makes Nova hard: servers that stay BUILD before ACTIVE,
 // reads that do not see a new server for a while (eventual consistency),
@@ -15,13 +19,18 @@
 // names its servers "<name>-1".."<name>-N" and gives each its launch index;
 // a backing host gets the user_data cloud-init would apply for that index
 // (cloudsim/userdata, in the backing), and user_data over 65535 base64 bytes is a
-// 400, as in Nova.
+// 400, as in Nova. A server's key pair goes to its backing host as
+// Boot.PublicKeys for the image's default user (Image.User: "debian" for
+// debian-12, as Debian's OpenStack images name it), so a server created
+// with no user_data is still reachable; its host key is the guest's own.
 //
 // Faults and call counters come from cloudsim.Sim (actions "tokens.create",
 // "servers.create", "servers.list", "servers.get", "servers.delete",
-// "flavors.list", "flavors.get", "images.list", "images.get",
-// "networks.list", "ports.list"); cloudsim.Backing can make each server a
-// real local host.
+// "servers.action", "flavors.list", "flavors.get", "images.list",
+// "images.get", "keypairs.*", "networks.list", "ports.list",
+// "security_groups.*", "security_group_rules.*", "floatingips.*");
+// cloudsim.Backing can make each server a real local host, and
+// cloudsim.Power lets os-stop/os-start power it off and on.
 package openstack
 
 import (

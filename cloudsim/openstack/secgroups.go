@@ -292,9 +292,9 @@ func (s *Server) createRule(w http.ResponseWriter, r *http.Request, tok token) {
 		neutronError(w, http.StatusBadRequest, "HTTPBadRequest", "Resource body required")
 		return
 	}
-	rl, msg := parseRule(*body.Rule)
+	rl, kind, msg := parseRule(*body.Rule)
 	if msg != "" {
-		neutronError(w, http.StatusBadRequest, "HTTPBadRequest", msg)
+		neutronError(w, http.StatusBadRequest, kind, msg)
 		return
 	}
 	rl.projectID = tok.projectID
@@ -329,7 +329,25 @@ var protocols = map[string]bool{
 
 // parseRule checks a rule request as Neutron does and returns the rule or
 // Neutron's message for the first problem.
-func parseRule(in ruleRequest) (*sgRule, string) {
+func parseRule(in ruleRequest) (*sgRule, string, string) {
+	rl, msg := checkRule(in)
+	switch {
+	case msg == "":
+		return rl, "", ""
+	case strings.HasPrefix(msg, "Must also specify protocol"):
+		return nil, "SecurityGroupProtocolRequiredWithPorts", msg
+	case strings.HasPrefix(msg, "Conflicting value"), strings.HasPrefix(msg, "Only remote_ip_prefix"):
+		return nil, "SecurityGroupRuleParameterConflict", msg
+	case strings.HasPrefix(msg, "Security group rule protocol"):
+		return nil, "SecurityGroupRuleInvalidProtocol", msg
+	case strings.HasPrefix(msg, "Invalid value for port"), strings.HasPrefix(msg, "For TCP/UDP"), strings.HasPrefix(msg, "Invalid value for ICMP"):
+		return nil, "SecurityGroupInvalidPortValue", msg
+	}
+	return nil, "HTTPBadRequest", msg
+}
+
+// checkRule is parseRule's checks, each returning Neutron's message.
+func checkRule(in ruleRequest) (*sgRule, string) {
 	rl := &sgRule{id: uuid.NewString(), groupID: in.GroupID, direction: in.Direction, ethertype: in.Ethertype,
 		portMin: in.PortMin, portMax: in.PortMax, description: in.Description, created: time.Now().UTC()}
 	if rl.groupID == "" {
