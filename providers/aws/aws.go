@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
@@ -82,6 +83,10 @@ func newProvider(ctx context.Context, env providers.Env, opts ...func(*config.Lo
 	if err != nil {
 		return nil, fmt.Errorf("aws: load config: %w", err)
 	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = awshttp.NewBuildableClient() // the SDK's own default
+	}
+	cfg.HTTPClient = bodyGuard{next: cfg.HTTPClient}
 	log := env.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
