@@ -64,3 +64,17 @@ func TestRegistryChecksSettings(t *testing.T) {
 		t.Errorf("CheckSettings of an unknown provider = %v, want nothing (the loader reports the name)", errs)
 	}
 }
+
+// TestRegistrySpot: the clouds whose providers send MachineSpec.Spot on
+// (EC2 InstanceMarketOptions, GCE SPOT provisioning) say so; the others
+// would ignore it, so the loader refuses spot pools on them.
+func TestRegistrySpot(t *testing.T) {
+	t.Parallel()
+	r := Registry()
+	for _, name := range r.Names() {
+		want := name == "aws" || name == "gcp"
+		if got := r.Spot(name); got != want {
+			t.Errorf("Spot(%s) = %t, want %t", name, got, want)
+		}
+	}
+}
