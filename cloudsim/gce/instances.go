@@ -157,6 +157,15 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, project, zone, k
 		writeProto(w, s.opView(op, now))
 		return
 	}
+	if !bulk {
+		// instances.insert refuses a taken name at once; bulkInsert
+		// accepts the call and fails its operation (refuseCreate).
+		if old := s.instances[key(project, zone, names[0])]; old != nil && old.alive(now) {
+			s.mu.Unlock()
+			writeError(w, http.StatusConflict, "alreadyExists", "", fmt.Sprintf("The resource '%s' already exists", old.path()))
+			return
+		}
+	}
 	target := ""
 	if len(names) == 1 {
 		target = fmt.Sprintf("projects/%s/zones/%s/instances/%s", project, zone, names[0])

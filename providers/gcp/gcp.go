@@ -12,6 +12,12 @@
 // key, but bulkInsert shares one set of metadata between the instances of a
 // call; see userdata.go for how each machine selects its own.
 //
+// Spot: machines whose spec asks for Spot get scheduling.provisioningModel
+// SPOT with instanceTerminationAction DELETE, so a reclaimed VM is gone (and
+// replaced by the engine) rather than left stopped; GCE's
+// ZONE_RESOURCE_POOL_EXHAUSTED is ErrCapacity, for the engine to try
+// another pool.
+//
 // Credentials: application default credentials. PROVISION_GCP_ENDPOINT
 // points the client at another endpoint without authentication (cloudsim);
 // it is the only difference between the two code paths.
@@ -260,7 +266,11 @@ func (p *Provider) createBatch(ctx context.Context, b *batch) (map[string]provid
 		}
 		op, err := p.insert(ctx, b, missing)
 		if err != nil {
-			return p.retryable(w.classifyCreate(err))
+			err = w.classifyCreate(err)
+			if errors.Is(err, errAlreadyExists) {
+				return false, err // instances.insert says so at once: list again, adopt it
+			}
+			return p.retryable(err)
 		}
 		if err := p.wait(ctx, b.set.Project, b.set.Zone, w, op); err != nil {
 			if errors.Is(err, errAlreadyExists) {

@@ -5,10 +5,12 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	compute "cloud.google.com/go/compute/apiv1"
 	"cloud.google.com/go/compute/apiv1/computepb"
 	"google.golang.org/api/option"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/provisionhq/provision/cloudsim"
 	"github.com/provisionhq/provision/providers"
@@ -211,5 +213,37 @@ func TestStoppedMachineIsNotWaitedFor(t *testing.T) {
 	}
 	if _, err := p.Create(t.Context(), ss); err == nil || !strings.Contains(err.Error(), "is stopped") {
 		t.Errorf("Create over a stopped machine = %v, want it named as stopped", err)
+	}
+}
+
+// TestTakenNameIsAdopted: when instances.insert answers 409 (the machine
+// was created by an earlier run under another requestId and lists do not
+// show it yet), Create lists again and adopts it instead of failing.
+func TestTakenNameIsAdopted(t *testing.T) {
+	p, sim, srv := simProvider(t, cloudsim.Faults{InvisibleFor: 500 * time.Millisecond}, "taken")
+	ss := specs(t, "taken", "workers", 1)
+	ic, err := compute.NewInstancesRESTClient(t.Context(), option.WithEndpoint(os.Getenv(EnvEndpoint)), option.WithoutAuthentication())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ic.Close()
+	b := &batch{set: settings{Project: "sim-project", Zone: testZone, MachineType: "e2-medium",
+		Image: "projects/debian-cloud/global/images/family/debian-12"}, cluster: "taken", pool: "workers", specs: ss,
+		userData: map[string][]byte{string(ss[0].ID): []byte("#cloud-config\n")}}
+	props := b.properties([]string{string(ss[0].ID)}, false)
+	if _, err := ic.Insert(t.Context(), &computepb.InsertInstanceRequest{Project: "sim-project", Zone: testZone,
+		InstanceResource: &computepb.Instance{Name: proto.String(string(ss[0].ID)), MachineType: props.MachineType,
+			Labels: props.Labels, Metadata: props.Metadata, NetworkInterfaces: props.NetworkInterfaces, Disks: props.Disks}}); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := p.Create(t.Context(), ss)
+	if err != nil || len(ms) != 1 || ms[0].Address == "" {
+		t.Fatalf("Create over a taken name = %v, %v; want the existing machine adopted", ms, err)
+	}
+	if n := len(srv.Instances()); n != 1 {
+		t.Errorf("%d instances, want 1", n)
+	}
+	if got := sim.Calls("instances.insert"); got < 2 {
+		t.Errorf("insert calls = %d, want the provider's own refused insert too", got)
 	}
 }
