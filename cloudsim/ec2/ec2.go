@@ -1,29 +1,37 @@
 // Package ec2 owns cloudsim's Amazon EC2 emulator: an http.Handler that
 // speaks the EC2 Query API (form-encoded POST, XML in the 2016-11-15
-// namespace) well enough for aws-sdk-go-v2 to run unchanged against it. It
-// models RunInstances (with ClientToken idempotency), DescribeInstances
-// (filters, pagination), TerminateInstances, CreateTags and DescribeImages,
-// and the faults of cloudsim.Faults: pending → running after a delay,
-// fresh IDs invisible for a while, throttling, quota and capacity errors.
-// Signatures are accepted without being checked.
+// namespace) well enough for aws-sdk-go-v2 and the AWS CLI to run
+// unchanged against it.
+//
+// It is as strict as EC2 about what a launch names: images come from a
+// small catalog of real-looking AMIs (DescribeImages), instance types from
+// EC2's own names, zones from the region's, and subnets, security groups
+// and key pairs must exist (each region has a default VPC with a default
+// subnet per zone and a default security group, as a new account has). An
+// unknown reference gets EC2's error code and message. The key pair's
+// public key goes to the guest (cloudsim.Boot.PublicKeys) for the image's
+// default user.
+//
+// Instances go pending → running after Faults.PendingFor (and once their
+// backing host is up), running → stopping → stopped → pending → running
+// through StopInstances/StartInstances (cloudsim.Power), and shutting-down
+// → terminated. Fresh IDs are invisible for Faults.InvisibleFor, calls are
+// throttled at Faults.ThrottleRate, and quota, capacity and spot capacity
+// faults answer as EC2 does. The region of a request is the one its
+// signature names (SigV4 credential scope); signatures are not checked.
 package ec2
 
 import (
 	"cmp"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/xml"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net/http"
 	"net/url"
-	"path"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,26 +42,36 @@ import (
 
 // Options configure a Server.
 type Options struct {
-	// Region is reported in availability zones; "us-east-1" when empty.
+	// Region is the region of requests whose signature names none (or one
+	// EC2 does not have); "us-east-1" when empty.
 	Region string
 	// Backing, when set, makes every instance a real local host: Start on
-	// launch (its address becomes the private IP), Stop on terminate.
+	// launch (its address becomes the instance's private and public IP),
+	// Stop on terminate, and PowerOff/PowerOn on stop/start when it
+	// implements cloudsim.Power.
 	Backing cloudsim.Backing
 	Logger  *slog.Logger
 }
 
-// How long a terminated instance stays visible, and how long shutting-down
-// lasts, as on EC2 (where terminated instances linger about an hour).
+// How long a terminated instance stays visible, how long shutting-down and
+// stopping last, as on EC2 (where terminated instances linger about an
+// hour).
 const (
 	terminatedVisibleFor = time.Hour
 	shuttingDownFor      = 500 * time.Millisecond
+	stoppingFor          = 500 * time.Millisecond
 	maxUserData          = 16384
 	ownerID              = "123456789012"
-	// backingParallelism bounds concurrent Backing.Start/Stop calls.
+	// backingParallelism bounds concurrent Backing.Start/Stop calls of one
+	// request.
 	backingParallelism = 8
+	// backingTimeout bounds a backing call that outlives its request
+	// (power on/off run after the response, as EC2's do).
+	backingTimeout = 5 * time.Minute
 )
 
-// Server is the EC2 emulator. It is safe for concurrent use.
+// Server is the EC2 emulator. It is safe for concurrent use. One lock
+// guards every record; it is never held across a backing call.
 type Server struct {
 	sim  *cloudsim.Sim
 	opts Options
@@ -61,21 +79,13 @@ type Server struct {
 	now  func() time.Time
 
 	mu        sync.Mutex
+	seq       int64                // orders instances (pagination cursor)
 	instances map[string]*instance // by instance ID
-	order     []string             // instance IDs in launch order
-	tokens    map[string]*launch   // by ClientToken
+	tokens    map[string]*launch   // by region + ClientToken
+	nets      map[string]*network  // by region, made on first use
+	groups    map[string]*secGroup // by group ID
+	keys      map[string]*keyPair  // by key pair ID
 	nextIP    int
-}
-
-type instance struct {
-	id, reservationID, imageID, instanceType string
-	subnetID, keyName, clientToken           string
-	groups                                   []string
-	launchIndex                              int
-	tags                                     map[string]string
-	privateIP                                string
-	launchedAt, visibleAt                    time.Time
-	terminatedAt                             time.Time // zero while alive
 }
 
 type launch struct {
@@ -93,7 +103,8 @@ func New(sim *cloudsim.Sim, opts Options) *Server {
 	}
 	return &Server{
 		sim: sim, opts: opts, log: log.With("cloudsim", "ec2"), now: time.Now,
-		instances: map[string]*instance{}, tokens: map[string]*launch{},
+		instances: map[string]*instance{}, tokens: map[string]*launch{}, nets: map[string]*network{},
+		groups: map[string]*secGroup{}, keys: map[string]*keyPair{},
 	}
 }
 
@@ -109,69 +120,108 @@ func errClient(code, format string, args ...any) *apiError {
 	return &apiError{status: http.StatusBadRequest, code: code, message: fmt.Sprintf(format, args...)}
 }
 
+// request is one decoded Query API call.
+type request struct {
+	ctx    context.Context
+	form   url.Values
+	region region
+}
+
+type handler func(*Server, *request) (response, *apiError)
+
+// response is an action's result document; ServeHTTP names its root
+// element <Action>Response and fills in the request ID.
+type response interface{ setRequestID(string) }
+
+type meta struct {
+	RequestID string `xml:"requestId"`
+}
+
+func (m *meta) setRequestID(id string) { m.RequestID = id }
+
+var actions = map[string]handler{
+	"RunInstances":                  (*Server).runInstances,
+	"DescribeInstances":             (*Server).describeInstances,
+	"TerminateInstances":            (*Server).terminateInstances,
+	"StopInstances":                 (*Server).stopInstances,
+	"StartInstances":                (*Server).startInstances,
+	"RebootInstances":               (*Server).rebootInstances,
+	"CreateTags":                    (*Server).createTags,
+	"DeleteTags":                    (*Server).deleteTags,
+	"DescribeImages":                (*Server).describeImages,
+	"DescribeRegions":               (*Server).describeRegions,
+	"DescribeAvailabilityZones":     (*Server).describeAvailabilityZones,
+	"DescribeAccountAttributes":     (*Server).describeAccountAttributes,
+	"DescribeVpcs":                  (*Server).describeVpcs,
+	"DescribeSubnets":               (*Server).describeSubnets,
+	"CreateSecurityGroup":           (*Server).createSecurityGroup,
+	"DescribeSecurityGroups":        (*Server).describeSecurityGroups,
+	"DeleteSecurityGroup":           (*Server).deleteSecurityGroup,
+	"AuthorizeSecurityGroupIngress": (*Server).authorizeIngress,
+	"AuthorizeSecurityGroupEgress":  (*Server).authorizeEgress,
+	"ImportKeyPair":                 (*Server).importKeyPair,
+	"CreateKeyPair":                 (*Server).createKeyPair,
+	"DescribeKeyPairs":              (*Server).describeKeyPairs,
+	"DeleteKeyPair":                 (*Server).deleteKeyPair,
+}
+
 // ServeHTTP handles one Query API request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	reqID := newID("")
+	reqID := newRequestID()
 	if err := r.ParseForm(); err != nil {
 		s.writeError(w, reqID, errClient("MalformedQueryString", "%v", err))
 		return
 	}
 	action := r.Form.Get("Action")
 	if action == "" {
-		s.writeError(w, reqID, errClient("MissingAction", "the request must contain the parameter Action"))
+		s.writeError(w, reqID, errClient("MissingAction", "The request must contain the parameter Action"))
 		return
 	}
 	if s.sim.Call(action) {
 		s.writeError(w, reqID, &apiError{status: http.StatusServiceUnavailable, code: "RequestLimitExceeded", message: "Request limit exceeded."})
 		return
 	}
-	var (
-		resp any
-		err  *apiError
-	)
-	switch action {
-	case "RunInstances":
-		resp, err = s.runInstances(r.Context(), r.Form)
-	case "DescribeInstances":
-		resp, err = s.describeInstances(r.Form)
-	case "TerminateInstances":
-		resp, err = s.terminateInstances(r.Context(), r.Form)
-	case "CreateTags":
-		resp, err = s.createTags(r.Form)
-	case "DescribeImages":
-		resp, err = s.describeImages(r.Form)
-	default:
-		err = errClient("InvalidAction", "The action %s is not valid for this web service.", action)
+	h, ok := actions[action]
+	if !ok {
+		s.writeError(w, reqID, errClient("InvalidAction", "The action %s is not valid for this web service.", action))
+		return
 	}
+	resp, err := h(s, &request{ctx: r.Context(), form: r.Form, region: s.regionOf(r)})
 	if err != nil {
 		s.log.DebugContext(r.Context(), "request failed", "action", action, "code", err.code)
 		s.writeError(w, reqID, err)
 		return
 	}
-	setRequestID(resp, reqID)
-	body, merr := xml.Marshal(resp)
-	if merr != nil {
+	resp.setRequestID(reqID)
+	var body strings.Builder
+	body.WriteString(xml.Header)
+	start := xml.StartElement{Name: xml.Name{Local: action + "Response"}, Attr: []xml.Attr{{Name: xml.Name{Local: "xmlns"}, Value: xmlns}}}
+	if merr := xml.NewEncoder(&body).EncodeElement(resp, start); merr != nil {
 		s.writeError(w, reqID, &apiError{status: http.StatusInternalServerError, code: "InternalError", message: merr.Error()})
 		return
 	}
 	w.Header().Set("Content-Type", "text/xml;charset=UTF-8")
-	_, _ = w.Write([]byte(xml.Header))
-	_, _ = w.Write(body)
+	_, _ = w.Write([]byte(body.String()))
 }
 
-func setRequestID(resp any, id string) {
-	switch r := resp.(type) {
-	case *xmlRunInstancesResponse:
-		r.RequestID, r.Xmlns = id, xmlns
-	case *xmlDescribeInstancesResponse:
-		r.RequestID, r.Xmlns = id, xmlns
-	case *xmlTerminateInstancesResponse:
-		r.RequestID, r.Xmlns = id, xmlns
-	case *xmlCreateTagsResponse:
-		r.RequestID, r.Xmlns = id, xmlns
-	case *xmlDescribeImagesResponse:
-		r.RequestID, r.Xmlns = id, xmlns
+// credentialScope finds the region in a SigV4 Authorization header:
+// Credential=AKID/20240101/us-east-1/ec2/aws4_request.
+var credentialScope = regexp.MustCompile(`Credential=[^/,\s]+/\d{8}/([a-z0-9-]+)/`)
+
+// regionOf is the region a request is for: the one its signature was made
+// for, or Options.Region.
+func (s *Server) regionOf(r *http.Request) region {
+	name := s.opts.Region
+	if m := credentialScope.FindStringSubmatch(r.Header.Get("Authorization")); m != nil {
+		if _, ok := findRegion(m[1]); ok {
+			name = m[1]
+		}
 	}
+	if reg, ok := findRegion(name); ok {
+		return reg
+	}
+	// A region cloudsim does not list (Options.Region): three zones.
+	return region{name: name, zones: []string{"a", "b", "c"}, zoneIDs: name}
 }
 
 func (s *Server) writeError(w http.ResponseWriter, reqID string, e *apiError) {
@@ -180,423 +230,6 @@ func (s *Server) writeError(w http.ResponseWriter, reqID string, e *apiError) {
 	w.WriteHeader(e.status)
 	_, _ = w.Write([]byte(xml.Header))
 	_, _ = w.Write(body)
-}
-
-var (
-	amiRE          = regexp.MustCompile(`^ami-[0-9a-f]{8,17}$`)
-	instanceTypeRE = regexp.MustCompile(`^[a-z][a-z0-9-]*\.[a-z0-9]+$`)
-	instanceIDRE   = regexp.MustCompile(`^i-[0-9a-f]{8,17}$`)
-)
-
-func (s *Server) runInstances(ctx context.Context, f url.Values) (any, *apiError) {
-	image, itype := f.Get("ImageId"), f.Get("InstanceType")
-	if image == "" {
-		return nil, errClient("MissingParameter", "The request must contain the parameter ImageId")
-	}
-	if !amiRE.MatchString(image) {
-		return nil, errClient("InvalidAMIID.Malformed", "Invalid id: %q (expecting \"ami-...\")", image)
-	}
-	itype = cmp.Or(itype, "m1.small")
-	if !instanceTypeRE.MatchString(itype) {
-		return nil, errClient("InvalidParameterValue", "Invalid value '%s' for InstanceType.", itype)
-	}
-	minCount, err1 := strconv.Atoi(f.Get("MinCount"))
-	maxCount, err2 := strconv.Atoi(f.Get("MaxCount"))
-	if err1 != nil || err2 != nil || minCount < 1 || maxCount < minCount {
-		return nil, errClient("InvalidParameterValue", "MinCount (%q) and MaxCount (%q) must be positive with MinCount <= MaxCount", f.Get("MinCount"), f.Get("MaxCount"))
-	}
-	userData, err := base64.StdEncoding.DecodeString(f.Get("UserData"))
-	if err != nil {
-		return nil, errClient("InvalidParameterValue", "Invalid BASE64 encoding of user data.")
-	}
-	if len(userData) > maxUserData {
-		return nil, errClient("InvalidParameterValue", "User data is limited to %d bytes", maxUserData)
-	}
-	groups := indexed(f, "SecurityGroupId")
-	tags := map[string]string{}
-	for _, ts := range indexedGroups(f, "TagSpecification") {
-		if rt := ts.Get("ResourceType"); rt != "instance" {
-			continue // volumes, network interfaces: not modelled
-		}
-		for _, t := range indexedGroups(ts, "Tag") {
-			tags[t.Get("Key")] = t.Get("Value")
-		}
-	}
-	if len(tags) > 50 {
-		return nil, errClient("TagLimitExceeded", "The maximum number of tags per resource is 50")
-	}
-	token := f.Get("ClientToken")
-	if len(token) > 64 {
-		return nil, errClient("InvalidParameterValue", "ClientToken must be at most 64 characters")
-	}
-	fp := fingerprint(image, itype, strconv.Itoa(minCount), strconv.Itoa(maxCount), f.Get("SubnetId"), f.Get("KeyName"), strings.Join(groups, ","), string(userData))
-
-	// The lock is held across the backing calls so a concurrent retry with
-	// the same token waits for this launch instead of making a second one.
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.now()
-	if token != "" {
-		if l, ok := s.tokens[token]; ok {
-			if l.fingerprint != fp {
-				return nil, errClient("IdempotentParameterMismatch", "Arguments on this idempotent request are inconsistent with arguments used in previous request(s).")
-			}
-			return &xmlRunInstancesResponse{xmlReservation: s.reservationLocked(l.reservationID, l.instanceIDs, now)}, nil
-		}
-	}
-	faults := s.sim.Faults()
-	if faults.NoCapacity {
-		return nil, &apiError{status: http.StatusInternalServerError, code: "InsufficientInstanceCapacity",
-			message: fmt.Sprintf("We currently do not have sufficient %s capacity in the Availability Zone you requested (%sa).", itype, s.opts.Region)}
-	}
-	if q := faults.InstanceQuota; q > 0 {
-		alive := 0
-		for _, in := range s.instances {
-			if in.terminatedAt.IsZero() {
-				alive++
-			}
-		}
-		if alive+minCount > q {
-			return nil, errClient("InstanceLimitExceeded", "You have requested more instances (%d) than your current instance limit of %d allows for the specified instance type. Please visit http://aws.amazon.com/contact-us/ec2-request to request an adjustment to this limit.", alive+minCount, q)
-		}
-	}
-	resID := newID("r-")
-	insts := make([]*instance, maxCount)
-	for i := range insts {
-		insts[i] = &instance{
-			id: newID("i-"), reservationID: resID, imageID: image, instanceType: itype,
-			subnetID: f.Get("SubnetId"), keyName: f.Get("KeyName"), clientToken: token, groups: groups,
-			launchIndex: i, tags: clone(tags), privateIP: s.allocIPLocked(),
-			launchedAt: now, visibleAt: now.Add(faults.InvisibleFor),
-		}
-	}
-	if s.opts.Backing != nil {
-		if err := s.startBackingLocked(ctx, insts, userData); err != nil {
-			return nil, err
-		}
-	}
-	ids := make([]string, len(insts))
-	for i, in := range insts {
-		s.instances[in.id] = in
-		s.order = append(s.order, in.id)
-		ids[i] = in.id
-	}
-	if token != "" {
-		s.tokens[token] = &launch{reservationID: resID, fingerprint: fp, instanceIDs: ids}
-	}
-	s.log.InfoContext(ctx, "run instances", "reservation", resID, "count", len(ids), "type", itype)
-	// The response reflects the launch itself, visible or not.
-	return &xmlRunInstancesResponse{xmlReservation: s.reservationLocked(resID, ids, now)}, nil
-}
-
-// startBackingLocked starts a local host per instance with the user-data
-// cloud-init would apply on it; on failure it stops those it started.
-func (s *Server) startBackingLocked(ctx context.Context, insts []*instance, userData []byte) *apiError {
-	type result struct {
-		addr string
-		err  error
-	}
-	results := make([]result, len(insts))
-	var wg sync.WaitGroup
-	slots := make(chan struct{}, backingParallelism)
-	for i, in := range insts {
-		boot := cloudsim.Boot{UserData: userData, LaunchIndex: in.launchIndex}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			slots <- struct{}{}
-			defer func() { <-slots }()
-			results[i].addr, results[i].err = s.opts.Backing.Start(ctx, in.id, boot)
-		}()
-	}
-	wg.Wait()
-	var failed error
-	for i, r := range results {
-		if r.err != nil && failed == nil {
-			failed = r.err
-		}
-		if r.err == nil {
-			insts[i].privateIP = r.addr
-		}
-	}
-	if failed == nil {
-		return nil
-	}
-	for i, r := range results {
-		if r.err == nil && r.addr != "" {
-			if err := s.opts.Backing.Stop(ctx, insts[i].id); err != nil {
-				s.log.WarnContext(ctx, "stop backing host after a failed launch", "instance", insts[i].id, "err", err)
-			}
-		}
-	}
-	return &apiError{status: http.StatusInternalServerError, code: "InternalError", message: "backing host: " + failed.Error()}
-}
-
-func (s *Server) allocIPLocked() string {
-	s.nextIP++
-	n := s.nextIP
-	return fmt.Sprintf("10.0.%d.%d", (n/250)%256, n%250+4)
-}
-
-func (s *Server) reservationLocked(resID string, ids []string, now time.Time) xmlReservation {
-	r := xmlReservation{ReservationID: resID, OwnerID: ownerID}
-	for _, id := range ids {
-		if in, ok := s.instances[id]; ok {
-			r.Instances = append(r.Instances, s.render(in, now))
-		}
-	}
-	return r
-}
-
-// state is an instance's lifecycle state at now.
-func (s *Server) state(in *instance, now time.Time) (int, string) {
-	switch {
-	case !in.terminatedAt.IsZero() && now.Sub(in.terminatedAt) >= shuttingDownFor:
-		return 48, "terminated"
-	case !in.terminatedAt.IsZero():
-		return 32, "shutting-down"
-	case now.Sub(in.launchedAt) < s.sim.Faults().PendingFor:
-		return 0, "pending"
-	default:
-		return 16, "running"
-	}
-}
-
-func (s *Server) render(in *instance, now time.Time) xmlInstance {
-	code, name := s.state(in, now)
-	x := xmlInstance{
-		InstanceID: in.id, ImageID: in.imageID, State: xmlState{Code: code, Name: name},
-		KeyName: in.keyName, AmiLaunchIndex: in.launchIndex, InstanceType: in.instanceType,
-		LaunchTime: in.launchedAt.UTC().Format(time.RFC3339), AvailabilityZone: s.opts.Region + "a",
-		SubnetID: in.subnetID, ClientToken: in.clientToken,
-	}
-	if name != "terminated" {
-		x.PrivateIP = in.privateIP
-		x.PrivateDNSName = "ip-" + strings.ReplaceAll(in.privateIP, ".", "-") + ".ec2.internal"
-	}
-	if in.subnetID != "" {
-		x.VpcID = "vpc-0123456789abcdef0"
-	}
-	if !in.terminatedAt.IsZero() {
-		x.StateReason = &xmlStateReason{Code: "Client.UserInitiatedShutdown", Message: "Client.UserInitiatedShutdown: User initiated shutdown"}
-	}
-	for _, g := range in.groups {
-		x.Groups = append(x.Groups, xmlGroup{GroupID: g})
-	}
-	for _, k := range slices.Sorted(maps.Keys(in.tags)) {
-		x.Tags = append(x.Tags, xmlTag{Key: k, Value: in.tags[k]})
-	}
-	return x
-}
-
-func (s *Server) describeInstances(f url.Values) (any, *apiError) {
-	ids := indexed(f, "InstanceId")
-	maxResults := 0
-	if v := f.Get("MaxResults"); v != "" {
-		if len(ids) > 0 {
-			return nil, errClient("InvalidParameterCombination", "The parameter instancesSet cannot be used with the parameter maxResults")
-		}
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 5 || n > 1000 {
-			return nil, errClient("InvalidParameterValue", "Value ( %s ) for parameter maxResults is invalid. Expecting a value between 5 and 1000.", v)
-		}
-		maxResults = n
-	}
-	type filter struct {
-		name   string
-		values []string
-	}
-	var filters []filter
-	for _, g := range indexedGroups(f, "Filter") {
-		flt := filter{name: g.Get("Name"), values: indexed(g, "Value")}
-		switch {
-		case flt.name == "instance-state-name", flt.name == "instance-id", flt.name == "reservation-id",
-			flt.name == "tag-key", flt.name == "client-token", flt.name == "instance-type",
-			strings.HasPrefix(flt.name, "tag:"):
-		default:
-			return nil, errClient("InvalidParameterValue", "The filter '%s' is invalid", flt.name)
-		}
-		filters = append(filters, flt)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.now()
-	s.purgeLocked(now)
-	var match []*instance
-	if len(ids) > 0 {
-		for _, id := range ids {
-			if !instanceIDRE.MatchString(id) {
-				return nil, errClient("InvalidInstanceID.Malformed", "Invalid id: %q", id)
-			}
-			in, ok := s.instances[id]
-			if !ok || now.Before(in.visibleAt) {
-				return nil, errClient("InvalidInstanceID.NotFound", "The instance ID '%s' does not exist", id)
-			}
-			match = append(match, in)
-		}
-	} else {
-		for _, id := range s.order {
-			if in := s.instances[id]; !now.Before(in.visibleAt) {
-				match = append(match, in)
-			}
-		}
-	}
-	match = slices.DeleteFunc(match, func(in *instance) bool {
-		_, state := s.state(in, now)
-		for _, flt := range filters {
-			var have []string
-			switch {
-			case flt.name == "instance-state-name":
-				have = []string{state}
-			case flt.name == "instance-id":
-				have = []string{in.id}
-			case flt.name == "reservation-id":
-				have = []string{in.reservationID}
-			case flt.name == "client-token":
-				have = []string{in.clientToken}
-			case flt.name == "instance-type":
-				have = []string{in.instanceType}
-			case flt.name == "tag-key":
-				have = slices.Collect(maps.Keys(in.tags))
-			default:
-				v, ok := in.tags[strings.TrimPrefix(flt.name, "tag:")]
-				if !ok {
-					return true
-				}
-				have = []string{v}
-			}
-			if !anyMatch(flt.values, have) {
-				return true
-			}
-		}
-		return false
-	})
-	start := 0
-	if tok := f.Get("NextToken"); tok != "" {
-		n, err := strconv.Atoi(strings.TrimPrefix(tok, "page-"))
-		if err != nil || n < 0 || n > len(match) {
-			return nil, errClient("InvalidParameterValue", "Invalid NextToken %q", tok)
-		}
-		start = n
-	}
-	end := len(match)
-	resp := &xmlDescribeInstancesResponse{}
-	if maxResults > 0 && start+maxResults < end {
-		end = start + maxResults
-		resp.NextToken = "page-" + strconv.Itoa(end)
-	}
-	// Group consecutive instances of a reservation, as EC2 does.
-	for _, in := range match[start:end] {
-		n := len(resp.Reservations)
-		if n == 0 || resp.Reservations[n-1].ReservationID != in.reservationID {
-			resp.Reservations = append(resp.Reservations, xmlReservation{ReservationID: in.reservationID, OwnerID: ownerID})
-			n++
-		}
-		resp.Reservations[n-1].Instances = append(resp.Reservations[n-1].Instances, s.render(in, now))
-	}
-	return resp, nil
-}
-
-// purgeLocked forgets instances terminated long ago (their tokens stay).
-func (s *Server) purgeLocked(now time.Time) {
-	s.order = slices.DeleteFunc(s.order, func(id string) bool {
-		in := s.instances[id]
-		if !in.terminatedAt.IsZero() && now.Sub(in.terminatedAt) > terminatedVisibleFor {
-			delete(s.instances, id)
-			return true
-		}
-		return false
-	})
-}
-
-func (s *Server) terminateInstances(ctx context.Context, f url.Values) (any, *apiError) {
-	ids := indexed(f, "InstanceId")
-	if len(ids) == 0 {
-		return nil, errClient("MissingParameter", "The request must contain the parameter InstanceId")
-	}
-	s.mu.Lock()
-	now := s.now()
-	var targets []*instance
-	for _, id := range ids {
-		if !instanceIDRE.MatchString(id) {
-			s.mu.Unlock()
-			return nil, errClient("InvalidInstanceID.Malformed", "Invalid id: %q", id)
-		}
-		in, ok := s.instances[id]
-		if !ok || now.Before(in.visibleAt) {
-			s.mu.Unlock()
-			return nil, errClient("InvalidInstanceID.NotFound", "The instance ID '%s' does not exist", id)
-		}
-		targets = append(targets, in)
-	}
-	resp := &xmlTerminateInstancesResponse{}
-	var stop []string
-	for _, in := range targets {
-		code, name := s.state(in, now)
-		if in.terminatedAt.IsZero() {
-			in.terminatedAt = now
-			stop = append(stop, in.id)
-		}
-		c2, n2 := s.state(in, now)
-		resp.Instances = append(resp.Instances, xmlStateChange{InstanceID: in.id, PreviousState: xmlState{code, name}, CurrentState: xmlState{c2, n2}})
-	}
-	s.mu.Unlock()
-	if s.opts.Backing != nil && len(stop) > 0 {
-		var wg sync.WaitGroup
-		slots := make(chan struct{}, backingParallelism)
-		for _, id := range stop {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				slots <- struct{}{}
-				defer func() { <-slots }()
-				if err := s.opts.Backing.Stop(ctx, id); err != nil {
-					s.log.WarnContext(ctx, "stop backing host", "instance", id, "err", err)
-				}
-			}()
-		}
-		wg.Wait()
-	}
-	return resp, nil
-}
-
-func (s *Server) createTags(f url.Values) (any, *apiError) {
-	ids := indexed(f, "ResourceId")
-	tags := indexedGroups(f, "Tag")
-	if len(ids) == 0 || len(tags) == 0 {
-		return nil, errClient("MissingParameter", "The request must contain the parameters ResourceId and Tag")
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.now()
-	for _, id := range ids {
-		in, ok := s.instances[id]
-		if !ok || now.Before(in.visibleAt) {
-			return nil, errClient("InvalidInstanceID.NotFound", "The instance ID '%s' does not exist", id)
-		}
-		if n := len(in.tags) + len(tags); n > 50 {
-			return nil, errClient("TagLimitExceeded", "The maximum number of tags per resource is 50")
-		}
-	}
-	for _, id := range ids {
-		for _, t := range tags {
-			s.instances[id].tags[t.Get("Key")] = t.Get("Value")
-		}
-	}
-	return &xmlCreateTagsResponse{Return: true}, nil
-}
-
-// describeImages knows every well-formed AMI ID as an EBS-backed image
-// whose root device is /dev/xvda.
-func (s *Server) describeImages(f url.Values) (any, *apiError) {
-	resp := &xmlDescribeImagesResponse{}
-	for _, id := range indexed(f, "ImageId") {
-		if !amiRE.MatchString(id) {
-			return nil, errClient("InvalidAMIID.Malformed", "Invalid id: %q", id)
-		}
-		resp.Images = append(resp.Images, xmlImage{ImageID: id, State: "available", RootDeviceName: "/dev/xvda", RootDeviceType: "ebs"})
-	}
-	return resp, nil
 }
 
 // indexed returns the values of prefix.1, prefix.2, ... in order.
@@ -630,31 +263,35 @@ func indexedGroups(f url.Values, prefix string) []url.Values {
 	}
 }
 
-// anyMatch reports whether any have value matches any pattern (EC2
-// filters accept * and ? wildcards).
-func anyMatch(patterns, have []string) bool {
-	for _, p := range patterns {
-		for _, h := range have {
-			if ok, _ := path.Match(p, h); ok || p == h {
-				return true
-			}
+// tagSpecs returns the tags a TagSpecification.N list gives resourceType.
+func tagSpecs(f url.Values, resourceType string) (map[string]string, *apiError) {
+	tags := map[string]string{}
+	for _, ts := range indexedGroups(f, "TagSpecification") {
+		if ts.Get("ResourceType") != resourceType {
+			continue // volumes, network interfaces: not modelled
+		}
+		for _, t := range indexedGroups(ts, "Tag") {
+			tags[t.Get("Key")] = t.Get("Value")
 		}
 	}
-	return false
-}
-
-func fingerprint(parts ...string) string {
-	h := sha256.New()
-	for _, p := range parts {
-		fmt.Fprintf(h, "%d:%s", len(p), p)
+	if len(tags) > 50 {
+		return nil, errClient("TagLimitExceeded", "The maximum number of tags per resource is 50")
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	return tags, nil
 }
 
 func newID(prefix string) string {
 	b := make([]byte, 9)
 	_, _ = rand.Read(b)
 	return prefix + hex.EncodeToString(b)[:17]
+}
+
+// newRequestID is a request ID in EC2's (UUID) form.
+func newRequestID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	h := hex.EncodeToString(b)
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
 func clone(m map[string]string) map[string]string {
@@ -672,7 +309,7 @@ func (s *Server) Count() int {
 	defer s.mu.Unlock()
 	n := 0
 	for _, in := range s.instances {
-		if in.terminatedAt.IsZero() {
+		if !in.terminating() {
 			n++
 		}
 	}

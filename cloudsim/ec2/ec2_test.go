@@ -65,8 +65,8 @@ func TestLifecycleThroughTheSDK(t *testing.T) {
 		t.Fatalf("RunInstances = %+v", out.Instances)
 	}
 	id := *out.Instances[0].InstanceId
-	if ip := aws.ToString(out.Instances[0].PrivateIpAddress); !strings.HasPrefix(ip, "10.0.") {
-		t.Errorf("private IP %q, want 10.0.x.y", ip)
+	if ip := aws.ToString(out.Instances[0].PrivateIpAddress); !strings.HasPrefix(ip, "172.31.") {
+		t.Errorf("private IP %q, want 172.31.x.y (the default subnet)", ip)
 	}
 	// Eventual consistency: a fresh ID is unknown for a moment.
 	_, err = c.DescribeInstances(t.Context(), &ec2.DescribeInstancesInput{InstanceIds: []string{id}})

@@ -222,7 +222,7 @@ func run(ctx context.Context, c config, logger *slog.Logger) error {
 // credentials only; no provider code path differs from production.
 func environment(base func(string) string) string {
 	return fmt.Sprintf(`export AWS_ENDPOINT_URL=%s
-export AWS_ACCESS_KEY_ID=cloudsim AWS_SECRET_ACCESS_KEY=cloudsim AWS_REGION=us-east-1
+export AWS_ACCESS_KEY_ID=cloudsim AWS_SECRET_ACCESS_KEY=cloudsim AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true
 export PROVISION_GCP_ENDPOINT=%s GOOGLE_CLOUD_PROJECT=cloudsim
 export OS_AUTH_URL=%s/identity/v3 OS_USERNAME=cloudsim OS_PASSWORD=cloudsim OS_PROJECT_NAME=cloudsim OS_USER_DOMAIN_NAME=Default OS_PROJECT_DOMAIN_NAME=Default OS_REGION_NAME=RegionOne
