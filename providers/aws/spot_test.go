@@ -106,3 +106,26 @@ func TestSpotMustAgreeWithinPool(t *testing.T) {
 		t.Errorf("%d EC2 calls for a refused batch, want none", n)
 	}
 }
+
+// TestSpotWithoutCapacityIsCapacity: when EC2 has no spot capacity to
+// spare, a spot pool's Create fails with ErrCapacity (the autoscaler then
+// fails over to another pool) and leaves nothing; on-demand pools still
+// launch. Needs cloudsim's EC2 to model Faults.SpotNoCapacity.
+func TestSpotWithoutCapacityIsCapacity(t *testing.T) {
+	fx := newFixture(t, "spotcap", cloudsim.Faults{SpotNoCapacity: true}, nil, nil)
+	sp := specs(t, "spotcap", "cheap", 2, testSettings)
+	for i := range sp {
+		sp[i].Spot = true
+	}
+	ms, err := fx.p.Create(t.Context(), sp)
+	if !errors.Is(err, providers.ErrCapacity) || len(ms) != 0 {
+		t.Fatalf("spot Create = %d machines, %v; want ErrCapacity and none", len(ms), err)
+	}
+	if n := fx.srv.Count(); n != 0 {
+		t.Errorf("a refused spot launch left %d instances", n)
+	}
+	ms, err = fx.p.Create(t.Context(), specs(t, "spotcap", "steady", 2, testSettings))
+	if err != nil || len(ms) != 2 {
+		t.Fatalf("on-demand Create = %d machines, %v; want 2", len(ms), err)
+	}
+}
