@@ -330,7 +330,6 @@ func (s *Server) runInstances(q *request) (response, *apiError) {
 func (s *Server) recordLaunchLocked(reg region, l *launchReq, p *placement, now time.Time) []*instance {
 	faults := s.sim.Faults()
 	resID := newID("r-")
-	var spotIDs []string
 	insts := make([]*instance, l.maxCount)
 	for i := range insts {
 		s.seq++
@@ -350,7 +349,6 @@ func (s *Server) recordLaunchLocked(reg region, l *launchReq, p *placement, now 
 		}
 		if l.spot {
 			in.spotRequestID = "sir-" + newID("")[:8]
-			spotIDs = append(spotIDs, in.spotRequestID)
 		}
 		if in.wantPublicIP && s.opts.Backing == nil {
 			in.publicIP = s.allocPublicIPLocked()
