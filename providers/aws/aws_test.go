@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -266,11 +268,20 @@ func TestCloudErrorsAreTyped(t *testing.T) {
 		{"quota", cloudsim.Faults{InstanceQuota: 2}, testSettings, providers.ErrQuota, "InstanceLimitExceeded"},
 		{"capacity", cloudsim.Faults{NoCapacity: true}, testSettings, providers.ErrCapacity, "InsufficientInstanceCapacity"},
 		{"bad image", cloudsim.Faults{}, providers.Settings{"instance_type": "t3.micro", "ami": "ami-nothex"}, providers.ErrInvalidSpec, "InvalidAMIID.Malformed"},
+		{"unknown image", cloudsim.Faults{}, providers.Settings{"instance_type": "t3.micro", "ami": "ami-0fffffffffffffff0"}, providers.ErrInvalidSpec, "InvalidAMIID.NotFound"},
+		{"unknown key pair", cloudsim.Faults{}, providers.Settings{"instance_type": "t3.micro", "ami": "ami-0123456789abcdef0", "key_name": "nobody"}, providers.ErrInvalidSpec, "InvalidKeyPair.NotFound"},
+		{"unknown subnet", cloudsim.Faults{}, providers.Settings{"instance_type": "t3.micro", "ami": "ami-0123456789abcdef0", "subnet_id": "subnet-0fffffff"}, providers.ErrInvalidSpec, "InvalidSubnetID.NotFound"},
+		{"unknown instance type", cloudsim.Faults{}, providers.Settings{"instance_type": "t3.enormous", "ami": "ami-0123456789abcdef0"}, providers.ErrInvalidSpec, "InvalidParameterValue"},
+		{"no spot capacity", cloudsim.Faults{SpotNoCapacity: true}, testSettings, providers.ErrCapacity, "InsufficientInstanceCapacity"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fx := newFixture(t, "errs", tt.faults, nil, nil)
-			ms, err := fx.p.Create(t.Context(), specs(t, "errs", "gpu", 3, tt.set))
+			sp := specs(t, "errs", "gpu", 3, tt.set)
+			for i := range sp {
+				sp[i].Spot = tt.faults.SpotNoCapacity
+			}
+			ms, err := fx.p.Create(t.Context(), sp)
 			if !errors.Is(err, tt.kind) {
 				t.Fatalf("Create = %v, want %v", err, tt.kind)
 			}
@@ -286,6 +297,12 @@ func TestCloudErrorsAreTyped(t *testing.T) {
 			}
 			if strings.Contains(msg, "\n") {
 				t.Errorf("error %q is not one line", msg)
+			}
+			if tt.kind == providers.ErrInvalidSpec && !slices.ContainsFunc(slices.Collect(maps.Values(tt.set)), func(v any) bool {
+				s, ok := v.(string)
+				return ok && s != "t3.micro" && s != "ami-0123456789abcdef0" && strings.Contains(msg, s)
+			}) {
+				t.Errorf("error %q does not name the refused value of %v", msg, tt.set)
 			}
 			if len(ms) != 0 || fx.srv.Count() != 0 {
 				t.Errorf("a failed Create left %d machines / %d instances", len(ms), fx.srv.Count())
