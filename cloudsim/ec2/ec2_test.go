@@ -3,10 +3,7 @@ package ec2
 import (
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -133,39 +130,5 @@ func TestPagination(t *testing.T) {
 	}
 	if pages != 3 || n != 12 {
 		t.Fatalf("%d pages, %d instances; want 3 pages, 12 instances", pages, n)
-	}
-}
-
-func TestFaultsOnTheWire(t *testing.T) {
-	tests := []struct {
-		name   string
-		faults cloudsim.Faults
-		status int
-		code   string
-	}{
-		{"throttled", cloudsim.Faults{ThrottleRate: 1}, http.StatusServiceUnavailable, "RequestLimitExceeded"},
-		{"quota", cloudsim.Faults{InstanceQuota: 1}, http.StatusBadRequest, "InstanceLimitExceeded"},
-		{"capacity", cloudsim.Faults{NoCapacity: true}, http.StatusInternalServerError, "InsufficientInstanceCapacity"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			hs := httptest.NewServer(New(cloudsim.NewSim(tt.faults, 1), Options{}))
-			defer hs.Close()
-			form := url.Values{"Action": {"RunInstances"}, "Version": {"2016-11-15"}, "ImageId": {"ami-0123456789abcdef0"},
-				"InstanceType": {"t3.micro"}, "MinCount": {"2"}, "MaxCount": {"2"}}
-			resp, err := http.PostForm(hs.URL, form)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			body, _ := io.ReadAll(resp.Body)
-			if resp.StatusCode != tt.status {
-				t.Errorf("status %d, want %d", resp.StatusCode, tt.status)
-			}
-			want := "<Response><Errors><Error><Code>" + tt.code + "</Code>"
-			if !strings.Contains(string(body), want) || !strings.Contains(string(body), "<RequestID>") {
-				t.Errorf("body %s, want %s...<RequestID>", body, want)
-			}
-		})
 	}
 }
