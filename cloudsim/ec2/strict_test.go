@@ -302,7 +302,9 @@ func TestLaunchPlacement(t *testing.T) {
 		wantPublic bool
 	}{
 		{"defaults", nil, "eu-west-1a", true},
-		{"zone", func(in *ec2.RunInstancesInput) { in.Placement = &types.Placement{AvailabilityZone: aws.String("eu-west-1c")} }, "eu-west-1c", true},
+		{"zone", func(in *ec2.RunInstancesInput) {
+			in.Placement = &types.Placement{AvailabilityZone: aws.String("eu-west-1c")}
+		}, "eu-west-1c", true},
 		{"subnet", func(in *ec2.RunInstancesInput) { in.SubnetId = aws.String(subnetB) }, "eu-west-1b", true},
 		{"nic without public IP", func(in *ec2.RunInstancesInput) {
 			in.NetworkInterfaces = []types.InstanceNetworkInterfaceSpecification{{DeviceIndex: aws.Int32(0), SubnetId: aws.String(subnetB), AssociatePublicIpAddress: aws.Bool(false)}}
