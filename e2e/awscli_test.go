@@ -12,6 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/provisionhq/provision/providers/docker/dockertest"
@@ -153,6 +157,8 @@ func TestAWSCLI(t *testing.T) {
 		t.Fatalf("import-key-pair = %+v", key)
 	}
 
+	describeWhileHostsStart(t, cli, image) // with key pair k1
+
 	var run struct {
 		Instances []struct {
 			InstanceId string
@@ -206,6 +212,69 @@ func TestAWSCLI(t *testing.T) {
 	}
 	cli.step("container gone", time.Since(began))
 	cli.waitState("describe → terminated", id, "terminated", time.Minute)
+}
+
+// describeWhileHostsStart launches three docker-backed instances with the
+// CLI and, while their hosts start, makes 200 DescribeInstances calls with
+// the Go SDK: cloudsim holds no lock while a host starts, so each answers
+// at once. It reports the slowest and terminates the three.
+func describeWhileHostsStart(t *testing.T, cli *awsRun, image string) {
+	t.Helper()
+	// The SDK retries: aws-sdk-go-v2 over net/http now and then loses a
+	// response on a reused connection (see providers/aws/transport.go).
+	c := ec2.New(ec2.Options{Region: "us-east-1", BaseEndpoint: aws.String(cli.endpoint),
+		Credentials: credentials.NewStaticCredentialsProvider("cloudsim", "cloudsim", "")})
+	launched := make(chan string, 1)
+	go func() {
+		cmd := exec.CommandContext(t.Context(), awsCLI, "--endpoint-url", cli.endpoint, "--output", "text", "ec2", "run-instances",
+			"--image-id", image, "--instance-type", "t3.micro", "--key-name", "k1", "--count", "3", "--query", "Instances[].InstanceId")
+		cmd.Env = cli.env
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			launched <- "error: " + err.Error() + ": " + string(out)
+			return
+		}
+		launched <- string(out)
+	}()
+	pending := func() int {
+		out, err := c.DescribeInstances(t.Context(), &ec2.DescribeInstancesInput{Filters: []types.Filter{
+			{Name: aws.String("instance-state-name"), Values: []string{"pending"}}}})
+		if err != nil {
+			t.Fatalf("DescribeInstances: %v", err)
+		}
+		n := 0
+		for _, r := range out.Reservations {
+			n += len(r.Instances)
+		}
+		return n
+	}
+	deadline := time.Now().Add(time.Minute)
+	for pending() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("the three instances never showed up pending")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var slowest time.Duration
+	stillStarting := 0
+	for range 200 {
+		start := time.Now()
+		n := pending()
+		slowest = max(slowest, time.Since(start))
+		if n == 3 {
+			stillStarting++
+		}
+	}
+	ids := strings.Fields(<-launched)
+	t.Logf("200 DescribeInstances while 3 docker hosts start: slowest %v (%d answered while all 3 were still pending)", slowest, stillStarting)
+	cli.steps = append(cli.steps, fmt.Sprintf("%-32s %v", "slowest describe while starting", slowest.Round(time.Microsecond)))
+	if len(ids) != 3 || !strings.HasPrefix(ids[0], "i-") {
+		t.Fatalf("run-instances --count 3: %v", ids)
+	}
+	if slowest > time.Second {
+		t.Errorf("a DescribeInstances took %v while hosts started: something waits for them", slowest)
+	}
+	cli.ec2("terminate the three", append([]string{"terminate-instances", "--instance-ids"}, ids...)...)
 }
 
 // sshAdmin logs in as "admin" (the Debian AMI's default user, whom EC2
