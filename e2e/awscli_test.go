@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/provisionhq/provision/internal/awshttp"
 	"github.com/provisionhq/provision/providers/docker/dockertest"
 )
 
@@ -220,10 +221,9 @@ func TestAWSCLI(t *testing.T) {
 // at once. It reports the slowest and terminates the three.
 func describeWhileHostsStart(t *testing.T, cli *awsRun, image string) {
 	t.Helper()
-	// The SDK retries: aws-sdk-go-v2 over net/http now and then loses a
-	// response on a reused connection (see providers/aws/transport.go).
 	c := ec2.New(ec2.Options{Region: "us-east-1", BaseEndpoint: aws.String(cli.endpoint),
-		Credentials: credentials.NewStaticCredentialsProvider("cloudsim", "cloudsim", "")})
+		Credentials: credentials.NewStaticCredentialsProvider("cloudsim", "cloudsim", ""),
+		HTTPClient:  awshttp.Client(nil)})
 	launched := make(chan string, 1)
 	go func() {
 		cmd := exec.CommandContext(t.Context(), awsCLI, "--endpoint-url", cli.endpoint, "--output", "text", "ec2", "run-instances",

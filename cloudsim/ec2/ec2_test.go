@@ -15,6 +15,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/provisionhq/provision/cloudsim"
+	"github.com/provisionhq/provision/internal/awshttp"
 )
 
 // client is the real SDK pointed at the emulator, with retries off so
@@ -30,6 +31,7 @@ func client(t *testing.T, f cloudsim.Faults) (*ec2.Client, *cloudsim.Sim, *Serve
 		BaseEndpoint:     aws.String(hs.URL),
 		Credentials:      credentials.NewStaticCredentialsProvider("AKID", "secret", ""),
 		RetryMaxAttempts: 1,
+		HTTPClient:       awshttp.Client(nil),
 	})
 	return c, sim, srv
 }

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/provisionhq/provision/cloudsim"
+	"github.com/provisionhq/provision/internal/awshttp"
 )
 
 // sdk is the real SDK against a server, for region, retries off.
@@ -30,6 +31,7 @@ func sdk(t *testing.T, srv *Server, region string) *ec2.Client {
 	return ec2.New(ec2.Options{
 		Region: region, BaseEndpoint: aws.String(hs.URL), RetryMaxAttempts: 1,
 		Credentials: credentials.NewStaticCredentialsProvider("AKID", "secret", ""),
+		HTTPClient:  awshttp.Client(nil),
 	})
 }
 
@@ -443,18 +445,26 @@ func TestNoLockWhileHostsStart(t *testing.T) {
 			t.Fatal("hosts did not start")
 		}
 	}
+	// The hosts are held in their start until the gate opens, so a lock
+	// across a start would hold these calls to their deadline: the bound
+	// only needs to tell "at once" from "never", on a loaded machine too.
 	var slowest time.Duration
 	for range 200 {
 		start := time.Now()
-		out := must(other.DescribeInstances(t.Context(), &ec2.DescribeInstancesInput{}))(t)
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		out, err := other.DescribeInstances(ctx, &ec2.DescribeInstancesInput{})
+		cancel()
+		if err != nil {
+			t.Fatalf("DescribeInstances while hosts start: %v", err)
+		}
 		slowest = max(slowest, time.Since(start))
 		if n := len(out.Reservations); n != 1 || out.Reservations[0].Instances[0].State.Name != types.InstanceStateNamePending {
 			t.Fatalf("while starting: %+v, want one reservation of pending instances", out.Reservations)
 		}
 	}
 	t.Logf("slowest of 200 DescribeInstances while 3 hosts start: %v", slowest)
-	if slowest > 50*time.Millisecond {
-		t.Errorf("slowest DescribeInstances %v while hosts start, want under 50ms", slowest)
+	if slowest > time.Second {
+		t.Errorf("slowest DescribeInstances %v while hosts start, want under 1s", slowest)
 	}
 	close(backing.gate)
 	if err := <-done; err != nil {

@@ -19,12 +19,12 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"golang.org/x/time/rate"
 
+	"github.com/provisionhq/provision/internal/awshttp"
 	"github.com/provisionhq/provision/internal/retry"
 	"github.com/provisionhq/provision/providers"
 	"github.com/provisionhq/provision/providers/cloudinit"
@@ -83,10 +83,7 @@ func newProvider(ctx context.Context, env providers.Env, opts ...func(*config.Lo
 	if err != nil {
 		return nil, fmt.Errorf("aws: load config: %w", err)
 	}
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = awshttp.NewBuildableClient() // the SDK's own default
-	}
-	cfg.HTTPClient = bodyGuard{next: cfg.HTTPClient}
+	cfg.HTTPClient = awshttp.Client(cfg.HTTPClient)
 	log := env.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

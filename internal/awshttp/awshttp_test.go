@@ -1,4 +1,4 @@
-package aws
+package awshttp
 
 import (
 	"bytes"
@@ -16,23 +16,23 @@ type writerToBody struct{ *bytes.Reader }
 
 func (writerToBody) Close() error { return nil }
 
-// TestBodyGuardHidesWriteTo: net/http never sees the SDK body's WriteTo
+// TestClientHidesWriteTo: net/http never sees the SDK body's WriteTo
 // (whose io.EOF after close it takes for a failed write), reads the same
 // bytes, and the caller's request is left as it was.
-func TestBodyGuardHidesWriteTo(t *testing.T) {
+func TestClientHidesWriteTo(t *testing.T) {
 	body := writerToBody{bytes.NewReader([]byte("Action=RunInstances"))}
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://ec2.test/", body)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var sent []byte
-	g := bodyGuard{next: clientFunc(func(r *http.Request) (*http.Response, error) {
+	g := Client(clientFunc(func(r *http.Request) (*http.Response, error) {
 		if _, ok := r.Body.(io.WriterTo); ok {
 			t.Error("the transport got a body with WriteTo")
 		}
 		sent, err = io.ReadAll(r.Body)
 		return &http.Response{StatusCode: 200, Body: http.NoBody}, err
-	})}
+	}))
 	if _, err := g.Do(req); err != nil {
 		t.Fatal(err)
 	}
