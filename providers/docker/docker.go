@@ -9,6 +9,7 @@ package docker
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -181,10 +182,13 @@ func (p *Provider) Create(ctx context.Context, specs []providers.MachineSpec) ([
 		clusters[s.Cluster] = true
 	}
 	existing := map[providers.MachineID]containerInfo{}
+	nets := map[string]string{} // network ID by cluster
 	for c := range clusters {
-		if err := p.ensureNetwork(ctx, c); err != nil {
+		id, err := p.ensureNetwork(ctx, c)
+		if err != nil {
 			return nil, err
 		}
+		nets[c] = id
 		found, err := p.inspectSelected(ctx, providers.Selector{Cluster: c})
 		if err != nil {
 			return nil, err
@@ -199,7 +203,7 @@ func (p *Provider) Create(ctx context.Context, specs []providers.MachineSpec) ([
 	ids := make([]string, len(specs))
 	for i, spec := range specs {
 		g.Go(func() error {
-			id, err := p.createOne(gctx, spec, parsed[i], images[i], existing)
+			id, err := p.createOne(gctx, spec, parsed[i], images[i], nets[spec.Cluster], existing)
 			if err != nil {
 				return fmt.Errorf("machine %s: %w", spec.ID, err)
 			}
@@ -278,32 +282,66 @@ func (p *Provider) image(ctx context.Context, ref, pool string) (string, error) 
 	return ref, nil
 }
 
-// ensureNetwork creates the cluster's bridge network if it is missing.
-func (p *Provider) ensureNetwork(ctx context.Context, cluster string) error {
+// ensureNetwork creates the cluster's bridge network if it is missing, and
+// leaves exactly one network of that name: the daemon does not keep names
+// unique under concurrent creates (a killed run's NetworkCreate can land
+// after the next run looked and made its own), and containers name their
+// network, so two of a name make every start fail as ambiguous. It returns
+// the network's ID, which new containers name (a duplicate landing later
+// cannot make them ambiguous).
+func (p *Provider) ensureNetwork(ctx context.Context, cluster string) (string, error) {
 	ctx, cancel := withDeadline(ctx)
 	defer cancel()
 	p.netMu.Lock()
 	defer p.netMu.Unlock()
 	name := NetworkName(cluster)
-	_, err := p.api.NetworkInspect(ctx, name, client.NetworkInspectOptions{})
-	if err == nil {
-		return nil
+	nets, err := p.networksNamed(ctx, name)
+	if err != nil {
+		return "", err
 	}
-	if !cerrdefs.IsNotFound(err) {
-		return fmt.Errorf("inspect network %s: %w", name, classify(err, ""))
+	if len(nets) == 0 {
+		_, err = p.api.NetworkCreate(ctx, name, client.NetworkCreateOptions{Driver: "bridge", Labels: map[string]string{labelCluster: cluster}})
+		if err != nil && !cerrdefs.IsConflict(err) { // conflict: another process created it meanwhile
+			return "", fmt.Errorf("create network %s: %w", name, classify(err, ""))
+		}
+		if nets, err = p.networksNamed(ctx, name); err != nil {
+			return "", err
+		}
+		if len(nets) == 0 { // removed again at once by a concurrent Delete's process
+			return "", fmt.Errorf("create network %s: it was removed as soon as it was made; try again", name)
+		}
 	}
-	_, err = p.api.NetworkCreate(ctx, name, client.NetworkCreateOptions{Driver: "bridge", Labels: map[string]string{labelCluster: cluster}})
-	if err != nil && !cerrdefs.IsConflict(err) { // conflict: another process created it meanwhile
-		return fmt.Errorf("create network %s: %w", name, classify(err, ""))
+	// The oldest is the cluster's; the others are the loser of a race and
+	// hold no container of ours that has started.
+	slices.SortFunc(nets, func(a, b network.Summary) int {
+		return cmp.Or(a.Created.Compare(b.Created), strings.Compare(a.ID, b.ID))
+	})
+	for _, extra := range nets[min(1, len(nets)):] {
+		if _, err := p.api.NetworkRemove(ctx, extra.ID, client.NetworkRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+			return "", fmt.Errorf("network name %s is taken twice (%s and %s) and the newer cannot go: %w", name, shortID(nets[0].ID), shortID(extra.ID), classify(err, ""))
+		}
+		p.logger.WarnContext(ctx, "removed a second network of the cluster's name", "network", name, "id", shortID(extra.ID))
 	}
-	p.logger.DebugContext(ctx, "network ready", "network", name)
-	return nil
+	p.logger.DebugContext(ctx, "network ready", "network", name, "id", shortID(nets[0].ID))
+	return nets[0].ID, nil
 }
+
+// networksNamed lists the networks called exactly name (the daemon's name
+// filter also matches parts of names).
+func (p *Provider) networksNamed(ctx context.Context, name string) ([]network.Summary, error) {
+	res, err := p.api.NetworkList(ctx, client.NetworkListOptions{Filters: make(client.Filters).Add("name", name)})
+	if err != nil {
+		return nil, fmt.Errorf("list networks %s: %w", name, classify(err, ""))
+	}
+	return slices.DeleteFunc(res.Items, func(n network.Summary) bool { return n.Name != name }), nil
+}
+
+func shortID(id string) string { return id[:min(12, len(id))] }
 
 // createOne brings one machine to running and returns its container ID.
 // A container that was created but never started (a crash mid-create) gets
 // its files again before it starts: copying them is idempotent.
-func (p *Provider) createOne(ctx context.Context, spec providers.MachineSpec, st settings, image string, existing map[providers.MachineID]containerInfo) (string, error) {
+func (p *Provider) createOne(ctx context.Context, spec providers.MachineSpec, st settings, image, netID string, existing map[providers.MachineID]containerInfo) (string, error) {
 	ctx, cancel := withDeadline(ctx)
 	defer cancel()
 	if ci, ok := existing[spec.ID]; ok {
@@ -318,7 +356,7 @@ func (p *Provider) createOne(ctx context.Context, spec providers.MachineSpec, st
 		if err := p.start(ctx, ci.ID); err != nil {
 			return "", err
 		}
-		p.logger.InfoContext(ctx, "machine adopted", "machine", spec.ID, "container", ci.ID[:12])
+		p.logger.InfoContext(ctx, "machine adopted", "machine", spec.ID, "container", shortID(ci.ID))
 		return ci.ID, nil
 	}
 
@@ -336,25 +374,27 @@ func (p *Provider) createOne(ctx context.Context, spec providers.MachineSpec, st
 	for _, v := range nodeVolumes {
 		volumes[v] = struct{}{}
 	}
-	netName := NetworkName(spec.Cluster)
-	opts := client.ContainerCreateOptions{
-		Name: string(spec.ID),
-		Config: &container.Config{
-			Image:    image,
-			Hostname: string(spec.ID),
-			Labels:   labels,
-			Volumes:  volumes,
-		},
-		HostConfig:       nodeHostConfig(netName, st),
-		NetworkingConfig: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{netName: {}}},
-	}
-	res, err := p.api.ContainerCreate(ctx, opts)
-	if cerrdefs.IsNotFound(err) && p.networkMissing(ctx, netName) {
-		// A concurrent Delete removed the emptied network: recreate it once.
-		if nerr := p.ensureNetwork(ctx, spec.Cluster); nerr != nil {
-			return "", nerr
+	opts := func(netID string) client.ContainerCreateOptions {
+		return client.ContainerCreateOptions{
+			Name: string(spec.ID),
+			Config: &container.Config{
+				Image:    image,
+				Hostname: string(spec.ID),
+				Labels:   labels,
+				Volumes:  volumes,
+			},
+			HostConfig:       nodeHostConfig(netID, st),
+			NetworkingConfig: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{netID: {}}},
 		}
-		res, err = p.api.ContainerCreate(ctx, opts)
+	}
+	res, err := p.api.ContainerCreate(ctx, opts(netID))
+	if cerrdefs.IsNotFound(err) && p.networkMissing(ctx, NetworkName(spec.Cluster)) {
+		// A concurrent Delete removed the emptied network: recreate it once.
+		netID, err = p.ensureNetwork(ctx, spec.Cluster)
+		if err != nil {
+			return "", err
+		}
+		res, err = p.api.ContainerCreate(ctx, opts(netID))
 	}
 	switch {
 	case cerrdefs.IsNotFound(err): // the image went away since we looked
@@ -369,13 +409,13 @@ func (p *Provider) createOne(ctx context.Context, spec providers.MachineSpec, st
 	if err := p.start(ctx, id); err != nil {
 		return "", err
 	}
-	p.logger.InfoContext(ctx, "machine created", "machine", spec.ID, "container", id[:min(12, len(id))])
+	p.logger.InfoContext(ctx, "machine created", "machine", spec.ID, "container", shortID(id))
 	return id, nil
 }
 
 func (p *Provider) networkMissing(ctx context.Context, name string) bool {
-	_, err := p.api.NetworkInspect(ctx, name, client.NetworkInspectOptions{})
-	return cerrdefs.IsNotFound(err)
+	nets, err := p.networksNamed(ctx, name)
+	return err == nil && len(nets) == 0
 }
 
 // inject copies the host key and login keys into the container as a tar
@@ -497,17 +537,23 @@ func (p *Provider) removeNetworkIfEmpty(ctx context.Context, cluster string) err
 		return nil
 	}
 	name := NetworkName(cluster)
-	_, err = p.api.NetworkRemove(ctx, name, client.NetworkRemoveOptions{})
-	switch {
-	case err == nil, cerrdefs.IsNotFound(err):
-		return nil
-	case cerrdefs.IsPermissionDenied(err), cerrdefs.IsConflict(err):
-		// "network has active endpoints": a concurrent Create (perhaps of
-		// another process) got there first; it owns the network now.
-		return nil
-	default:
-		return fmt.Errorf("remove network %s: %w", name, classify(err, ""))
+	nets, err := p.networksNamed(ctx, name) // by ID: a name taken twice is ambiguous
+	if err != nil {
+		return err
 	}
+	var errs []error
+	for _, n := range nets {
+		_, err = p.api.NetworkRemove(ctx, n.ID, client.NetworkRemoveOptions{})
+		switch {
+		case err == nil, cerrdefs.IsNotFound(err):
+		case cerrdefs.IsPermissionDenied(err), cerrdefs.IsConflict(err):
+			// "network has active endpoints": a concurrent Create (perhaps of
+			// another process) got there first; it owns the network now.
+		default:
+			errs = append(errs, fmt.Errorf("remove network %s (%s): %w", name, shortID(n.ID), classify(err, "")))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // containerInfo is the part of a container's list entry or inspection we read.

@@ -7,9 +7,11 @@ import (
 	"io"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
@@ -28,14 +30,30 @@ type fakeEngine struct {
 	mu         sync.Mutex
 	containers map[string]*container.Config // by ID
 	copies     int
+	networks   []network.Summary // nil: the test cluster's one network
+	removedNet []string
 }
 
 func (f *fakeEngine) ImageInspect(ctx context.Context, ref string, _ ...client.ImageInspectOption) (client.ImageInspectResult, error) {
 	return client.ImageInspectResult{}, nil
 }
 
-func (f *fakeEngine) NetworkInspect(ctx context.Context, name string, _ client.NetworkInspectOptions) (client.NetworkInspectResult, error) {
-	return client.NetworkInspectResult{}, nil
+// NetworkList answers f.networks, or that the test cluster's network exists.
+func (f *fakeEngine) NetworkList(ctx context.Context, _ client.NetworkListOptions) (client.NetworkListResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.networks == nil {
+		return client.NetworkListResult{Items: []network.Summary{{Network: network.Network{Name: "provision-c", ID: "net0"}}}}, nil
+	}
+	return client.NetworkListResult{Items: slices.Clone(f.networks)}, nil
+}
+
+func (f *fakeEngine) NetworkRemove(ctx context.Context, id string, _ client.NetworkRemoveOptions) (client.NetworkRemoveResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.removedNet = append(f.removedNet, id)
+	f.networks = slices.DeleteFunc(f.networks, func(n network.Summary) bool { return n.ID == id })
+	return client.NetworkRemoveResult{}, nil
 }
 
 func (f *fakeEngine) ContainerList(ctx context.Context, _ client.ContainerListOptions) (client.ContainerListResult, error) {
@@ -136,7 +154,7 @@ func TestCreateConfiguresNodeContainer(t *testing.T) {
 		{"hostname", o.Config.Hostname, "m0"},
 		{"image", o.Config.Image, "img:1"},
 		{"labels", fmt.Sprint(o.Config.Labels), fmt.Sprint(map[string]string{"provision.cluster": "c", "provision.machine": "m0", "provision.pool": "p", "provision.role": "worker", "tier": "a"})},
-		{"network", string(hc.NetworkMode), "provision-c"},
+		{"network", string(hc.NetworkMode), "net0"},
 		{"caps", fmt.Sprint(hc.CapAdd, hc.CapDrop), "[ALL] [SYS_RESOURCE]"},
 		{"security", fmt.Sprint(hc.SecurityOpt), "[seccomp=unconfined apparmor=unconfined]"},
 		{"cgroupns", hc.CgroupnsMode, container.CgroupnsModePrivate},
@@ -204,5 +222,35 @@ func TestBadHostKeyIsInvalidSpecWithoutKeyMaterial(t *testing.T) {
 		HostKey: hostkey.Key{PrivatePEM: []byte(secret)}, Settings: providers.Settings{"image": "img:1"}}})
 	if !errors.Is(err, providers.ErrInvalidSpec) || strings.Contains(err.Error(), "c2VjcmV0") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestCreateLeavesOneNetworkOfTheName: a killed run's NetworkCreate that
+// landed after the next run made its own leaves two networks of the
+// cluster's name (the daemon does not keep names unique); Create keeps the
+// oldest, removes the other, and attaches new machines by ID.
+func TestCreateLeavesOneNetworkOfTheName(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 12, 2, 1, 4, 21, 0, time.UTC)
+	f := &fakeEngine{networks: []network.Summary{
+		{Network: network.Network{Name: "provision-c", ID: "newer", Created: t0.Add(time.Second)}},
+		{Network: network.Network{Name: "provision-cc", ID: "other-cluster", Created: t0.Add(-time.Hour)}},
+		{Network: network.Network{Name: "provision-c", ID: "older", Created: t0}},
+	}}
+	rec := &recordingEngine{engine: f}
+	p := newProvider(providers.Env{Cluster: "c"}, rec)
+	k, err := hostkey.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Create(t.Context(), []providers.MachineSpec{{ID: "m0", Cluster: "c", Pool: "p",
+		SSHUser: "root", HostKey: k, Settings: providers.Settings{"image": "img:1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(f.removedNet, []string{"newer"}) {
+		t.Errorf("removed networks %v, want [newer]", f.removedNet)
+	}
+	if len(rec.creates) != 1 || rec.creates[0].HostConfig.NetworkMode != "older" {
+		t.Errorf("container network %v, want the older network's ID", rec.creates)
 	}
 }
