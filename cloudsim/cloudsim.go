@@ -32,18 +32,43 @@ type Faults struct {
 	// ZONE_RESOURCE_POOL_EXHAUSTED): on-demand creates still succeed, as
 	// when a cloud reclaims its spare capacity.
 	SpotNoCapacity bool
+
+	// Request faults (see Sim.Serve): they strike any API request, before
+	// the emulator knows which action it is.
+
+	// ServerErrorRate is the fraction (0..1) of API requests answered with
+	// a server error, 500 or 503 in the cloud's own error shape.
+	ServerErrorRate float64
+	// ResetRate is the fraction (0..1) of API requests whose connection is
+	// reset (TCP RST) with no response at all.
+	ResetRate float64
+	// AfterWork is the share (0..1) of server errors and resets that
+	// strike after the request did its work: the call took effect and
+	// only its answer is lost, as when a cloud's front end times out on a
+	// back end that finished. The rest strike before the work: nothing
+	// happened. Zero means every fault strikes before the work. A client
+	// that retries a mutating call must do so idempotently (EC2
+	// ClientToken, GCE requestId, a Nova lookup by name) to survive the
+	// after-work share without duplicates.
+	AfterWork float64
+	// Latency is added to every API request before it is served.
+	Latency time.Duration
 }
 
 // Sim holds the faults and counters of one emulator; safe for concurrent use.
 type Sim struct {
-	mu     sync.Mutex
-	faults Faults
-	calls  map[string]int
-	rng    *rand.Rand
+	mu       sync.Mutex
+	faults   Faults
+	calls    map[string]int
+	injected FaultCounts
+	rng      *rand.Rand
 }
 
-// NewSim returns a Sim with the given faults. seed makes throttling
-// reproducible in tests.
+// NewSim returns a Sim with the given faults. seed makes throttling and
+// request faults reproducible in tests: the Nth decision drawn from a Sim
+// is the same for the same seed and faults, so a client that makes its
+// calls one at a time meets the same faults on every run (concurrent
+// calls meet the same faults in the order they reach the Sim).
 func NewSim(f Faults, seed uint64) *Sim {
 	return &Sim{faults: f, calls: map[string]int{}, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
 }

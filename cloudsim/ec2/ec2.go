@@ -17,7 +17,10 @@
 // through StopInstances/StartInstances (cloudsim.Power), and shutting-down
 // → terminated. Fresh IDs are invisible for Faults.InvisibleFor, calls are
 // throttled at Faults.ThrottleRate, and quota, capacity and spot capacity
-// faults answer as EC2 does. The region of a request is the one its
+// faults answer as EC2 does. Request faults (cloudsim.Sim.Serve) answer
+// 500 InternalError or 503 Unavailable in EC2's XML shape or reset the
+// connection; RunInstances honours ClientToken, so a client that retries
+// a launch whose answer was lost gets the same reservation back. The region of a request is the one its
 // signature names (SigV4 credential scope); signatures are not checked.
 package ec2
 
@@ -165,8 +168,24 @@ var actions = map[string]handler{
 	"DeleteKeyPair":                 (*Server).deleteKeyPair,
 }
 
-// ServeHTTP handles one Query API request.
+// ServeHTTP handles one Query API request under the Sim's request faults
+// (latency, server errors, resets).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.sim.Serve(w, r, s.serverError, s.serve)
+}
+
+// serverError answers as EC2's front end does when it fails: 500
+// InternalError or 503 Unavailable, in EC2's XML error shape.
+func (s *Server) serverError(w http.ResponseWriter, _ *http.Request, status int) {
+	e := &apiError{status: status, code: "InternalError", message: "An internal error has occurred. Retry your request, but if the problem persists, contact us with details by posting a message on the AWS forums."}
+	if status == http.StatusServiceUnavailable {
+		e.code, e.message = "Unavailable", "The server is overloaded and can't handle the request."
+	}
+	s.writeError(w, newRequestID(), e)
+}
+
+// serve handles one Query API request.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	reqID := newRequestID()
 	if err := r.ParseForm(); err != nil {
 		s.writeError(w, reqID, errClient("MalformedQueryString", "%v", err))

@@ -11,7 +11,9 @@
 // recorded and reported back. Beyond that: requestId idempotency,
 // operations that go RUNNING → DONE, instances.stop/start (TERMINATED is
 // GCE's stopped state), firewalls, eventual consistency, throttling, quota
-// and capacity errors. Faults and call counters come from cloudsim.Sim;
+// and capacity errors, and request faults (cloudsim.Sim.Serve: latency,
+// 500/503 backendError, reset connections; a create whose answer was lost
+// is replayed by its requestId, or refused 409 alreadyExists by name). Faults and call counters come from cloudsim.Sim;
 // cloudsim.Backing can make each instance a real local host.
 package gce
 
@@ -104,8 +106,24 @@ var _ http.Handler = (*Server)(nil)
 // (no zone is named "global").
 const globalScope = "global"
 
-// ServeHTTP routes /compute/v1/projects/{p}/... requests.
+// ServeHTTP routes /compute/v1/projects/{p}/... requests, under the Sim's
+// request faults (latency, server errors, resets).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.sim.Serve(w, r, serverError, s.serve)
+}
+
+// serverError answers as Compute Engine's front end does when it fails:
+// 500 or 503 with reason backendError in Google's JSON error shape (the
+// 503 carries the front end's status UNAVAILABLE).
+func serverError(w http.ResponseWriter, _ *http.Request, status int) {
+	if status == http.StatusServiceUnavailable {
+		writeError(w, status, "backendError", "UNAVAILABLE", "The service is currently unavailable.")
+		return
+	}
+	writeError(w, status, "backendError", "", "Internal error. Please try again or contact Google Support. (Code: '-5023311046871466231')")
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 	if len(parts) < 4 || parts[0] != "compute" || parts[1] != "v1" || parts[2] != "projects" {
 		writeError(w, http.StatusNotFound, "notFound", "", fmt.Sprintf("The requested URL %s was not found.", r.URL.Path))

@@ -12,10 +12,12 @@
 // reads that do not see a new server for a while (eventual consistency),
 // throttling (429 or 413 overLimit with Retry-After), the instance quota
 // (403 "Quota exceeded for instances") and capacity (a server that goes to
-// ERROR with the fault "No valid host was found"). Like real Nova it has no
-// idempotency token and no server-side metadata filter: clients find their
-// servers by listing (paginated with limit/marker, optionally narrowed with
-// the name regex) and reading metadata. A multi-create (min_count/max_count)
+// ERROR with the fault "No valid host was found"), and request faults
+// (cloudsim.Sim.Serve: latency, 500/503 in each service's error shape,
+// reset connections). Like real Nova it has no idempotency token and no
+// server-side metadata filter: clients find their servers by listing
+// (paginated with limit/marker, optionally narrowed with the name regex)
+// and reading metadata. A multi-create (min_count/max_count)
 // names its servers "<name>-1".."<name>-N" and gives each its launch index;
 // a backing host gets the user_data cloud-init would apply for that index
 // (cloudsim/userdata, in the backing), and user_data over 65535 base64 bytes is a
@@ -213,8 +215,39 @@ func (s *Server) Close() {
 }
 
 // ServeHTTP routes /identity, /compute/v2.1, /image/v2 and /network/v2.0,
-// and each service's version discovery (which needs no token).
+// and each service's version discovery (which needs no token), under the
+// Sim's request faults (latency, server errors, resets).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.sim.Serve(w, r, serverError, s.serve)
+}
+
+// serverError answers a failed request in the shape of the service it was
+// for: Keystone's {"error"}, Neutron's {"NeutronError"}, Glance's plain
+// text, and Nova's computeFault (500) or serviceUnavailable (503).
+func serverError(w http.ResponseWriter, r *http.Request, status int) {
+	service, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+	unavailable := status == http.StatusServiceUnavailable
+	switch {
+	case service == "identity" && unavailable:
+		keystoneError(w, status, "Service Unavailable", "The service is temporarily unavailable.")
+	case service == "identity":
+		keystoneError(w, status, "Internal Server Error", "An unexpected error prevented the server from fulfilling your request.")
+	case service == "network" && unavailable:
+		neutronError(w, status, "ServiceUnavailable", "The service is unavailable.")
+	case service == "network":
+		neutronError(w, status, "HTTPInternalServerError", "Request Failed: internal server error while processing your request.")
+	case service == "image":
+		w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
+		w.WriteHeader(status)
+		_, _ = fmt.Fprintf(w, "%d %s\n\nThe server has either erred or is incapable of performing the requested operation.\n\n   ", status, http.StatusText(status))
+	case unavailable:
+		novaError(w, status, "serviceUnavailable", "The service is unavailable at this time.")
+	default:
+		novaError(w, status, "computeFault", "Unexpected API Error. Please report this at http://bugs.launchpad.net/nova/ and attach the Nova API log if possible.\n<class 'oslo_db.exception.DBConnectionError'>")
+	}
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	p := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 	if r.Method == http.MethodGet && s.discovery(w, r, p) {
 		return

@@ -12,6 +12,7 @@ package etcd
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,7 +22,13 @@ import (
 	"sync"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+
+	"github.com/provisionhq/provision/state/etcd/transport"
 )
 
 // EnvEndpoints names the variable EndpointsFromEnv reads.
@@ -38,11 +45,29 @@ const (
 	DefaultLockTTL = 15 * time.Second
 )
 
-// Config says where the state lives. Only Endpoints and Cluster are required.
+// Config says where the state lives and how to reach it. Only Endpoints
+// and Cluster are required.
 type Config struct {
-	Endpoints []string // etcd client URLs, e.g. http://etcd-1:2379
-	Cluster   string   // the cluster whose state this is; no "/"
-	Prefix    string   // key prefix shared by all clusters; default DefaultPrefix
+	// Endpoints are etcd client URLs, e.g. https://etcd-1:2379. Plaintext
+	// (http://) is refused to any host but this machine unless Insecure;
+	// see package transport for the rules.
+	Endpoints []string
+	Cluster   string // the cluster whose state this is; no "/"
+	Prefix    string // key prefix shared by all clusters; default DefaultPrefix
+	// TLS, when set, secures every connection: etcd's certificate is
+	// checked against RootCAs (the system's roots when nil), and
+	// Certificates holds the client certificate etcd's --client-cert-auth
+	// asks for (transport.Files.Load builds one from PEM files). An
+	// https:// endpoint turns TLS on with the system's roots when TLS is
+	// nil.
+	TLS *tls.Config
+	// Username and Password log in to an etcd with authentication enabled
+	// (etcdctl auth enable); both or neither.
+	Username string
+	Password Password
+	// Insecure allows plaintext endpoints that are not on this machine, for
+	// a network that is trusted. It does not weaken TLS.
+	Insecure bool
 	// DialTimeout bounds New's wait for etcd to answer; default DefaultDialTimeout.
 	DialTimeout time.Duration
 	// RequestTimeout bounds each call's round trips to etcd, whatever the
@@ -70,6 +95,25 @@ func EndpointsFromEnv() []string {
 func (c Config) withDefaults() (Config, error) {
 	if len(c.Endpoints) == 0 {
 		return c, fmt.Errorf("etcd state backend: no endpoints (set %s)", EnvEndpoints)
+	}
+	useTLS := transport.UsesTLS(c.Endpoints, c.TLS != nil)
+	for _, ep := range c.Endpoints {
+		if err := transport.Check(ep, useTLS, c.Insecure); err != nil {
+			return c, fmt.Errorf("etcd state backend: %w", err)
+		}
+	}
+	switch {
+	case useTLS && c.TLS == nil:
+		c.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	case useTLS:
+		c.TLS = c.TLS.Clone()
+		c.TLS.MinVersion = max(c.TLS.MinVersion, tls.VersionTLS12)
+	}
+	if c.Username == "" && !c.Password.IsZero() {
+		return c, errors.New("etcd state backend: a password without a user name")
+	}
+	if c.Username != "" && c.Password.IsZero() {
+		return c, fmt.Errorf("etcd state backend: user %q has no password (set %s, or state.password_file in the plan)", c.Username, EnvPassword)
 	}
 	if c.Cluster == "" || strings.Contains(c.Cluster, "/") {
 		return c, fmt.Errorf("etcd state backend: cluster name %q must be non-empty and have no \"/\"", c.Cluster)
@@ -135,15 +179,14 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	// The client and lock keepalives outlive this call: keep ctx's values,
 	// not its end.
 	life, end := context.WithCancel(context.WithoutCancel(ctx))
-	client, err := clientv3.New(clientv3.Config{
-		Endpoints:   cfg.Endpoints,
-		DialTimeout: cfg.DialTimeout,
-		Context:     life,
-		Logger:      zapToSlog(life, cfg.Logger),
-	})
+	if cfg.Username != "" && cfg.TLS == nil && !allLoopback(cfg.Endpoints) {
+		cfg.Logger.Warn("the etcd password crosses the network unencrypted: the endpoints are plaintext (state.insecure); use TLS",
+			"endpoints", cfg.Endpoints, "user", cfg.Username)
+	}
+	client, err := clientv3.New(clientConfig(life, cfg))
 	if err != nil {
 		end()
-		return nil, fmt.Errorf("connect to etcd %v: %w", cfg.Endpoints, err)
+		return nil, fmt.Errorf("connect to etcd %v%s: %w", cfg.Endpoints, as(cfg), err)
 	}
 	base := cfg.Prefix + "/" + cfg.Cluster
 	b := &Backend{
@@ -164,11 +207,75 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	// endpoint fails here rather than on first use.
 	pctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
 	defer cancel()
-	if _, err := client.Get(pctx, b.stateKey, clientv3.WithCountOnly()); err != nil {
+	if err := b.probe(pctx, cfg); err != nil {
 		b.Close()
-		return nil, fmt.Errorf("connect to etcd %v: %w", cfg.Endpoints, err)
+		return nil, fmt.Errorf("connect to etcd %v%s: %w", cfg.Endpoints, as(cfg), err)
 	}
 	return b, nil
+}
+
+// probe asks etcd once, so that a wrong endpoint, certificate or password
+// fails New rather than the first use. It calls the KV API on the client's
+// own connection (its interceptors and login included) rather than through
+// clientv3's Get, which reports a connection that never came up as a bare
+// "context deadline exceeded" and drops why: a refused TLS handshake, an
+// unknown CA.
+func (b *Backend) probe(ctx context.Context, cfg Config) error {
+	kv := pb.NewKVClient(b.client.ActiveConnection())
+	_, err := kv.Range(ctx, &pb.RangeRequest{Key: []byte(b.stateKey), CountOnly: true}, grpc.WaitForReady(true))
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() == nil:
+		err = rpctypes.Error(err)
+		if cfg.Username == "" && (errors.Is(err, rpctypes.ErrPermissionDenied) || errors.Is(err, rpctypes.ErrUserEmpty)) {
+			return fmt.Errorf("%w (etcd has authentication enabled: set state.username, and the password in %s or state.password_file)", err, EnvPassword)
+		}
+		return err
+	}
+	why := status.Convert(err).Message()
+	if why == "" || why == ctx.Err().Error() {
+		return fmt.Errorf("no answer: %w", ctx.Err())
+	}
+	var hint string
+	switch {
+	case cfg.TLS == nil:
+		hint = " (if etcd serves TLS, use https:// and state.tls)"
+	case len(cfg.TLS.Certificates) == 0 && cfg.TLS.GetClientCertificate == nil:
+		hint = " (if etcd requires client certificates, give one: state.tls.cert and state.tls.key)"
+	}
+	return fmt.Errorf("no answer: %s%s: %w", why, hint, ctx.Err())
+}
+
+// clientConfig is the one client configuration of a Backend: its state
+// calls, its lock and its elections all share the client built from it.
+func clientConfig(life context.Context, cfg Config) clientv3.Config {
+	return clientv3.Config{
+		Endpoints:   cfg.Endpoints,
+		DialTimeout: cfg.DialTimeout,
+		Context:     life,
+		Logger:      zapToSlog(life, cfg.Logger),
+		TLS:         cfg.TLS,
+		Username:    cfg.Username,
+		Password:    cfg.Password.secret,
+	}
+}
+
+// as says who connects, for errors: the user, never the password.
+func as(cfg Config) string {
+	if cfg.Username == "" {
+		return ""
+	}
+	return fmt.Sprintf(" as user %q", cfg.Username)
+}
+
+func allLoopback(endpoints []string) bool {
+	for _, ep := range endpoints {
+		if err := transport.Check(ep, false, false); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // Close resigns the leaderships won with an Elector on this backend and

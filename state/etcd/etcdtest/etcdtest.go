@@ -1,6 +1,7 @@
-// Package etcdtest owns the etcd server that tests of the etcd state backend
-// run against: a real etcd binary on loopback ports with a throwaway data
-// directory, or the cluster named in PROVISION_ETCD_ENDPOINTS.
+// Package etcdtest owns the etcd servers that tests of the etcd state
+// backend run against: a real etcd binary on loopback ports with a
+// throwaway data directory, plaintext or TLS with client certificates, or
+// the cluster named in PROVISION_ETCD_ENDPOINTS.
 package etcdtest
 
 import (
@@ -30,16 +31,24 @@ const fallbackBinary = "/usr/bin/etcd"
 // startTimeout bounds the wait for a fresh etcd to report healthy.
 const startTimeout = 30 * time.Second
 
-// shared is the one server of this test binary: started by the first Start,
-// stopped when the last test that called Start has finished, so parallel
-// tests share it and a package pays for one start.
-var shared struct {
-	mu    sync.Mutex
-	users int
-	srv   *server
+// Server is a running etcd and what a client needs to reach it.
+type Server struct {
+	Endpoints []string
+	// TLS is how to reach a server started with TLS; nil for plaintext.
+	TLS *TLS
 }
 
-// Start returns the client endpoints of an etcd for t: the ones in
+// shared are the servers of this test binary, plaintext and TLS: each
+// started by the first test asking for it, stopped when the last test that
+// asked has finished, so parallel tests share it and a package pays for
+// one start of each.
+var shared struct {
+	mu    sync.Mutex
+	users map[bool]int
+	srv   map[bool]*server // by TLS
+}
+
+// Start returns the client endpoints of a plaintext etcd for t: the ones in
 // PROVISION_ETCD_ENDPOINTS if set, else a local etcd server shared with
 // the other tests of this binary, stopped in t.Cleanup once no test uses
 // it. Tests give their keys a prefix of their own. With neither the
@@ -49,32 +58,69 @@ func Start(t testing.TB) []string {
 	if eps := etcd.EndpointsFromEnv(); len(eps) > 0 {
 		return eps
 	}
+	return startShared(t, false).Endpoints
+}
+
+// StartTLS returns an etcd for t that speaks TLS only and requires a
+// client certificate signed by its CA (--client-cert-auth), shared with
+// the other tests of this binary like Start's. It is always a local
+// server, whatever PROVISION_ETCD_ENDPOINTS says: the test needs its CA.
+func StartTLS(t testing.TB) *Server {
+	t.Helper()
+	return startShared(t, true)
+}
+
+// StartPrivate returns an etcd of t's own, with TLS or not, stopped in
+// t.Cleanup: for a test that changes what the whole server does (enables
+// authentication), which tests sharing a server must not see.
+func StartPrivate(t testing.TB, withTLS bool) *Server {
+	t.Helper()
+	srv := start(t, withTLS)
+	t.Cleanup(func() {
+		if err := srv.stop(); err != nil {
+			t.Errorf("stop etcd: %v", err)
+		}
+	})
+	return srv.public()
+}
+
+func startShared(t testing.TB, withTLS bool) *Server {
+	t.Helper()
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
 	if shared.srv == nil {
-		bin, err := binary()
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv, err := startServer(t.Context(), bin)
-		if err != nil {
-			t.Fatalf("start etcd: %v", err)
-		}
-		shared.srv = srv
+		shared.srv, shared.users = map[bool]*server{}, map[bool]int{}
 	}
-	shared.users++
-	srv := shared.srv
+	if shared.srv[withTLS] == nil {
+		shared.srv[withTLS] = start(t, withTLS)
+	}
+	shared.users[withTLS]++
+	srv := shared.srv[withTLS]
 	t.Cleanup(func() {
 		shared.mu.Lock()
 		defer shared.mu.Unlock()
-		if shared.users--; shared.users == 0 {
+		if shared.users[withTLS]--; shared.users[withTLS] == 0 {
 			if err := srv.stop(); err != nil {
 				t.Errorf("stop etcd: %v", err)
 			}
-			shared.srv = nil
+			delete(shared.srv, withTLS)
 		}
 	})
-	return []string{srv.endpoint}
+	return srv.public()
+}
+
+// start starts a server or fails t.
+func start(t testing.TB, withTLS bool) *server {
+	t.Helper()
+	bin, err := binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := startServer(t.Context(), bin, withTLS)
+	if err != nil {
+		t.Fatalf("start etcd: %v", err)
+	}
+	return srv
 }
 
 func binary() (string, error) {
@@ -91,20 +137,25 @@ func binary() (string, error) {
 
 type server struct {
 	cmd      *exec.Cmd
-	dir      string // data directory and log, removed by stop
+	dir      string // data directory, log and certificates, removed by stop
 	endpoint string
+	tls      *TLS          // nil for plaintext
 	exited   chan struct{} // closed when cmd has exited
+}
+
+func (s *server) public() *Server {
+	return &Server{Endpoints: []string{s.endpoint}, TLS: s.tls}
 }
 
 // startServer runs etcd and waits until it is healthy. The ports are
 // picked free just before etcd binds them, so another process may win one
 // in between: then etcd exits at once and a new pair is tried.
-func startServer(ctx context.Context, bin string) (*server, error) {
+func startServer(ctx context.Context, bin string, withTLS bool) (*server, error) {
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
 	var errs []error
 	for range 3 {
-		srv, err := launch(bin)
+		srv, err := launch(bin, withTLS)
 		if err != nil {
 			return nil, err
 		}
@@ -121,7 +172,7 @@ func startServer(ctx context.Context, bin string) (*server, error) {
 	return nil, errors.Join(errs...)
 }
 
-func launch(bin string) (*server, error) {
+func launch(bin string, withTLS bool) (*server, error) {
 	ports, err := freePorts(2)
 	if err != nil {
 		return nil, err
@@ -130,7 +181,17 @@ func launch(bin string) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	client := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+	scheme := "http"
+	var certs *TLS
+	var tlsArgs []string
+	if withTLS {
+		scheme = "https"
+		if certs, tlsArgs, err = writeCerts(filepath.Join(dir, "tls")); err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("make test certificates: %w", err)
+		}
+	}
+	client := fmt.Sprintf("%s://127.0.0.1:%d", scheme, ports[0])
 	peer := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
 	logf, err := os.Create(filepath.Join(dir, "etcd.log"))
 	if err != nil {
@@ -138,18 +199,19 @@ func launch(bin string) (*server, error) {
 		return nil, err
 	}
 	defer logf.Close() // the child has its own descriptor
-	cmd := exec.Command(bin,
+	args := append([]string{
 		"--name", "test",
 		"--data-dir", filepath.Join(dir, "data"),
 		"--listen-client-urls", client, "--advertise-client-urls", client,
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "test="+peer,
+		"--initial-cluster", "test=" + peer,
 		// A single member elects itself after one election timeout, and the
 		// shortest lease etcd grants is 1.5 election timeouts: keep both
 		// short so that tests of 1-2 s leases mean what they say.
 		"--heartbeat-interval", "50", "--election-timeout", "500",
 		"--logger", "zap", "--log-level", "warn",
-	)
+	}, tlsArgs...)
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "ETCD_UNSUPPORTED_ARCH="+runtime.GOARCH)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = procAttr()
@@ -157,7 +219,7 @@ func launch(bin string) (*server, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("run %s: %w", bin, err)
 	}
-	srv := &server{cmd: cmd, dir: dir, endpoint: client, exited: make(chan struct{})}
+	srv := &server{cmd: cmd, dir: dir, endpoint: client, tls: certs, exited: make(chan struct{})}
 	go func() {
 		cmd.Wait()
 		close(srv.exited)
@@ -205,7 +267,12 @@ func (s *server) healthy(ctx context.Context) bool {
 	if err != nil {
 		return false
 	}
-	resp, err := http.DefaultClient.Do(req)
+	hc := http.DefaultClient
+	if s.tls != nil {
+		hc = &http.Client{Transport: &http.Transport{TLSClientConfig: s.tls.Config()}}
+		defer hc.CloseIdleConnections()
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return false
 	}
