@@ -154,7 +154,7 @@ func packBins(groups []*group, bins []bin) int {
 			var at *kind
 			leaf, best := -1, len(bins)
 			for _, k := range eligible {
-				if l := k.index.first(req); l >= 0 && (at == nil || k.bins[l] > best) {
+				if l := k.index.first(req); l >= 0 && k.bins[l] < best {
 					at, leaf, best = k, l, k.bins[l]
 				}
 			}
