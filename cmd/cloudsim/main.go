@@ -36,6 +36,8 @@ type config struct {
 	faults                   cloudsim.Faults
 	quota, noCapacity        string
 	noSpotCapacity           string
+	// Request faults: one value for every cloud or values per cloud.
+	serverErrors, resets, latency string
 }
 
 func main() {
@@ -52,13 +54,18 @@ func main() {
 	flag.StringVar(&c.quota, "quota", "", "instance quotas per cloud, e.g. aws=2,gcp=10")
 	flag.StringVar(&c.noCapacity, "no-capacity", "", "clouds that have no capacity, e.g. aws,openstack")
 	flag.StringVar(&c.noSpotCapacity, "no-spot-capacity", "", "clouds that refuse spot/preemptible creates for capacity (on-demand still works), e.g. aws,gcp")
+	flag.StringVar(&c.serverErrors, "server-errors", "", "fraction of API requests answered 500 or 503 in the cloud's error shape (0..1), for every cloud (0.1) or per cloud (aws=0.1,gcp=0.05)")
+	flag.StringVar(&c.resets, "resets", "", "fraction of API requests whose connection is reset with no answer (0..1), for every cloud or per cloud, e.g. aws=0.05")
+	flag.Float64Var(&c.faults.AfterWork, "after-work", 0.5, "share of --server-errors and --resets that strike after the request did its work (it took effect, its answer is lost); the rest strike before it (0..1)")
+	flag.StringVar(&c.latency, "latency", "", "latency added to every API request, for every cloud (200ms) or per cloud (aws=200ms,openstack=1s)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), `Usage: cloudsim [flags]
 
 Serves EC2 (Query/XML), GCE (REST/JSON with operations) and OpenStack
 (Keystone v3, Nova, Neutron) emulators. Point provision at them with the
 environment printed at start (or written by --env-file). Each server answers
-GET /_sim/calls with its API call counters.
+GET /_sim/calls with its API call counters and GET /_sim/faults with the
+request faults it injected (--server-errors, --resets).
 
 `)
 		flag.PrintDefaults()
@@ -93,6 +100,22 @@ func perCloud(spec string) (map[string]string, error) {
 	return out, nil
 }
 
+// eachCloud parses a flag that takes one value for every cloud ("0.1",
+// "200ms") or values per cloud ("aws=0.1,gcp=0.05").
+func eachCloud(spec string) (map[string]string, error) {
+	if spec == "" || strings.Contains(spec, "=") {
+		return perCloud(spec)
+	}
+	if _, err := perCloud(spec); err == nil {
+		return nil, fmt.Errorf("%q names clouds without values (use aws=0.1 or one value for all)", spec)
+	}
+	out := map[string]string{}
+	for _, cloud := range clouds {
+		out[cloud] = spec
+	}
+	return out, nil
+}
+
 // clouds are the emulated clouds, in the order their servers start.
 var clouds = []string{"aws", "gcp", "openstack"}
 
@@ -113,6 +136,21 @@ func faultsFor(c config) (map[string]cloudsim.Faults, error) {
 	if noSpot["openstack"] != "" {
 		return nil, errors.New("--no-spot-capacity: openstack has no spot instances")
 	}
+	serverErrors, err := eachCloud(c.serverErrors)
+	if err != nil {
+		return nil, fmt.Errorf("--server-errors: %w", err)
+	}
+	resets, err := eachCloud(c.resets)
+	if err != nil {
+		return nil, fmt.Errorf("--resets: %w", err)
+	}
+	latency, err := eachCloud(c.latency)
+	if err != nil {
+		return nil, fmt.Errorf("--latency: %w", err)
+	}
+	if a := c.faults.AfterWork; a < 0 || a > 1 {
+		return nil, fmt.Errorf("--after-work %g: want a share from 0 to 1", a)
+	}
 	out := map[string]cloudsim.Faults{}
 	for _, cloud := range clouds {
 		f := c.faults
@@ -125,9 +163,36 @@ func faultsFor(c config) (map[string]cloudsim.Faults, error) {
 		}
 		f.NoCapacity = noCap[cloud] != ""
 		f.SpotNoCapacity = noSpot[cloud] != ""
+		if f.ServerErrorRate, err = rate(serverErrors, cloud); err != nil {
+			return nil, fmt.Errorf("--server-errors %w", err)
+		}
+		if f.ResetRate, err = rate(resets, cloud); err != nil {
+			return nil, fmt.Errorf("--resets %w", err)
+		}
+		if f.ServerErrorRate+f.ResetRate > 1 {
+			return nil, fmt.Errorf("--server-errors and --resets of %s add up to more than every request (%g + %g)", cloud, f.ServerErrorRate, f.ResetRate)
+		}
+		if l, ok := latency[cloud]; ok {
+			if f.Latency, err = time.ParseDuration(l); err != nil || f.Latency < 0 {
+				return nil, fmt.Errorf("--latency %s=%q: want a duration such as 200ms", cloud, l)
+			}
+		}
 		out[cloud] = f
 	}
 	return out, nil
+}
+
+// rate reads one cloud's fraction of requests (0 when not given).
+func rate(spec map[string]string, cloud string) (float64, error) {
+	v, ok := spec[cloud]
+	if !ok {
+		return 0, nil
+	}
+	r, err := strconv.ParseFloat(v, 64)
+	if err != nil || r < 0 || r > 1 {
+		return 0, fmt.Errorf("%s=%q: want a fraction from 0 to 1", cloud, v)
+	}
+	return r, nil
 }
 
 func run(ctx context.Context, c config, logger *slog.Logger) error {
@@ -185,6 +250,11 @@ func run(ctx context.Context, c config, logger *slog.Logger) error {
 		mux.HandleFunc("GET /_sim/calls", func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
 			writeCounts(w, sim.CallCounts())
+		})
+		mux.HandleFunc("GET /_sim/faults", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			f := sim.FaultCounts()
+			_ = json.NewEncoder(w).Encode(map[string]int{"server_errors": f.ServerErrors, "resets": f.Resets, "after_work": f.AfterWork})
 		})
 		mux.Handle("/", h)
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}

@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/provisionhq/provision/cloudsim"
 )
@@ -67,6 +68,31 @@ func TestFaultsFor(t *testing.T) {
 			check: func(f map[string]cloudsim.Faults) bool {
 				return f["gcp"].InstanceQuota == 3 && f["aws"].InstanceQuota == 0 && f["openstack"].NoCapacity
 			}},
+		{name: "server errors and resets per cloud", c: config{serverErrors: "aws=0.1,gcp=0.2", resets: "aws=0.05", faults: cloudsim.Faults{AfterWork: 0.5}},
+			check: func(f map[string]cloudsim.Faults) bool {
+				return f["aws"].ServerErrorRate == 0.1 && f["gcp"].ServerErrorRate == 0.2 && f["openstack"].ServerErrorRate == 0 &&
+					f["aws"].ResetRate == 0.05 && f["gcp"].ResetRate == 0 && f["aws"].AfterWork == 0.5 && f["openstack"].AfterWork == 0.5
+			}},
+		{name: "one value for every cloud", c: config{serverErrors: "0.1", resets: "0.02", latency: "200ms"},
+			check: func(f map[string]cloudsim.Faults) bool {
+				for _, cloud := range clouds {
+					if f[cloud].ServerErrorRate != 0.1 || f[cloud].ResetRate != 0.02 || f[cloud].Latency != 200*time.Millisecond {
+						return false
+					}
+				}
+				return true
+			}},
+		{name: "latency per cloud", c: config{latency: "aws=50ms,openstack=1s"},
+			check: func(f map[string]cloudsim.Faults) bool {
+				return f["aws"].Latency == 50*time.Millisecond && f["gcp"].Latency == 0 && f["openstack"].Latency == time.Second
+			}},
+		{name: "bad server error rate", c: config{serverErrors: "gcp=2"}, wantErr: `--server-errors gcp="2": want a fraction from 0 to 1`},
+		{name: "bare cloud is no rate", c: config{resets: "aws"}, wantErr: `--resets: "aws" names clouds without values`},
+		{name: "unknown cloud in resets", c: config{resets: "azure=0.1"}, wantErr: `--resets: unknown cloud "azure"`},
+		{name: "bad latency", c: config{latency: "openstack=soon"}, wantErr: `--latency openstack="soon"`},
+		{name: "negative latency", c: config{latency: "-1s"}, wantErr: `--latency aws="-1s"`},
+		{name: "more faults than requests", c: config{serverErrors: "0.7", resets: "aws=0.5"}, wantErr: "--server-errors and --resets of aws add up to more than every request"},
+		{name: "after-work share", c: config{faults: cloudsim.Faults{AfterWork: 1.5}}, wantErr: "--after-work 1.5"},
 		{name: "openstack has no spot", c: config{noSpotCapacity: "openstack"}, wantErr: "openstack has no spot instances"},
 		{name: "bad quota", c: config{quota: "aws=many"}, wantErr: `--quota aws="many"`},
 		{name: "unknown cloud", c: config{noSpotCapacity: "azure"}, wantErr: `--no-spot-capacity: unknown cloud "azure"`},
