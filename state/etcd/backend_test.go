@@ -19,8 +19,9 @@ import (
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	etcdtest.Start(t) // one etcd for all the parallel cases
-	statetest.Run(t, func(t *testing.T) state.Backend { return newEnv(t).backend(t) })
+	eachMode(t, func(t *testing.T, m mode) {
+		statetest.Run(t, func(t *testing.T) state.Backend { return newEnv(t, m).backend(t) })
+	})
 }
 
 func TestNewRefuses(t *testing.T) {
@@ -59,7 +60,11 @@ func TestNewRefuses(t *testing.T) {
 // version) see: the document and its backup as JSON, the lock on a lease.
 func TestKeys(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	eachMode(t, testKeys)
+}
+
+func testKeys(t *testing.T, m mode) {
+	e := newEnv(t, m)
 	b := e.backend(t)
 	ctx := t.Context()
 
@@ -120,8 +125,12 @@ func TestKeys(t *testing.T) {
 // check must let exactly one through.
 func TestWriteRace(t *testing.T) {
 	t.Parallel()
+	eachMode(t, testWriteRace)
+}
+
+func testWriteRace(t *testing.T, m mode) {
 	const writers = 6
-	e := newEnv(t)
+	e := newEnv(t, m)
 	ctx := t.Context()
 	seed := e.backend(t)
 	s, err := seed.Read(ctx)
@@ -171,6 +180,7 @@ func TestWriteRace(t *testing.T) {
 
 // TestBadDocumentRefused: a document this provision cannot read is an
 // error for Read and Write, never an empty state to overwrite it with.
+// Documents do not depend on the transport: plaintext only.
 func TestBadDocumentRefused(t *testing.T) {
 	t.Parallel()
 	etcdtest.Start(t) // one etcd for all the parallel cases
@@ -187,7 +197,7 @@ func TestBadDocumentRefused(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t)
+			e := newEnv(t, plaintext)
 			b := e.backend(t)
 			ctx := t.Context()
 			if _, err := e.raw.Put(ctx, e.key("state"), tt.doc); err != nil {
@@ -214,7 +224,11 @@ func TestBadDocumentRefused(t *testing.T) {
 // lock until its lease expires, then anyone may take it.
 func TestLockFreedWhenHolderDies(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	eachMode(t, testLockFreedWhenHolderDies)
+}
+
+func testLockFreedWhenHolderDies(t *testing.T, m mode) {
+	e := newEnv(t, m)
 	b := e.backend(t)
 	ctx := t.Context()
 	holder := startHelper(t, e, "lock")
@@ -257,7 +271,11 @@ func TestLockFreedWhenHolderDies(t *testing.T) {
 // etcd does on expiry) is told at Unlock that it lost the lock.
 func TestUnlockAfterLeaseLost(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	eachMode(t, testUnlockAfterLeaseLost)
+}
+
+func testUnlockAfterLeaseLost(t *testing.T, m mode) {
+	e := newEnv(t, m)
 	b := e.backend(t)
 	ctx := t.Context()
 	id, err := b.Lock(ctx, state.NewLockInfo("up"))
@@ -289,7 +307,11 @@ func TestUnlockAfterLeaseLost(t *testing.T) {
 // waits out the TTL after a clean shutdown that forgot Unlock.
 func TestCloseReleasesLocks(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	eachMode(t, testCloseReleasesLocks)
+}
+
+func testCloseReleasesLocks(t *testing.T, m mode) {
+	e := newEnv(t, m)
 	b := e.backend(t)
 	if _, err := b.Lock(t.Context(), state.NewLockInfo("autoscale")); err != nil {
 		t.Fatal(err)
@@ -307,7 +329,11 @@ func TestCloseReleasesLocks(t *testing.T) {
 
 func TestCancelledContext(t *testing.T) {
 	t.Parallel()
-	b := newEnv(t).backend(t)
+	eachMode(t, testCancelledContext)
+}
+
+func testCancelledContext(t *testing.T, m mode) {
+	b := newEnv(t, m).backend(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if _, err := b.Read(ctx); !errors.Is(err, context.Canceled) {

@@ -9,7 +9,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/provisionhq/provision/state/etcd"
-	"github.com/provisionhq/provision/state/etcd/etcdtest"
 )
 
 // handover bounds a handover that needs no lease to expire: resign, or a
@@ -77,7 +76,6 @@ func pending(t *testing.T, ch <-chan won, who string) {
 
 func TestElection(t *testing.T) {
 	t.Parallel()
-	etcdtest.Start(t) // one etcd for all the parallel cases
 	tests := []struct {
 		name string
 		test func(t *testing.T, e *env)
@@ -91,12 +89,14 @@ func TestElection(t *testing.T) {
 		{"NoLeader", testNoLeader},
 		{"OneCampaignPerElector", testOneCampaignPerElector},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			tt.test(t, newEnv(t))
-		})
-	}
+	eachMode(t, func(t *testing.T, m mode) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				t.Parallel()
+				tt.test(t, newEnv(t, m))
+			})
+		}
+	})
 }
 
 // testOneLeads: of two candidates exactly one leads; its resign hands

@@ -16,6 +16,7 @@ import (
 	"github.com/provisionhq/provision/state"
 	"github.com/provisionhq/provision/state/etcd"
 	"github.com/provisionhq/provision/state/etcd/etcdtest"
+	"github.com/provisionhq/provision/state/etcd/transport"
 )
 
 // The test binary doubles as a process that holds the lock or leads until
@@ -24,6 +25,8 @@ import (
 const (
 	helperEnv = "PROVISION_ETCD_TEST_HELPER" // "lock" or "lead"
 	prefixEnv = "PROVISION_ETCD_TEST_PREFIX"
+	// The helper's TLS files, when the test runs over TLS.
+	caEnv, certEnv, keyEnv = "PROVISION_ETCD_TEST_CA", "PROVISION_ETCD_TEST_CERT", "PROVISION_ETCD_TEST_KEY"
 	// testTTL is the lease TTL of the crash tests: short to keep them fast,
 	// long enough that a loaded machine still renews in time. margin covers
 	// etcd's expiry sweep (every 500 ms) and scheduling on that machine.
@@ -43,9 +46,16 @@ func TestMain(m *testing.M) {
 // stdin closes (the parent is gone) or it is killed.
 func helper(role string) int {
 	ctx := context.Background()
-	b, err := etcd.New(ctx, etcd.Config{
-		Endpoints: etcd.EndpointsFromEnv(), Prefix: os.Getenv(prefixEnv), Cluster: cluster, LockTTL: testTTL,
-	})
+	cfg := etcd.Config{Endpoints: etcd.EndpointsFromEnv(), Prefix: os.Getenv(prefixEnv), Cluster: cluster, LockTTL: testTTL}
+	var err error
+	if ca := os.Getenv(caEnv); ca != "" {
+		cfg.TLS, err = transport.Files{CA: ca, Cert: os.Getenv(certEnv), Key: os.Getenv(keyEnv)}.Load()
+		if err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+	}
+	b, err := etcd.New(ctx, cfg)
 	if err != nil {
 		fmt.Println("error:", err)
 		return 1
@@ -72,7 +82,10 @@ func startHelper(t *testing.T, e *env, role string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"="+role, prefixEnv+"="+e.prefix,
-		etcd.EnvEndpoints+"="+strings.Join(e.endpoints, ","))
+		etcd.EnvEndpoints+"="+strings.Join(e.srv.Endpoints, ","))
+	if c := e.srv.TLS; c != nil {
+		cmd.Env = append(cmd.Env, caEnv+"="+c.CAFile, certEnv+"="+c.CertFile, keyEnv+"="+c.KeyFile)
+	}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -106,18 +119,53 @@ func startHelper(t *testing.T, e *env, role string) *exec.Cmd {
 	return cmd
 }
 
+// mode is how the tests reach etcd: the suite runs over each of modes.
+type mode struct {
+	name string
+	tls  bool // the TLS etcd, with a client certificate
+}
+
+var (
+	plaintext = mode{"plaintext", false}
+	modes     = []mode{plaintext, {"tls", true}}
+)
+
+// server returns the shared etcd of mode m, held until t has finished.
+func (m mode) server(t *testing.T) *etcdtest.Server {
+	if m.tls {
+		return etcdtest.StartTLS(t)
+	}
+	return &etcdtest.Server{Endpoints: etcdtest.Start(t)}
+}
+
+// eachMode runs test as parallel subtests, one per mode, each holding its
+// etcd for its own parallel subtests.
+func eachMode(t *testing.T, test func(t *testing.T, m mode)) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			m.server(t)
+			test(t, m)
+		})
+	}
+}
+
 // env is one test's corner of etcd: its own key prefix, and a raw client
 // to look under the backend.
 type env struct {
-	endpoints []string
-	prefix    string
-	raw       *clientv3.Client
+	srv    *etcdtest.Server
+	prefix string
+	raw    *clientv3.Client
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, m mode) *env {
 	t.Helper()
-	e := &env{endpoints: etcdtest.Start(t), prefix: "/provision-test/" + state.NewLineage()}
-	raw, err := clientv3.New(clientv3.Config{Endpoints: e.endpoints, DialTimeout: 5 * time.Second})
+	e := &env{srv: m.server(t), prefix: "/provision-test/" + state.NewLineage()}
+	rawCfg := clientv3.Config{Endpoints: e.srv.Endpoints, DialTimeout: 5 * time.Second}
+	if e.srv.TLS != nil {
+		rawCfg.TLS = e.srv.TLS.Config()
+	}
+	raw, err := clientv3.New(rawCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,11 +181,17 @@ func newEnv(t *testing.T) *env {
 }
 
 // backend returns a new Backend, with its own connection, on e's prefix.
+// Over TLS it reads the certificates from their files, as provision does.
 func (e *env) backend(t *testing.T) *etcd.Backend {
 	t.Helper()
-	b, err := etcd.New(t.Context(), etcd.Config{
-		Endpoints: e.endpoints, Prefix: e.prefix, Cluster: cluster, LockTTL: testTTL,
-	})
+	cfg := etcd.Config{Endpoints: e.srv.Endpoints, Prefix: e.prefix, Cluster: cluster, LockTTL: testTTL}
+	if c := e.srv.TLS; c != nil {
+		var err error
+		if cfg.TLS, err = (transport.Files{CA: c.CAFile, Cert: c.CertFile, Key: c.KeyFile}).Load(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := etcd.New(t.Context(), cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
