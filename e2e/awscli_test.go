@@ -196,7 +196,15 @@ func TestAWSCLI(t *testing.T) {
 	in = cli.waitState("describe → running again", id, "running", 2*time.Minute)
 	sshAdmin(t, cli, "ssh admin (after start)", id, in.PublicIPAddress, signer)
 
-	cli.ec2("terminate-instances", "terminate-instances", "--instance-ids", id)
+	// Neither a key pair nor user-data: EC2 still runs it (nobody can log in).
+	var bare struct{ Instances []struct{ InstanceId string } }
+	cli.ec2JSON("run-instances (no key, no user-data)", &bare, "run-instances", "--image-id", image, "--instance-type", "t3.micro", "--count", "1")
+	if len(bare.Instances) != 1 {
+		t.Fatalf("run-instances without key or user-data = %+v", bare)
+	}
+	cli.waitState("describe → running (no key)", bare.Instances[0].InstanceId, "running", 2*time.Minute)
+
+	cli.ec2("terminate-instances", "terminate-instances", "--instance-ids", id, bare.Instances[0].InstanceId)
 	began := time.Now()
 	for {
 		names, err := dockertest.ContainerNames(t.Context(), "provision.cluster="+group)

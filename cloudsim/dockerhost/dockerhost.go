@@ -8,7 +8,6 @@ package dockerhost
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -73,7 +72,7 @@ func (b *Backing) Start(ctx context.Context, id string, boot cloudsim.Boot) (str
 // first start does on a cloud image. The cloud's own login keys (key pair,
 // ssh-keys metadata) go to the user-data's login user when it names one
 // (cloud-init adds them to the default user, which provision's user-data
-// replaces) and otherwise to boot.KeyUser.
+// replaces) and otherwise to boot.KeyUser, who may get none.
 func hostSpec(id, cluster string, boot cloudsim.Boot) (providers.MachineSpec, error) {
 	cfg, err := userdata.Decode(boot.UserData, boot.LaunchIndex)
 	if err != nil {
@@ -91,12 +90,11 @@ func hostSpec(id, cluster string, boot cloudsim.Boot) (providers.MachineSpec, er
 	if u, ok := cfg.LoginUser(); ok {
 		spec.SSHUser = u.Name
 		spec.AuthorizedKeys = append(slices.Clone(u.SSHAuthorizedKeys), boot.PublicKeys...)
-	} else if len(boot.PublicKeys) > 0 {
+	} else {
+		// With no key pair either, the image's default user has no key:
+		// the cloud still boots it (nobody can log in), as EC2 does.
 		spec.SSHUser = cmp.Or(boot.KeyUser, cloudsim.DefaultUser)
 		spec.AuthorizedKeys = slices.Clone(boot.PublicKeys)
-	}
-	if spec.SSHUser == "" {
-		return providers.MachineSpec{}, errors.New("no login: user-data names no user and the cloud gave no key pair")
 	}
 	return spec, nil
 }

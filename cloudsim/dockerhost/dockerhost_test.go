@@ -129,11 +129,16 @@ func TestKeyPairLoginWithoutUserDataSurvivesStopStart(t *testing.T) {
 	}
 }
 
-// TestNoLoginIsRefused: a guest with neither a user-data login nor a key
-// pair could never be reached; the backing says so instead of starting it.
-func TestNoLoginIsRefused(t *testing.T) {
+// TestNoLoginStillBoots: a launch with neither a user-data login nor a key
+// pair boots (EC2 runs it; nobody can log in): the image's default user
+// with no authorized key.
+func TestNoLoginStillBoots(t *testing.T) {
 	t.Parallel()
-	if _, err := hostSpec("i-3", "g", cloudsim.Boot{LaunchIndex: 0}); err == nil || !strings.Contains(err.Error(), "no login") {
-		t.Fatalf("hostSpec without any login = %v, want a no-login error", err)
+	spec, err := hostSpec("i-3", "g", cloudsim.Boot{LaunchIndex: 0})
+	if err != nil {
+		t.Fatalf("hostSpec without any login: %v", err)
+	}
+	if spec.SSHUser != cloudsim.DefaultUser || len(spec.AuthorizedKeys) != 0 || len(spec.HostKey.PrivatePEM) == 0 {
+		t.Errorf("spec = user %q, keys %v, host key %d bytes; want %q, none, a generated key", spec.SSHUser, spec.AuthorizedKeys, len(spec.HostKey.PrivatePEM), cloudsim.DefaultUser)
 	}
 }
