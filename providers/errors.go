@@ -2,8 +2,12 @@ package providers
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"syscall"
 	"time"
 )
 
@@ -20,6 +24,13 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrInvalidSpec: the request can never succeed as written.
 	ErrInvalidSpec = errors.New("invalid spec")
+	// ErrUnavailable: the cloud failed the call (a 5xx) or the connection
+	// broke before its answer (see ConnectionLost). The call may or may
+	// not have taken effect, so a provider retries it itself, a mutating
+	// call only in a way that cannot do it twice (a client token, a
+	// request ID, a lookup by name first). One that reaches the engine has
+	// spent those retries: Retryable does not include it.
+	ErrUnavailable = errors.New("service unavailable")
 )
 
 // Error is a cloud API failure with the details a user needs in one line.
@@ -56,6 +67,23 @@ func (e *Error) Unwrap() error { return e.Kind }
 
 // RetryAfterHint lets the retry loop honour the cloud's Retry-After.
 func (e *Error) RetryAfterHint() time.Duration { return e.RetryAfter }
+
+// ConnectionLost reports whether err is a connection that broke before the
+// cloud's answer was read: reset by the peer, closed under the request, or
+// cut off mid-answer. Whether the call took effect is unknown. The end of
+// a context is not one, nor is a connection never made (a refused dial or
+// an unknown host fail the same way when retried).
+func ConnectionLost(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	for _, lost := range []error{syscall.ECONNRESET, syscall.ECONNABORTED, syscall.EPIPE, io.EOF, io.ErrUnexpectedEOF, net.ErrClosed} {
+		if errors.Is(err, lost) {
+			return true
+		}
+	}
+	return false
+}
 
 // Retryable reports whether err is worth retrying on the same pool.
 func Retryable(err error) bool {
