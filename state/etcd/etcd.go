@@ -183,10 +183,23 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		cfg.Logger.Warn("the etcd password crosses the network unencrypted: the endpoints are plaintext (state.insecure); use TLS",
 			"endpoints", cfg.Endpoints, "user", cfg.Username)
 	}
+	// clientv3.New does not wait for a connection: ask once, so that a wrong
+	// endpoint, certificate or password fails here rather than on first use.
+	pctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
+	defer cancel()
+	if cfg.Username != "" {
+		// clientv3.New logs in before it returns, and reports a connection
+		// that never came up as a bare deadline: check the connection
+		// first, without logging in.
+		if err := checkConnection(pctx, life, cfg); err != nil {
+			end()
+			return nil, fmt.Errorf("connect to etcd %v%s: %w", cfg.Endpoints, as(cfg), err)
+		}
+	}
 	client, err := clientv3.New(clientConfig(life, cfg))
 	if err != nil {
 		end()
-		return nil, fmt.Errorf("connect to etcd %v%s: %w", cfg.Endpoints, as(cfg), err)
+		return nil, fmt.Errorf("connect to etcd %v%s: %w", cfg.Endpoints, as(cfg), rpctypes.Error(err))
 	}
 	base := cfg.Prefix + "/" + cfg.Cluster
 	b := &Backend{
@@ -203,26 +216,36 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		held:      map[string]*heldLock{},
 		resigns:   map[*Elector]func(){},
 	}
-	// clientv3.New does not wait for a connection: ask once, so that a wrong
-	// endpoint fails here rather than on first use.
-	pctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
-	defer cancel()
-	if err := b.probe(pctx, cfg); err != nil {
+	if err := probe(pctx, client, b.stateKey, cfg); err != nil {
 		b.Close()
 		return nil, fmt.Errorf("connect to etcd %v%s: %w", cfg.Endpoints, as(cfg), err)
 	}
 	return b, nil
 }
 
-// probe asks etcd once, so that a wrong endpoint, certificate or password
-// fails New rather than the first use. It calls the KV API on the client's
-// own connection (its interceptors and login included) rather than through
+// checkConnection connects as nobody: only a connection that does not
+// come up is an error, since etcd refusing an anonymous read is expected.
+func checkConnection(ctx, life context.Context, cfg Config) error {
+	cfg.Username, cfg.Password = "", Password{}
+	client, err := clientv3.New(clientConfig(life, cfg))
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	if err := probe(ctx, client, "/", cfg); ctx.Err() != nil {
+		return err
+	}
+	return nil
+}
+
+// probe asks etcd for key once. It calls the KV API on the client's own
+// connection (its interceptors and login included) rather than through
 // clientv3's Get, which reports a connection that never came up as a bare
 // "context deadline exceeded" and drops why: a refused TLS handshake, an
 // unknown CA.
-func (b *Backend) probe(ctx context.Context, cfg Config) error {
-	kv := pb.NewKVClient(b.client.ActiveConnection())
-	_, err := kv.Range(ctx, &pb.RangeRequest{Key: []byte(b.stateKey), CountOnly: true}, grpc.WaitForReady(true))
+func probe(ctx context.Context, client *clientv3.Client, key string, cfg Config) error {
+	kv := pb.NewKVClient(client.ActiveConnection())
+	_, err := kv.Range(ctx, &pb.RangeRequest{Key: []byte(key), CountOnly: true}, grpc.WaitForReady(true))
 	switch {
 	case err == nil:
 		return nil

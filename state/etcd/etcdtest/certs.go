@@ -36,6 +36,14 @@ func (t *TLS) Config() *tls.Config {
 // request carries no token, so no test should create a user of this name.
 const ClientCN = "provision-etcdtest-client"
 
+// WriteCerts writes a fresh CA, a server certificate and a client
+// certificate into dir (see writeCerts), for tests of code that reads
+// certificate files without an etcd.
+func WriteCerts(dir string) (*TLS, error) {
+	t, _, err := writeCerts(dir)
+	return t, err
+}
+
 // writeCerts makes a CA, a server certificate for 127.0.0.1, ::1 and
 // localhost, and a client certificate, writes them as PEM files into dir,
 // and returns them with the etcd flags that serve TLS and require client

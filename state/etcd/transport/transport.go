@@ -36,13 +36,13 @@ var (
 // EndpointError is an endpoint refused by Check, with what to do about it.
 type EndpointError struct {
 	Endpoint string
-	Reason   string // what is wrong, without the endpoint
+	Reason   string // what is wrong, after the endpoint: "is plaintext …"
 	Fix      string // what to change
 	Err      error  // ErrPlaintext or ErrEndpoint
 }
 
 func (e *EndpointError) Error() string {
-	return fmt.Sprintf("etcd endpoint %s: %s; %s", e.Endpoint, e.Reason, e.Fix)
+	return fmt.Sprintf("etcd endpoint %s %s; %s", e.Endpoint, e.Reason, e.Fix)
 }
 
 func (e *EndpointError) Unwrap() error { return e.Err }
@@ -85,7 +85,7 @@ func Check(endpoint string, useTLS, insecure bool) error {
 			return nil
 		}
 	default:
-		return &EndpointError{Endpoint: endpoint, Reason: fmt.Sprintf("unsupported scheme %q", scheme),
+		return &EndpointError{Endpoint: endpoint, Reason: fmt.Sprintf("has an unsupported scheme %q", scheme),
 			Fix: "use https:// (or http:// to this machine)", Err: ErrEndpoint}
 	}
 	if scheme == "unix" || insecure || Loopback(host) {
@@ -101,7 +101,7 @@ func Check(endpoint string, useTLS, insecure bool) error {
 // split returns an endpoint's scheme ("" for a bare host:port) and host.
 func split(endpoint string) (scheme, host string, err error) {
 	if endpoint == "" {
-		return "", "", errors.New("empty")
+		return "", "", errors.New("is empty")
 	}
 	if strings.HasPrefix(endpoint, "unix:") || strings.HasPrefix(endpoint, "unixs:") {
 		scheme, _, _ = strings.Cut(endpoint, ":")
@@ -113,16 +113,16 @@ func split(endpoint string) (scheme, host string, err error) {
 			host = endpoint
 		}
 		if host == "" || strings.ContainsAny(host, "/ ") {
-			return "", "", errors.New("not a URL or host:port")
+			return "", "", errors.New("is not a URL or host:port")
 		}
 		return "", host, nil
 	}
 	u, err := url.Parse(endpoint)
 	if err != nil {
-		return "", "", errors.New("not a URL")
+		return "", "", errors.New("is not a URL")
 	}
 	if u.Hostname() == "" {
-		return "", "", errors.New("no host")
+		return "", "", errors.New("has no host")
 	}
 	return strings.ToLower(u.Scheme), u.Hostname(), nil
 }
