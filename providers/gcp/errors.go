@@ -27,11 +27,15 @@ func (w where) err(kind error, code, msg string) *providers.Error {
 }
 
 // classifyAPI maps an HTTP-level API error (a *googleapi.Error, possibly
-// inside an apierror.APIError) to a providers kind. Other errors (transport,
-// context) are returned as they are.
+// inside an apierror.APIError) to a providers kind: a 5xx, like a
+// connection lost before the answer, is ErrUnavailable. Other errors
+// (context, a failed dial) are returned as they are.
 func (w where) classifyAPI(err error) error {
 	var ge *googleapi.Error
 	if !errors.As(err, &ge) {
+		if providers.ConnectionLost(err) {
+			return w.err(providers.ErrUnavailable, "", err.Error())
+		}
 		return err
 	}
 	reason := ""
@@ -49,6 +53,8 @@ func (w where) classifyAPI(err error) error {
 	switch {
 	case ge.Code == http.StatusTooManyRequests, reason == "rateLimitExceeded", reason == "userRateLimitExceeded":
 		kind = providers.ErrThrottled
+	case ge.Code >= http.StatusInternalServerError: // backendError, internalError
+		kind = providers.ErrUnavailable
 	case ge.Code == http.StatusNotFound:
 		kind = providers.ErrNotFound
 	case ge.Code == http.StatusConflict || reason == "alreadyExists":

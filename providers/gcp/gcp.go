@@ -320,10 +320,17 @@ func stopped(have map[string]providers.Machine, specs []providers.MachineSpec) e
 	return nil
 }
 
-// retryable: throttling is retried, everything else ends the loop.
+// retryable: throttling and unavailability (a 5xx, a connection lost
+// before the answer) are retried, everything else ends the loop. This is
+// the one layer that retries them: the client library retries only 503
+// and 504 of reads (Get, List, AggregatedList, operations.get), nothing
+// for inserts, deletes or operations.wait. A retry never does a thing
+// twice: creates carry a requestId derived from the machines and follow
+// a list (a machine made meanwhile is adopted by name), deletes carry one
+// requestId per Delete call, the rest only read.
 func (p *Provider) retryable(err error) (bool, error) {
-	if providers.Retryable(err) {
-		p.log.Debug("gcp: throttled, backing off", "err", err)
+	if providers.Retryable(err) || errors.Is(err, providers.ErrUnavailable) {
+		p.log.Debug("gcp: throttled or unavailable, backing off", "err", err)
 		return false, err
 	}
 	return true, err

@@ -31,7 +31,13 @@ func poolSettings() providers.Settings {
 // these tests do not run in parallel.
 func simProvider(t *testing.T, f cloudsim.Faults, cluster string) (*Provider, *cloudsim.Sim, *gce.Server) {
 	t.Helper()
-	sim := cloudsim.NewSim(f, 1)
+	return seededSimProvider(t, f, 1, cluster)
+}
+
+// seededSimProvider is simProvider with the Sim's seed chosen.
+func seededSimProvider(t *testing.T, f cloudsim.Faults, seed uint64, cluster string) (*Provider, *cloudsim.Sim, *gce.Server) {
+	t.Helper()
+	sim := cloudsim.NewSim(f, seed)
 	srv := gce.New(sim, gce.Options{Project: "sim-project"})
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
