@@ -7,11 +7,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
 
+	"github.com/provisionhq/provision/internal/retry"
 	"github.com/provisionhq/provision/providers"
 	"github.com/provisionhq/provision/providers/cloudinit"
 )
@@ -166,7 +168,25 @@ func validMachineID(id providers.MachineID) error {
 // create Nova accepted; failed for the others.
 func (p *Provider) createChunk(ctx context.Context, c *clients, specs []providers.MachineSpec, s Settings, res resolved,
 	ch chunk, userData [][]byte, done func([]int), failed func([]int, error)) (overQuota bool) {
-	err := p.createServers(ctx, c, specs, s, res, ch)
+	made, err := p.createOnce(ctx, c, specs, s, res, ch)
+	if len(made) > 0 && len(made) < len(ch.specs) {
+		// Only some of the chunk's machines have a server (Nova's
+		// multi-create is all or nothing, so this is a cloud that broke
+		// that): create the rest as chunks of their own.
+		done(made)
+		rest := slices.DeleteFunc(slices.Clone(ch.specs), func(i int) bool { return slices.Contains(made, i) })
+		sub, cerr := chunks(specs, rest, userData)
+		if cerr != nil {
+			failed(rest, cerr)
+			return false
+		}
+		for _, sc := range sub {
+			if p.createChunk(ctx, c, specs, s, res, sc, userData, done, failed) {
+				return true
+			}
+		}
+		return false
+	}
 	if err == nil {
 		done(ch.specs)
 		return false
@@ -196,4 +216,58 @@ func (p *Provider) createChunk(ctx context.Context, c *clients, specs []provider
 		}
 	}
 	return false
+}
+
+// createOnce makes a chunk's servers exactly once. Nova has no idempotency
+// token: after a 5xx or a connection lost before the answer
+// (ErrUnavailable) the create may or may not have happened, so it lists
+// the chunk's machines before sending the create again, and stops when
+// any has a server. made is the chunk's spec indexes that have a server,
+// all of them after a create Nova answered; err is the create's failure
+// when none has.
+func (p *Provider) createOnce(ctx context.Context, c *clients, specs []providers.MachineSpec, s Settings, res resolved, ch chunk) (made []int, err error) {
+	err = p.createServers(ctx, c, specs, s, res, ch)
+	if !errors.Is(err, providers.ErrUnavailable) {
+		if err == nil {
+			made = ch.specs
+		}
+		return made, err
+	}
+	lost := err
+	err = retry.Do(ctx, p.cfg.backoff, func(ctx context.Context) (bool, error) {
+		made, err = p.madeOf(ctx, c, specs, ch.specs)
+		if err != nil || len(made) > 0 {
+			return true, err
+		}
+		p.log.Info("create answer lost and no server made: creating again", "machines", len(ch.specs), "err", lost)
+		if lost = p.createServers(ctx, c, specs, s, res, ch); lost == nil {
+			made = ch.specs
+			return true, nil
+		}
+		return !errors.Is(lost, providers.ErrUnavailable), lost
+	})
+	return made, err
+}
+
+// madeOf returns the indexes of specs (idx, one pool's) whose machine has
+// a server that is not being deleted.
+func (p *Provider) madeOf(ctx context.Context, c *clients, specs []providers.MachineSpec, idx []int) ([]int, error) {
+	spec0 := specs[idx[0]]
+	all, err := p.listServers(ctx, c, spec0.Cluster, spec0.Pool)
+	if err != nil {
+		return nil, fmt.Errorf("look for the servers of a create whose answer was lost: %w", err)
+	}
+	have := map[string]bool{}
+	for _, sv := range all {
+		if !gone(sv) {
+			have[machineOf(sv)] = true
+		}
+	}
+	var out []int
+	for _, i := range idx {
+		if have[string(specs[i].ID)] {
+			out = append(out, i)
+		}
+	}
+	return out, nil
 }

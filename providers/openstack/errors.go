@@ -27,13 +27,17 @@ var noValidHost = regexp.MustCompile(`(?i)no valid host`)
 
 // classify turns a gophercloud error into a *providers.Error when its
 // status code is one the engine acts on. creating marks a server create,
-// where a 403 is Nova's quota refusal. Other errors are returned wrapped.
+// where a 403 is Nova's quota refusal. A 5xx, like a connection lost
+// before the answer, is ErrUnavailable. Other errors are returned wrapped.
 func (p *Provider) classify(err error, region, pool string, creating bool) error {
 	if err == nil {
 		return nil
 	}
 	var uc gophercloud.ErrUnexpectedResponseCode
 	if !errors.As(err, &uc) {
+		if providers.ConnectionLost(err) {
+			return &providers.Error{Kind: providers.ErrUnavailable, Cloud: "openstack", Location: region, Pool: pool, Message: err.Error()}
+		}
 		return err
 	}
 	e := &providers.Error{Cloud: "openstack", Location: region, Pool: pool, Code: strconv.Itoa(uc.Actual), Message: apiMessage(uc.Body)}
@@ -54,7 +58,12 @@ func (p *Provider) classify(err error, region, pool string, creating bool) error
 	case http.StatusBadRequest:
 		e.Kind, e.Code = providers.ErrInvalidSpec, "badRequest"
 	default:
-		return err
+		if uc.Actual < http.StatusInternalServerError {
+			return err
+		}
+		// computeFault, serviceUnavailable, a Neutron or Keystone 5xx.
+		e.Kind = providers.ErrUnavailable
+		e.RetryAfter = retryAfter(uc.ResponseHeader)
 	}
 	return e
 }

@@ -29,8 +29,13 @@
 // provision-cluster and provision-pool, and provision-machine (a single
 // create) or their batch's manifest; Create lists first and only creates
 // machines that have no server, so a partly created batch is completed by
-// a smaller batch. A create is retried only when Nova refused it outright (429 or
-// 413, which are not processed), so a retry cannot make a duplicate.
+// a smaller batch. A create is retried at once only when Nova refused it
+// outright (429 or 413, which are not processed). After a 5xx or a
+// connection lost before the answer, Nova may or may not have made the
+// servers, so the chunk's machines are looked up by their metadata first
+// and only those with no server are created again (createChunk). This
+// relies on Nova listing a server as soon as its create is accepted, as
+// it does (build requests are listed).
 package openstack
 
 import (
@@ -139,16 +144,22 @@ func newProvider(ctx context.Context, env providers.Env, cfg config) (*Provider,
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	pc, err := newProviderClient(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("openstack: authenticate at %s: %w", cfg.auth.IdentityEndpoint, err)
-	}
 	p := &Provider{
-		pc: pc, cfg: cfg, log: log.With("provider", "openstack"), cluster: env.Cluster,
+		cfg: cfg, log: log.With("provider", "openstack"), cluster: env.Cluster,
 		limiter: rate.NewLimiter(rate.Limit(cfg.rate), int(cfg.burst)),
 		clients: map[string]*clients{}, names: map[string]string{}, regions: map[string]bool{},
 	}
-	if _, err := p.clientsFor(cfg.endpoint.Region); err != nil {
+	// Authenticating is retried like any call: a token request Keystone
+	// failed (5xx, a lost connection) is simply asked for again.
+	err := p.call(ctx, cfg.endpoint.Region, "", false, func(ctx context.Context) error {
+		var err error
+		p.pc, err = newProviderClient(ctx, cfg)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("openstack: authenticate at %s: %w", cfg.auth.IdentityEndpoint, err)
+	}
+	if _, err := p.clientsFor(ctx, cfg.endpoint.Region); err != nil {
 		return nil, err
 	}
 	// The plan's pools say which regions List and Delete must search, even
@@ -249,35 +260,55 @@ func first(vs ...string) string {
 }
 
 // clientsFor returns the service clients of region ("" is the default).
-func (p *Provider) clientsFor(region string) (*clients, error) {
+// Finding an endpoint may ask the service for its versions (gophercloud's
+// discovery), a read retried like any other; the lock is not held across
+// it.
+func (p *Provider) clientsFor(ctx context.Context, region string) (*clients, error) {
 	if region == "" {
 		region = p.cfg.endpoint.Region
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if c, ok := p.clients[region]; ok {
+	c, ok := p.clients[region]
+	p.mu.Unlock()
+	if ok {
 		return c, nil
 	}
 	eo := p.cfg.endpoint
 	eo.Region = region
-	c := &clients{region: region}
-	var err error
-	if c.compute, err = gopenstack.NewComputeV2(p.pc, eo); err != nil {
-		return nil, fmt.Errorf("openstack: compute endpoint in region %q: %w", region, err)
+	c = &clients{region: region}
+	err := p.call(ctx, region, "", false, func(context.Context) error {
+		var err error
+		if c.compute, err = gopenstack.NewComputeV2(p.pc, eo); err != nil {
+			return fmt.Errorf("openstack: compute endpoint in region %q: %w", region, err)
+		}
+		if c.image, err = gopenstack.NewImageV2(p.pc, eo); err != nil {
+			return fmt.Errorf("openstack: image endpoint in region %q: %w", region, err)
+		}
+		if c.network, err = gopenstack.NewNetworkV2(p.pc, eo); err != nil {
+			return fmt.Errorf("openstack: network endpoint in region %q: %w", region, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	if c.image, err = gopenstack.NewImageV2(p.pc, eo); err != nil {
-		return nil, fmt.Errorf("openstack: image endpoint in region %q: %w", region, err)
-	}
-	if c.network, err = gopenstack.NewNetworkV2(p.pc, eo); err != nil {
-		return nil, fmt.Errorf("openstack: network endpoint in region %q: %w", region, err)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if prev, ok := p.clients[region]; ok {
+		return prev, nil
 	}
 	p.clients[region] = c
 	return c, nil
 }
 
 // call runs one API request under the token bucket, classifies its error
-// and retries it while it is throttled, honouring Retry-After (capped).
-// Nova does not process a 429/413 request, so retrying a create is safe.
+// and retries it while it is throttled, honouring Retry-After (capped),
+// and, unless it creates, while the cloud is unavailable (a 5xx, a
+// connection lost before the answer). gophercloud retries nothing itself
+// (no RetryFunc or RetryBackoffFunc is set), so this is the one layer that
+// does. Nova does not process a 429/413 request, so retrying a create then
+// is safe; after a 5xx or a lost connection the create may have happened,
+// and createChunk looks for its servers before it creates again.
 func (p *Provider) call(ctx context.Context, region, pool string, creating bool, f func(context.Context) error) error {
 	// retry.Do waits out the Retry-After a throttled *providers.Error carries.
 	return retry.Do(ctx, p.cfg.backoff, func(ctx context.Context) (bool, error) {
@@ -285,7 +316,8 @@ func (p *Provider) call(ctx context.Context, region, pool string, creating bool,
 			return true, err
 		}
 		err := p.classify(f(ctx), region, pool, creating)
-		return !errors.Is(err, providers.ErrThrottled), err
+		again := errors.Is(err, providers.ErrThrottled) || (!creating && errors.Is(err, providers.ErrUnavailable))
+		return !again, err
 	})
 }
 

@@ -34,10 +34,15 @@ var goodSettings = providers.Settings{"flavor": "m1.small", "image": "debian-12"
 func emulator(t *testing.T, f cloudsim.Faults, opts simos.Options) (*cloudsim.Sim, string) {
 	t.Helper()
 	sim := cloudsim.NewSim(f, 42)
-	srv := simos.New(sim, opts)
+	return sim, serve(t, simos.New(sim, opts))
+}
+
+// serve starts srv on an httptest server and returns its URL.
+func serve(t *testing.T, srv *simos.Server) string {
+	t.Helper()
 	ts := httptest.NewServer(srv)
 	t.Cleanup(func() { ts.Close(); srv.Close() })
-	return sim, ts.URL
+	return ts.URL
 }
 
 // testConfig is what New would read from OS_* variables, with fast polls.
@@ -345,7 +350,7 @@ func TestUnknownNamesAreInvalidSpec(t *testing.T) {
 	}
 	// IDs work as well as names; key_name, security groups and metadata
 	// reach Nova.
-	c, err := p.clientsFor("")
+	c, err := p.clientsFor(t.Context(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -445,7 +450,9 @@ func TestClassify(t *testing.T) {
 		{404, false, providers.ErrNotFound},
 		{400, true, providers.ErrInvalidSpec},
 		{403, false, nil},
-		{500, true, nil},
+		{409, true, nil},
+		{500, true, providers.ErrUnavailable},
+		{503, false, providers.ErrUnavailable},
 	}
 	for _, c := range cases {
 		err := p.classify(gophercloud.ErrUnexpectedResponseCode{Actual: c.code, ResponseHeader: h,

@@ -74,7 +74,7 @@ func (p *Provider) Create(ctx context.Context, specs []providers.MachineSpec) ([
 	var regions []string
 	for _, k := range order {
 		g := groups[k]
-		c, err := p.clientsFor(g.settings.Region)
+		c, err := p.clientsFor(ctx, g.settings.Region)
 		var nf *gophercloud.ErrEndpointNotFound
 		if errors.As(err, &nf) {
 			return nil, &providers.Error{Kind: providers.ErrInvalidSpec, Cloud: "openstack", Location: g.settings.Region,
@@ -89,7 +89,7 @@ func (p *Provider) Create(ctx context.Context, specs []providers.MachineSpec) ([
 		byRegion[c.region] = append(byRegion[c.region], g)
 	}
 	for _, region := range regions {
-		c, _ := p.clientsFor(region)
+		c, _ := p.clientsFor(ctx, region)
 		p.mu.Lock()
 		p.regions[region] = true
 		p.mu.Unlock()
@@ -452,7 +452,7 @@ func (p *Provider) List(ctx context.Context, sel providers.Selector) ([]provider
 	}
 	var out []providers.Machine
 	for _, region := range p.knownRegions() {
-		c, err := p.clientsFor(region)
+		c, err := p.clientsFor(ctx, region)
 		if err != nil {
 			return nil, err
 		}
@@ -497,7 +497,7 @@ func (p *Provider) Delete(ctx context.Context, ids []providers.MachineID) error 
 	}
 	var errs []error
 	for _, region := range p.knownRegions() {
-		c, err := p.clientsFor(region)
+		c, err := p.clientsFor(ctx, region)
 		if err != nil {
 			return err
 		}
