@@ -33,6 +33,14 @@ func (p *Provider) classify(err error, region, pool string, creating bool) error
 	if err == nil {
 		return nil
 	}
+	var reauth *gophercloud.ErrUnableToReauthenticate
+	if errors.As(err, &reauth) && reauth.ErrReauth != nil {
+		// A token that expired, then Keystone failing the new one: the
+		// request itself was refused (401), so this is Keystone's failure.
+		if ke := p.classify(reauth.ErrReauth, region, pool, false); errors.Is(ke, providers.ErrUnavailable) {
+			return ke
+		}
+	}
 	var uc gophercloud.ErrUnexpectedResponseCode
 	if !errors.As(err, &uc) {
 		if providers.ConnectionLost(err) {

@@ -476,6 +476,13 @@ func TestClassify(t *testing.T) {
 			t.Errorf("quota error %q does not name the quota", err)
 		}
 	}
+	// Keystone failing the token of a reauthentication is unavailability.
+	reauth := &gophercloud.ErrUnableToReauthenticate{}
+	reauth.ErrOriginal = gophercloud.ErrUnexpectedResponseCode{Actual: 401}
+	reauth.ErrReauth = gophercloud.ErrUnexpectedResponseCode{Actual: 503, Body: []byte(`{"error":{"code":503}}`)}
+	if err := p.classify(fmt.Errorf("list: %w", reauth), "r1", "p1", true); !errors.Is(err, providers.ErrUnavailable) {
+		t.Errorf("reauthentication refused with 503: got %v, want ErrUnavailable", err)
+	}
 }
 
 // TestNewFromEnvironment runs New as a user would: OS_* variables
