@@ -119,6 +119,7 @@ ssh:
 state:
   backend: etcd
   endpoints: [%s]
+  insecure: true   # plaintext to this machine's address, which pods reach
 autoscale:
   scan_interval: 2s
   cooldown: 10s

@@ -41,6 +41,9 @@ var testOpts = Options{Providers: knownProviders{"aws", "docker", "gcp", "openst
 // TestLoadInvalid loads every testdata/invalid/*.yaml and compares the whole
 // error text with its .golden file; -update rewrites them.
 func TestLoadInvalid(t *testing.T) {
+	// The goldens assume neither is set.
+	t.Setenv("PROVISION_ETCD_ENDPOINTS", "")
+	t.Setenv("PROVISION_ETCD_PASSWORD", "")
 	files, err := filepath.Glob(filepath.Join("testdata", "invalid", "*.yaml"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no invalid plans found: %v", err)
@@ -149,6 +152,24 @@ func TestLoadValid(t *testing.T) {
 					"volumes": []any{map[string]any{"size": 20, "type": "gp3"}},
 				}, Labels: map[string]string{"tier": "app", "2024": "yes"}},
 			},
+		}},
+		{"etcd.yaml", &Plan{
+			Version: 1,
+			Cluster: Cluster{Name: "team", Kind: "swarm"},
+			SSH:     SSH{User: "root", Port: 22},
+			State: StateConf{
+				Backend:   "etcd",
+				Endpoints: []string{"https://etcd-1.example.com:2379", "etcd-2.example.com:2379"},
+				Prefix:    "/teams/infra",
+				TLS: &StateTLS{
+					CA:   filepath.Join("testdata", "tls", "ca.pem"),
+					Cert: filepath.Join("testdata", "tls", "client.pem"),
+					Key:  filepath.Join("testdata", "tls", "client-key.pem"),
+				},
+				Username:     "provision",
+				PasswordFile: filepath.Join(dir, "etcd-password"),
+			},
+			Pools: []Pool{{Name: "managers", Provider: "docker", Count: 1, Role: providers.RoleManager}},
 		}},
 	}
 	for _, tt := range tests {
@@ -279,4 +300,33 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("error %T is neither *Error nor ErrorList: %v", err, err)
 		}
 	})
+}
+
+// TestStateEndpoints: which etcd endpoints a plan may name without TLS.
+// The refusals are golden files (state-*.yaml in testdata/invalid).
+func TestStateEndpoints(t *testing.T) {
+	t.Setenv("PROVISION_ETCD_PASSWORD", "")
+	tests := []struct {
+		name, state string
+		ok          bool
+	}{
+		{"loopback plaintext", "{backend: etcd, endpoints: [http://127.0.0.1:2379, 'http://[::1]:2379', http://localhost:2379]}", true},
+		{"https with the system's roots", "{backend: etcd, endpoints: [https://etcd.example.com:2379]}", true},
+		{"plaintext on purpose", "{backend: etcd, endpoints: [http://etcd.example.com:2379], insecure: true}", true},
+		{"plaintext to another host", "{backend: etcd, endpoints: [http://etcd.example.com:2379]}", false},
+		{"insecure is no TLS downgrade", "{backend: etcd, endpoints: [http://10.0.0.1:2379], insecure: true, tls: {}}", false},
+		{"insecure that did not decode", "{backend: etcd, endpoints: [http://10.0.0.1:2379], insecure: sure}", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data := "cluster: {name: dev}\nstate: " + tt.state + "\npools: [{name: m, provider: docker, role: manager, count: 1}]\n"
+			_, err := Parse("plan.yaml", []byte(data), testOpts)
+			if (err == nil) != tt.ok {
+				t.Errorf("Parse: %v, want ok %v", err, tt.ok)
+			}
+			if err != nil && strings.Count(err.Error(), "plan.yaml:") != 1 {
+				t.Errorf("want exactly one error, got:\n%v", err)
+			}
+		})
+	}
 }

@@ -98,9 +98,29 @@ type StateConf struct {
 	Backend string `yaml:"backend"` // file (default) or etcd
 	Path    string `yaml:"path"`    // file backend: directory; default .provision/<cluster>
 	// Endpoints are the etcd backend's client URLs; PROVISION_ETCD_ENDPOINTS
-	// overrides them.
+	// overrides them. Plaintext (http://) is refused to any host but this
+	// machine unless Insecure.
 	Endpoints []string `yaml:"endpoints"`
 	Prefix    string   `yaml:"prefix"` // etcd key prefix; default /provision
+	// TLS secures the connection to etcd; nil for none (or the system's
+	// roots for https:// endpoints).
+	TLS *StateTLS `yaml:"tls"`
+	// Username logs in to an etcd with authentication enabled. Its password
+	// is never in the plan: it comes from PROVISION_ETCD_PASSWORD, else
+	// from PasswordFile.
+	Username     string `yaml:"username"`
+	PasswordFile string `yaml:"password_file"`
+	// Insecure allows plaintext endpoints that are not on this machine, on
+	// a network the user trusts.
+	Insecure bool `yaml:"insecure"`
+}
+
+// StateTLS are the PEM files of the etcd backend's TLS client, checked
+// when the plan loads.
+type StateTLS struct {
+	CA   string `yaml:"ca"`   // the CA that signed etcd's certificate; default the system's roots
+	Cert string `yaml:"cert"` // a client certificate, for etcd's --client-cert-auth
+	Key  string `yaml:"key"`  // the client certificate's private key
 }
 
 // Pool is a group of identical machines from one provider.

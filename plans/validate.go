@@ -7,11 +7,13 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
 
 	"github.com/provisionhq/provision/providers"
+	"github.com/provisionhq/provision/state/etcd/transport"
 )
 
 // Limits on names. Machine names and cloud tags are built as
@@ -133,6 +135,12 @@ func (v *validator) defaults() {
 		v.expand("ssh.bastion.key", &p.SSH.Bastion.Key)
 	}
 	v.expand("state.path", &p.State.Path)
+	v.expand("state.password_file", &p.State.PasswordFile)
+	if t := p.State.TLS; t != nil {
+		v.expand("state.tls.ca", &t.CA)
+		v.expand("state.tls.cert", &t.Cert)
+		v.expand("state.tls.key", &t.Key)
+	}
 	v.kubernetesDefaults()
 }
 
@@ -251,15 +259,123 @@ func unwrapPathError(err error) error {
 	return err
 }
 
+// The etcd backend's variables (state/etcd's EnvEndpoints and EnvPassword):
+// plans does not import the etcd client for two names.
+const (
+	envEtcdEndpoints = "PROVISION_ETCD_ENDPOINTS"
+	envEtcdPassword  = "PROVISION_ETCD_PASSWORD"
+)
+
+// etcdOnly are the state fields that only the etcd backend reads.
+var etcdOnly = []string{"tls", "username", "password_file", "insecure"}
+
 func (v *validator) state() {
 	switch b := v.plan.State.Backend; b {
 	case "file":
-	case "etcd":
-		if len(v.plan.State.Endpoints) == 0 && os.Getenv("PROVISION_ETCD_ENDPOINTS") == "" {
-			v.missing("state.endpoints", "the etcd client URLs, e.g. endpoints: [http://127.0.0.1:2379], or set PROVISION_ETCD_ENDPOINTS")
+		for _, f := range etcdOnly {
+			if v.set("state." + f) {
+				v.errorf("state."+f, "remove it, or set state.backend: etcd", "only the etcd backend has it")
+			}
 		}
+	case "etcd":
+		if len(v.plan.State.Endpoints) == 0 && os.Getenv(envEtcdEndpoints) == "" {
+			v.missing("state.endpoints", "the etcd client URLs, e.g. endpoints: [https://etcd-1.example.com:2379], or set "+envEtcdEndpoints)
+		}
+		v.etcdTransport()
+		v.etcdLogin()
 	default:
 		v.errorf("state.backend", unknownHint(b, stateBackends, "supported backends"), "unknown state backend %q", b)
+	}
+}
+
+// etcdTransport checks that every endpoint is TLS, or plaintext to this
+// machine or on purpose (insecure), and that the TLS files can be used:
+// the same rules the backend applies to PROVISION_ETCD_ENDPOINTS when it
+// connects.
+func (v *validator) etcdTransport() {
+	s := v.plan.State
+	if !v.skip("state.tls") && !v.skip("state.insecure") {
+		useTLS := transport.UsesTLS(s.Endpoints, s.TLS != nil)
+		for i, ep := range s.Endpoints {
+			var ee *transport.EndpointError
+			if err := transport.Check(ep, useTLS, s.Insecure); errors.As(err, &ee) {
+				at := fmt.Sprintf("state.endpoints[%d]", i)
+				v.errorf(at, ee.Fix, "%s %s", strconv.Quote(ep), ee.Reason)
+			}
+		}
+	}
+	if s.TLS == nil || v.skip("state.tls") {
+		return
+	}
+	_, err := transport.Files{CA: s.TLS.CA, Cert: s.TLS.Cert, Key: s.TLS.Key}.Load()
+	var errs []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	hints := map[string]string{
+		"ca":   "a PEM file of the CA certificate that signed etcd's server certificate; omit ca to use the system's roots",
+		"cert": "a PEM client certificate signed by the CA etcd trusts (its --trusted-ca-file)",
+		"key":  "the PEM private key of state.tls.cert",
+	}
+	for _, e := range errs {
+		var fe *transport.FileError
+		if !errors.As(e, &fe) {
+			v.errorf("state.tls", "", "%v", e)
+			continue
+		}
+		path := "state.tls." + fe.Field
+		if fe.File == "" {
+			v.missing(path, hints[fe.Field]+"; cert and key go together")
+			continue
+		}
+		v.errorf(path, hints[fe.Field], "%s %v", fe.File, fe.Err)
+	}
+}
+
+// etcdLogin checks that a user has a password, which never comes from the
+// plan itself.
+func (v *validator) etcdLogin() {
+	s := v.plan.State
+	const where = "put the password in " + envEtcdPassword + ", or in a file named by state.password_file (never in the plan)"
+	switch {
+	case s.Username != "" && s.PasswordFile == "" && os.Getenv(envEtcdPassword) == "":
+		v.errorf("state.username", where, "user %q has no password", s.Username)
+	case s.Username == "" && s.PasswordFile != "":
+		v.errorf("state.password_file", "set state.username: the etcd user the password is for", "a password without state.username")
+	}
+	v.secretFile("state.password_file", s.PasswordFile)
+}
+
+// secretFile checks that a file holding a secret can be read and is not
+// empty, without keeping what it holds.
+func (v *validator) secretFile(path, file string) {
+	if file == "" || v.skip(path) {
+		return
+	}
+	st, err := os.Stat(file)
+	if err == nil {
+		switch {
+		case st.IsDir():
+			v.errorf(path, "name the file inside it", "%s is a directory", file)
+			return
+		case !st.Mode().IsRegular():
+			v.errorf(path, "name a file holding the password on one line", "%s is not a regular file", file)
+			return
+		}
+		var data []byte
+		if data, err = os.ReadFile(file); err == nil && strings.TrimRight(string(data), "\r\n") == "" {
+			v.errorf(path, "write the password into it, on one line", "%s is empty", file)
+			return
+		}
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, fs.ErrNotExist):
+		v.errorf(path, "create it holding the password on one line (chmod 600), or set "+envEtcdPassword, "%s: no such file", file)
+	case errors.Is(err, fs.ErrPermission):
+		v.errorf(path, "make it readable by the user running provision (chmod 600, and check the owner)", "%s: permission denied", file)
+	default:
+		v.errorf(path, "", "%s: %v", file, unwrapPathError(err))
 	}
 }
 

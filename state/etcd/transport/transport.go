@@ -18,6 +18,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"net/url"
@@ -153,7 +154,12 @@ type FileError struct {
 	Err   error
 }
 
-func (e *FileError) Error() string { return fmt.Sprintf("%s %s: %v", e.Field, e.File, e.Err) }
+func (e *FileError) Error() string {
+	if e.File == "" {
+		return fmt.Sprintf("%s: %v", e.Field, e.Err)
+	}
+	return fmt.Sprintf("%s %s %v", e.Field, e.File, e.Err)
+}
 
 func (e *FileError) Unwrap() error { return e.Err }
 
@@ -172,28 +178,30 @@ func (f Files) Load() (*tls.Config, error) {
 		}
 		cfg.RootCAs = pool
 	}
+	var certPEM, keyPEM []byte
+	var certErr, keyErr error
+	if f.Cert != "" {
+		if certPEM, certErr = readPEM(f.Cert, "CERTIFICATE"); certErr != nil {
+			fail("cert", f.Cert, certErr)
+		}
+	}
+	if f.Key != "" {
+		if keyPEM, keyErr = readPEM(f.Key, "PRIVATE KEY"); keyErr != nil {
+			fail("key", f.Key, keyErr)
+		}
+	}
 	switch {
 	case f.Cert == "" && f.Key == "":
 	case f.Cert == "":
 		fail("cert", "", errors.New("a client key needs its certificate"))
 	case f.Key == "":
 		fail("key", "", errors.New("a client certificate needs its key"))
-	default:
-		certPEM, certErr := readPEM(f.Cert, "CERTIFICATE")
-		if certErr != nil {
-			fail("cert", f.Cert, certErr)
+	case certErr == nil && keyErr == nil:
+		pair, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			fail("key", f.Key, fmt.Errorf("does not go with certificate %s: %w", f.Cert, err))
 		}
-		keyPEM, keyErr := readPEM(f.Key, "PRIVATE KEY")
-		if keyErr != nil {
-			fail("key", f.Key, keyErr)
-		}
-		if certErr == nil && keyErr == nil {
-			pair, err := tls.X509KeyPair(certPEM, keyPEM)
-			if err != nil {
-				fail("key", f.Key, fmt.Errorf("does not go with certificate %s: %w", f.Cert, err))
-			}
-			cfg.Certificates = []tls.Certificate{pair}
-		}
+		cfg.Certificates = []tls.Certificate{pair}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -219,7 +227,7 @@ func loadCA(file string) (*x509.CertPool, error) {
 		}
 		cert, err := x509.ParseCertificate(block.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("certificate %d: %w", i, err)
+			return nil, fmt.Errorf("has a certificate that does not parse (the %s): %w", ordinal(i), err)
 		}
 		pool.AddCert(cert)
 	}
@@ -232,7 +240,7 @@ func readPEM(file, want string) ([]byte, error) {
 	// that is not PEM.
 	st, err := os.Stat(file)
 	if err != nil {
-		return nil, unwrapPath(err)
+		return nil, unreadable(err)
 	}
 	switch {
 	case st.IsDir():
@@ -242,13 +250,13 @@ func readPEM(file, want string) ([]byte, error) {
 	}
 	data, err := os.ReadFile(file)
 	if err != nil {
-		return nil, unwrapPath(err)
+		return nil, unreadable(err)
 	}
 	for rest := data; ; {
 		var block *pem.Block
 		block, rest = pem.Decode(rest)
 		if block == nil {
-			return nil, fmt.Errorf("no PEM %s in it", want)
+			return nil, fmt.Errorf("has no PEM %s", want)
 		}
 		if strings.HasSuffix(block.Type, want) {
 			return data, nil
@@ -256,11 +264,40 @@ func readPEM(file, want string) ([]byte, error) {
 	}
 }
 
-// unwrapPath drops the "open <file>:" the caller's message already has.
-func unwrapPath(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
+// reason is an error said after a file's name ("does not exist"), still
+// matching what it wraps (fs.ErrNotExist).
+type reason struct {
+	msg string
+	err error
+}
+
+func (r *reason) Error() string { return r.msg }
+func (r *reason) Unwrap() error { return r.err }
+
+// unreadable says why a file cannot be read, without the "open <file>:"
+// the caller's message already has.
+func unreadable(err error) error {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return &reason{"does not exist", err}
+	case errors.Is(err, fs.ErrPermission):
+		return &reason{"cannot be read: permission denied", err}
 	}
-	return err
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return &reason{"cannot be read: " + err.Error(), err}
+}
+
+func ordinal(i int) string {
+	switch i {
+	case 1:
+		return "first"
+	case 2:
+		return "second"
+	case 3:
+		return "third"
+	}
+	return fmt.Sprintf("%dth", i)
 }

@@ -118,19 +118,20 @@ func TestFilesLoad(t *testing.T) {
 		files transport.Files
 		want  []problem
 	}{
-		{"ca missing", transport.Files{CA: missing}, []problem{{"ca", "no such file or directory"}}},
+		{"ca missing", transport.Files{CA: missing}, []problem{{"ca", "ca " + missing + " does not exist"}}},
 		{"ca is a directory", transport.Files{CA: dir}, []problem{{"ca", "is a directory"}}},
 		{"ca is not a file", transport.Files{CA: os.DevNull}, []problem{{"ca", "is not a regular file"}}},
-		{"ca is a key", transport.Files{CA: good.KeyFile}, []problem{{"ca", "no PEM CERTIFICATE in it"}}},
-		{"ca does not parse", transport.Files{CA: garbage}, []problem{{"ca", "certificate 1: x509: "}}},
+		{"ca is a key", transport.Files{CA: good.KeyFile}, []problem{{"ca", "has no PEM CERTIFICATE"}}},
+		{"ca does not parse", transport.Files{CA: garbage}, []problem{{"ca", "has a certificate that does not parse (the first): x509: "}}},
 		{"cert without key", transport.Files{Cert: good.CertFile}, []problem{{"key", "a client certificate needs its key"}}},
 		{"key without cert", transport.Files{Key: good.KeyFile}, []problem{{"cert", "a client key needs its certificate"}}},
-		{"cert is a key", transport.Files{Cert: good.KeyFile, Key: good.KeyFile}, []problem{{"cert", "no PEM CERTIFICATE in it"}}},
-		{"key is a cert", transport.Files{Cert: good.CertFile, Key: good.CertFile}, []problem{{"key", "no PEM PRIVATE KEY in it"}}},
+		{"cert is a key", transport.Files{Cert: good.KeyFile, Key: good.KeyFile}, []problem{{"cert", "has no PEM CERTIFICATE"}}},
+		{"key is a cert", transport.Files{Cert: good.CertFile, Key: good.CertFile}, []problem{{"key", "has no PEM PRIVATE KEY"}}},
 		{"key of another cert", transport.Files{Cert: good.CertFile, Key: other.KeyFile},
 			[]problem{{"key", "does not go with certificate " + good.CertFile}}},
-		{"every problem at once", transport.Files{CA: missing, Cert: garbage, Key: missing},
-			[]problem{{"ca", "no such file"}, {"key", "no such file"}}},
+		{"every problem at once", transport.Files{CA: missing, Cert: dir, Key: missing},
+			[]problem{{"ca", "does not exist"}, {"cert", "is a directory"}, {"key", "does not exist"}}},
+		{"a bad cert without key", transport.Files{Cert: dir}, []problem{{"cert", "is a directory"}, {"key", "needs its key"}}},
 	}
 	for _, tt := range tests {
 		_, err := tt.files.Load()
@@ -149,6 +150,9 @@ func TestFilesLoad(t *testing.T) {
 		if len(got) != len(tt.want) {
 			t.Errorf("%s: Load = %v, want %d problems", tt.name, err, len(tt.want))
 			continue
+		}
+		if len(got) > 0 && got[0].Field == "ca" && strings.Contains(tt.name, "missing") && !errors.Is(got[0], os.ErrNotExist) {
+			t.Errorf("%s: %v is not os.ErrNotExist", tt.name, got[0])
 		}
 		for i, w := range tt.want {
 			if got[i].Field != w.field || !strings.Contains(got[i].Error(), w.text) {
