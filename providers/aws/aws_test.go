@@ -67,7 +67,13 @@ type fixture struct {
 // environment (endpoint, static credentials, region), as a user would.
 func newFixture(t *testing.T, cluster string, f cloudsim.Faults, backing cloudsim.Backing, rt http.RoundTripper) *fixture {
 	t.Helper()
-	sim := cloudsim.NewSim(f, 42)
+	return newSeededFixture(t, cluster, f, 42, backing, rt)
+}
+
+// newSeededFixture is newFixture with the Sim's seed chosen.
+func newSeededFixture(t *testing.T, cluster string, f cloudsim.Faults, seed uint64, backing cloudsim.Backing, rt http.RoundTripper) *fixture {
+	t.Helper()
+	sim := cloudsim.NewSim(f, seed)
 	srv := ec2sim.New(sim, ec2sim.Options{Region: testRegion, Backing: backing})
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)

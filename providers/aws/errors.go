@@ -38,6 +38,15 @@ var kinds = map[string]error{
 
 	"InvalidInstanceID.NotFound": providers.ErrNotFound,
 
+	// EC2 failing (500, 503): the call may or may not have taken effect.
+	// The SDK's retryer has retried these already (with the same
+	// ClientToken for a launch); by the time they get here its attempts
+	// are spent. Any other 5xx code is unavailability too (classify).
+	"InternalError":      providers.ErrUnavailable,
+	"InternalFailure":    providers.ErrUnavailable,
+	"Unavailable":        providers.ErrUnavailable,
+	"ServiceUnavailable": providers.ErrUnavailable,
+
 	// Invalid spec: the request fails the same way however often it is
 	// sent. Unsupported is among them: EC2 documents it as "the request
 	// includes an unsupported operation" (an instance type the image or
@@ -66,25 +75,35 @@ var kinds = map[string]error{
 const maxMessage = 300
 
 // classify turns an SDK error into a *providers.Error naming the cloud,
-// region and pool, classified by the API's error code (never its text).
-// Errors without an API code (context, transport) are returned as they are.
+// region and pool, classified by the API's error code (never its text); a
+// code it does not know with a 5xx status, and a connection lost before
+// the answer, are ErrUnavailable. Other errors without an API code
+// (context, a failed dial) are returned as they are.
 func classify(err error, region, pool string) error {
 	if err == nil {
 		return nil
 	}
 	var api smithy.APIError
 	if !errors.As(err, &api) {
+		if providers.ConnectionLost(err) {
+			return &providers.Error{Kind: providers.ErrUnavailable, Cloud: cloud, Location: region, Pool: pool, Message: oneLine(err.Error())}
+		}
 		return err
 	}
+	var resp *smithyhttp.ResponseError
+	hasResp := errors.As(err, &resp) && resp.Response != nil
 	kind, ok := kinds[api.ErrorCode()]
-	if !ok {
+	switch {
+	case ok:
+	case hasResp && resp.HTTPStatusCode() >= 500:
+		kind = providers.ErrUnavailable
+	default:
 		// Unclassified: keep the SDK error as the cause for errors.As, but
 		// print only its code and message, not the SDK's request ID dump.
 		kind = &unclassified{err: err}
 	}
 	pe := &providers.Error{Kind: kind, Cloud: cloud, Location: region, Pool: pool, Code: api.ErrorCode(), Message: oneLine(api.ErrorMessage())}
-	var resp *smithyhttp.ResponseError
-	if errors.As(err, &resp) && resp.Response != nil {
+	if hasResp {
 		if s, err := strconv.Atoi(resp.Response.Header.Get("Retry-After")); err == nil && s > 0 {
 			pe.RetryAfter = time.Duration(s) * time.Second
 		}

@@ -76,6 +76,11 @@ func TestLaunchErrorsAreOneClearLine(t *testing.T) {
 		{"spot count", 400, "MaxSpotInstanceCountExceeded", "Max spot instance count exceeded", testSettings, providers.ErrQuota},
 		{"vcpu quota", 400, "VcpuLimitExceeded", "You have requested more vCPU capacity than your current vCPU limit of 32 allows.", testSettings, providers.ErrQuota},
 		{"unknown code", 400, "SomethingNew", "A condition\nEC2 added\n  last week.", testSettings, nil},
+		// Server errors outlast the SDK's attempts here (every answer is
+		// one): unavailable, which the engine does not retry again.
+		{"internal error", 500, "InternalError", "An internal error has occurred. Retry your request.", testSettings, providers.ErrUnavailable},
+		{"unavailable", 503, "Unavailable", "The server is overloaded and can&apos;t handle the request.", testSettings, providers.ErrUnavailable},
+		{"unknown 5xx code", 502, "BadGatewayish", "Something in front of EC2 failed.", testSettings, providers.ErrUnavailable},
 	}
 	var golden strings.Builder
 	for _, tt := range tests {
@@ -92,7 +97,7 @@ func TestLaunchErrorsAreOneClearLine(t *testing.T) {
 			if tt.kind != nil && !errors.Is(err, tt.kind) {
 				t.Errorf("Create = %v, want %v", err, tt.kind)
 			}
-			for _, k := range []error{providers.ErrInvalidSpec, providers.ErrCapacity, providers.ErrQuota, providers.ErrThrottled} {
+			for _, k := range []error{providers.ErrInvalidSpec, providers.ErrCapacity, providers.ErrQuota, providers.ErrThrottled, providers.ErrUnavailable} {
 				if k != tt.kind && errors.Is(err, k) {
 					t.Errorf("Create = %v, also %v", err, k)
 				}
