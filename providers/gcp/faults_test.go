@@ -2,13 +2,22 @@ package gcp
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"os"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"google.golang.org/api/googleapi"
 
 	"github.com/provisionhq/provision/cloudsim"
 	"github.com/provisionhq/provision/cloudsim/gce"
@@ -131,5 +140,36 @@ func TestLostBulkInsertAnswerIsReplayed(t *testing.T) {
 				t.Errorf("bulkInsert served %d times (%+v lost), want %d", got, loser.FaultCounts(), tt.calls)
 			}
 		})
+	}
+}
+
+// TestClassifyUnavailable: a 5xx and a connection lost before the answer
+// are ErrUnavailable and retried; a 4xx, a refused dial and an ended
+// context are not unavailability.
+func TestClassifyUnavailable(t *testing.T) {
+	w := where{zone: testZone, pool: "p"}
+	reset := &url.Error{Op: "Post", URL: "http://gce", Err: &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}}
+	refused := &url.Error{Op: "Post", URL: "http://gce", Err: &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}}
+	for _, tt := range []struct {
+		name        string
+		err         error
+		unavailable bool
+	}{
+		{"500 backendError", &googleapi.Error{Code: 500, Errors: []googleapi.ErrorItem{{Reason: "backendError"}}}, true},
+		{"503", &googleapi.Error{Code: 503}, true},
+		{"reset", fmt.Errorf("list instances: %w", reset), true},
+		{"unexpected EOF", fmt.Errorf("list: %w", io.ErrUnexpectedEOF), true},
+		{"400", &googleapi.Error{Code: 400, Errors: []googleapi.ErrorItem{{Reason: "invalid"}}}, false},
+		{"refused", refused, false},
+		{"deadline", fmt.Errorf("wait: %w", context.DeadlineExceeded), false},
+	} {
+		err := w.classifyAPI(tt.err)
+		if got := errors.Is(err, providers.ErrUnavailable); got != tt.unavailable {
+			t.Errorf("%s: classifyAPI = %v; unavailable %t, want %t", tt.name, err, got, tt.unavailable)
+		}
+		again, _ := (&Provider{log: slog.New(slog.DiscardHandler)}).retryable(err)
+		if again == tt.unavailable { // retryable returns done
+			t.Errorf("%s: retried %t, want %t", tt.name, !again, tt.unavailable)
+		}
 	}
 }
