@@ -30,6 +30,7 @@ import (
 	"github.com/provisionhq/provision/providers/hostkey"
 	"github.com/provisionhq/provision/state"
 	"github.com/provisionhq/provision/state/etcd"
+	"github.com/provisionhq/provision/state/etcd/transport"
 )
 
 // Session is a loaded plan with everything needed to act on it.
@@ -76,19 +77,47 @@ func LoadWith(ctx context.Context, path string, log *slog.Logger, opts plans.Opt
 	s := &Session{Plan: p, Registry: reg, Dir: dir, Log: log}
 	switch p.State.Backend {
 	case "etcd":
-		eps := etcd.EndpointsFromEnv()
-		if len(eps) == 0 {
-			eps = p.State.Endpoints
-		}
-		b, err := etcd.New(ctx, etcd.Config{Endpoints: eps, Cluster: p.Cluster.Name, Prefix: p.State.Prefix, Logger: log})
+		b, err := openEtcd(ctx, p, log)
 		if err != nil {
-			return nil, fmt.Errorf("open state on etcd: %w", err)
+			return nil, err
 		}
 		s.Backend, s.Etcd = b, b
 	default:
 		s.Backend = state.NewFile(dir)
 	}
 	return s, nil
+}
+
+// openEtcd connects to the plan's etcd: its endpoints, or those in
+// PROVISION_ETCD_ENDPOINTS, which the backend holds to the plan's rules
+// (TLS, or plaintext to loopback or with state.insecure) as the loader did
+// the plan's own; its TLS files; its user, with the password from
+// PROVISION_ETCD_PASSWORD or state.password_file.
+func openEtcd(ctx context.Context, p *plans.Plan, log *slog.Logger) (*etcd.Backend, error) {
+	st := p.State
+	cfg := etcd.Config{Endpoints: st.Endpoints, Cluster: p.Cluster.Name, Prefix: st.Prefix,
+		Username: st.Username, Insecure: st.Insecure, Logger: log}
+	from := "state.endpoints"
+	if eps := etcd.EndpointsFromEnv(); len(eps) > 0 {
+		cfg.Endpoints, from = eps, etcd.EnvEndpoints
+	}
+	if t := st.TLS; t != nil {
+		var err error
+		if cfg.TLS, err = (transport.Files{CA: t.CA, Cert: t.Cert, Key: t.Key}).Load(); err != nil {
+			return nil, fmt.Errorf("open state on etcd: state.tls: %w", err)
+		}
+	}
+	if st.Username != "" {
+		var err error
+		if cfg.Password, err = etcd.ReadPassword(st.PasswordFile); err != nil {
+			return nil, fmt.Errorf("open state on etcd: %w", err)
+		}
+	}
+	b, err := etcd.New(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open state on etcd (endpoints from %s): %w", from, err)
+	}
+	return b, nil
 }
 
 // Close releases the state backend's connections.
@@ -174,7 +203,7 @@ func (c *Connector) target(m state.Machine) bootstrap.Target {
 	if port == 0 {
 		port = c.port
 	}
-	return bootstrap.Target{Name: m.ID, Address: m.Address, Port: port, User: c.user, HostKey: m.HostKey}
+	return bootstrap.Target{Name: m.ID, Address: m.Address, Port: port, User: c.user, HostKey: m.HostKey, NextHostKey: m.NextHostKey}
 }
 
 // Connect implements apply.Connector.
@@ -265,6 +294,7 @@ func (s *Session) Engine(ctx context.Context, op string, events func(apply.Event
 		},
 		Driver:         driver,
 		HostKeys:       hostkey.Generate,
+		HostKeyRotator: bootstrap.Rotator{},
 		AuthorizedKeys: pubs,
 		ProviderDir:    s.ProviderDir(),
 		Logger:         s.Log,

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/provisionhq/provision/state"
 	"github.com/provisionhq/provision/state/etcd"
@@ -129,7 +128,7 @@ func TestAuth(t *testing.T) {
 		wrong = "Tr0ub4dor&3-wrong"
 	)
 	srv := etcdtest.StartPrivate(t, true)
-	enableAuth(t, srv, user, good)
+	etcdtest.EnableAuth(t, srv, user, good, etcd.DefaultPrefix+"/")
 
 	var logs syncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -210,40 +209,6 @@ func TestAuth(t *testing.T) {
 				t.Errorf("error %q shows a password", err)
 			}
 		})
-	}
-}
-
-// enableAuth sets etcd up as an operator would: a root user (etcd needs
-// one to enable authentication), a role that may read and write the
-// default prefix only, a user with that role; then authentication on.
-func enableAuth(t *testing.T, srv *etcdtest.Server, user, password string) {
-	t.Helper()
-	admin, err := clientv3.New(clientv3.Config{Endpoints: srv.Endpoints, TLS: srv.TLS.Config(), DialTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	ctx := t.Context()
-	prefix := etcd.DefaultPrefix + "/"
-	steps := []struct {
-		what string
-		do   func() error
-	}{
-		{"add root", func() error { _, err := admin.UserAdd(ctx, "root", "root-"+password); return err }},
-		{"grant root", func() error { _, err := admin.UserGrantRole(ctx, "root", "root"); return err }},
-		{"add role", func() error { _, err := admin.RoleAdd(ctx, "provision"); return err }},
-		{"grant prefix", func() error {
-			_, err := admin.RoleGrantPermission(ctx, "provision", prefix, clientv3.GetPrefixRangeEnd(prefix), clientv3.PermissionType(clientv3.PermReadWrite))
-			return err
-		}},
-		{"add user", func() error { _, err := admin.UserAdd(ctx, user, password); return err }},
-		{"grant user", func() error { _, err := admin.UserGrantRole(ctx, user, "provision"); return err }},
-		{"enable auth", func() error { _, err := admin.AuthEnable(ctx); return err }},
-	}
-	for _, s := range steps {
-		if err := s.do(); err != nil {
-			t.Fatalf("%s: %v", s.what, err)
-		}
 	}
 }
 
