@@ -87,9 +87,7 @@ func (p *Planner) Decide(d Demand) Decision {
 	if p.MaxNodes > 0 {
 		clusterRoom = max(p.MaxNodes-size, 0)
 	}
-	// live is the groups still to place on new machines; compacting it
-	// after each choice keeps the per-pool passes short.
-	live := slices.DeleteFunc(slices.Clone(groups), func(g *group) bool { return g.left() == 0 || g.unschedulable != "" })
+	left := newRest(groups, d.Pools) // the groups still to place on new machines
 	added := make(map[string]int)
 	blocked := make(map[string]string) // pool -> why it cannot grow now
 	for {
@@ -97,7 +95,8 @@ func (p *Planner) Decide(d Demand) Decision {
 		var packs []poolPacking
 		for i := range d.Pools {
 			pl := &d.Pools[i]
-			if !wanted(live, pl) {
+			want := left.want(i)
+			if want == 0 {
 				continue
 			}
 			if st, ok := p.backedOff(pl.Name); ok {
@@ -113,7 +112,8 @@ func (p *Planner) Decide(d Demand) Decision {
 				blocked[pl.Name] = fmt.Sprintf("pool %s: cluster at max %d nodes", pl.Name, p.MaxNodes)
 				continue
 			}
-			pk := packPool(live, pl, min(room, clusterRoom))
+			// No more machines than tasks that could go there.
+			pk := packPool(left, i, pl.Allocatable, min(room, clusterRoom, want))
 			if pk.tasks == 0 {
 				continue
 			}
@@ -125,10 +125,7 @@ func (p *Planner) Decide(d Demand) Decision {
 		}
 		i, why := exp.Choose(opts)
 		o := opts[i]
-		for gi, n := range packs[i].taken {
-			live[gi].placed += n
-		}
-		live = slices.DeleteFunc(live, func(g *group) bool { return g.left() == 0 })
+		left.place(packs[i])
 		added[o.Pool.Name] += o.Nodes
 		clusterRoom -= o.Nodes
 		dec.ScaleUps = append(dec.ScaleUps, ScaleUp{Pool: o.Pool.Name, Provider: o.Pool.Provider, Nodes: o.Nodes, Tasks: o.Tasks, Why: why})
@@ -178,16 +175,6 @@ func largest(d Demand) Resources {
 		r = Resources{max(r.MilliCPU, n.Allocatable.MilliCPU), max(r.MemoryBytes, n.Allocatable.MemoryBytes)}
 	}
 	return r
-}
-
-// wanted reports whether some unplaced task could go on a new machine of pl.
-func wanted(groups []*group, pl *PoolShape) bool {
-	for _, g := range groups {
-		if g.left() > 0 && g.unschedulable == "" && g.task.accepts(pl.Labels, pl.Taints) && g.task.Requests.FitsIn(pl.Allocatable) {
-			return true
-		}
-	}
-	return false
 }
 
 // markUnschedulable sets the reason on groups no pool shape can ever hold,

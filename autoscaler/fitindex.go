@@ -1,18 +1,47 @@
 package autoscaler
 
+import "math"
+
 // fitIndex finds the first bin, in first-fit order, with room for a request,
 // in about O(log n): a segment tree holding each subtree's largest free CPU and
 // largest free memory. A linear scan per task costs 50,000 tasks × 5,000 nodes
 // on a large cluster; this is what keeps a decision well under a second.
+//
+// The two maxima of a subtree may come from different bins, so a subtree can
+// look roomy and hold no fit. Machines of one pool filled in first-fit order
+// rarely fool it, but the cluster's existing nodes do: left with ragged free
+// capacity (much CPU and little memory here, the reverse there), they make a
+// request that fits nowhere walk hundreds of subtrees before failing, and with
+// tasks of many different sizes most requests fail there. An index built with
+// a scale therefore also keeps, per subtree and for each of a few CPU:memory
+// proportions, the largest request of that proportion some single bin holds.
+// A request is checked against the two proportions either side of its own,
+// which rules out nearly every subtree without a fit. These are only a filter:
+// a leaf is always compared exactly, so the answer is the same as a linear
+// scan's.
 type fitIndex struct {
 	size int     // leaves, a power of two
 	cpu  []int64 // 1-based heap layout; leaves at size..2*size-1
 	mem  []int64
+
+	// With proportions (scale set): scale makes CPU and memory comparable
+	// (a fraction of the largest machine), and prop[j*props+k] is the
+	// largest min(cpu·slope(k), mem) over node j's bins, in scaled units.
+	scale [2]float64 // 1/CPU, 1/memory
+	prop  []float32
 }
+
+// props is how many CPU:memory proportions an index with a scale tracks:
+// slopes 1/64 to 32 of the largest machine's, doubling. 12 float32s and a
+// node's two maxima fit a cache line or two; finer steps filter little more.
+const props = 12
+
+func slope(k int) float64 { return math.Ldexp(1, k-props/2) }
 
 // empty is below any request, so unused leaves never match.
 const empty = -1
 
+// newFitIndex returns an index of n empty bins.
 func newFitIndex(n int) *fitIndex {
 	size := 1
 	for size < n {
@@ -25,33 +54,129 @@ func newFitIndex(n int) *fitIndex {
 	return t
 }
 
+// newPropFitIndex returns an index of bins with free capacity free that also
+// tracks proportions, scale being the largest machine.
+func newPropFitIndex(free []Resources, scale Resources) *fitIndex {
+	t := newFitIndex(len(free))
+	t.scale = [2]float64{1 / float64(max(scale.MilliCPU, 1)), 1 / float64(max(scale.MemoryBytes, 1))}
+	t.prop = make([]float32, 2*t.size*props)
+	for j := t.size; j < 2*t.size; j++ {
+		f := Resources{empty, empty}
+		if i := j - t.size; i < len(free) {
+			f = free[i]
+		}
+		t.cpu[j], t.mem[j] = f.MilliCPU, f.MemoryBytes
+		t.leafProps(j, f)
+	}
+	for j := t.size - 1; j >= 1; j-- {
+		t.pull(j)
+	}
+	return t
+}
+
 // set records bin i's free capacity.
 func (t *fitIndex) set(i int, free Resources) {
 	j := i + t.size
 	t.cpu[j], t.mem[j] = free.MilliCPU, free.MemoryBytes
-	for j /= 2; j >= 1; j /= 2 {
-		t.cpu[j] = max(t.cpu[2*j], t.cpu[2*j+1])
-		t.mem[j] = max(t.mem[2*j], t.mem[2*j+1])
+	if t.prop != nil {
+		t.leafProps(j, free)
 	}
+	for j /= 2; j >= 1; j /= 2 {
+		if !t.pull(j) {
+			break // node j is as it was, so are those above
+		}
+	}
+}
+
+// leafProps sets leaf j's proportions. min(x·s, y) is the largest request of
+// proportion s (in scaled units, measured by its memory) the bin holds.
+func (t *fitIndex) leafProps(j int, free Resources) {
+	x, y := float64(free.MilliCPU)*t.scale[0], float64(free.MemoryBytes)*t.scale[1]
+	p := t.prop[j*props : (j+1)*props]
+	for k := range p {
+		p[k] = float32(min(x*slope(k), y))
+	}
+}
+
+// pull recomputes node j from its children and reports whether it changed.
+func (t *fitIndex) pull(j int) bool {
+	c, m := max(t.cpu[2*j], t.cpu[2*j+1]), max(t.mem[2*j], t.mem[2*j+1])
+	changed := c != t.cpu[j] || m != t.mem[j]
+	t.cpu[j], t.mem[j] = c, m
+	if t.prop != nil {
+		p, l, r := t.prop[j*props:(j+1)*props], t.prop[2*j*props:(2*j+1)*props], t.prop[(2*j+1)*props:(2*j+2)*props]
+		for k := range p {
+			v := max(l[k], r[k])
+			changed = changed || v != p[k]
+			p[k] = v
+		}
+	}
+	return changed
 }
 
 // first returns the lowest bin index whose free capacity holds req, or -1.
 func (t *fitIndex) first(req Resources) int {
-	return t.descend(1, req)
-}
-
-func (t *fitIndex) descend(j int, req Resources) int {
-	// A subtree whose best CPU or best memory is short holds no fit. Both
-	// maxima may come from different bins, so a match can still fail below:
-	// then the right sibling is tried.
-	if t.cpu[j] < req.MilliCPU || t.mem[j] < req.MemoryBytes {
+	q := query{req: req, k: -1}
+	if t.prop != nil {
+		q = t.propQuery(req)
+	}
+	if !t.roomy(1, &q) {
 		return -1
 	}
-	if j >= t.size {
-		return j - t.size
+	// Walk the tree in order, skipping subtrees that cannot hold req: down
+	// to the left child when it may, else on to the next subtree to the
+	// right, climbing while the node is a right child.
+	j := 1
+	for j < t.size {
+		j *= 2
+		for !t.roomy(j, &q) {
+			for j&1 == 1 {
+				j /= 2
+			}
+			if j == 0 { // climbed past the root: no bin holds req
+				return -1
+			}
+			j++
+		}
 	}
-	if i := t.descend(2*j, req); i >= 0 {
-		return i
+	return j - t.size
+}
+
+// query is a request as the walk tests it: exact on CPU and memory, and,
+// with proportions, its size at the tracked proportions either side of its
+// own. Any bin holding the request holds at least these sizes too: each is
+// min(x·s, y), which never decreases as x or y grow, even rounded.
+type query struct {
+	req    Resources
+	k      int // proportions k and k+1; -1: none
+	lo, hi float32
+}
+
+func (t *fitIndex) propQuery(req Resources) query {
+	q := query{req: req}
+	x, y := float64(req.MilliCPU)*t.scale[0], float64(req.MemoryBytes)*t.scale[1]
+	switch {
+	case x <= 0: // no CPU: the steepest pair
+		q.k = props - 2
+	case y <= 0: // no memory: the flattest
+		q.k = 0
+	default:
+		q.k = min(max(int(math.Floor(math.Log2(y/x)))+props/2, 0), props-2)
 	}
-	return t.descend(2*j+1, req)
+	q.lo, q.hi = float32(min(x*slope(q.k), y)), float32(min(x*slope(q.k+1), y))
+	return q
+}
+
+// roomy reports whether node j's subtree may hold q: some bin has its CPU,
+// some bin its memory, and, with proportions, some bin each of its two sizes.
+// At a leaf that is exact.
+func (t *fitIndex) roomy(j int, q *query) bool {
+	if t.cpu[j] < q.req.MilliCPU || t.mem[j] < q.req.MemoryBytes {
+		return false
+	}
+	if q.k < 0 {
+		return true
+	}
+	p := t.prop[j*props+q.k:]
+	return p[0] >= q.lo && p[1] >= q.hi
 }

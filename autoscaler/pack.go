@@ -3,6 +3,7 @@ package autoscaler
 import (
 	"cmp"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 )
@@ -11,9 +12,8 @@ import (
 // tolerations). Packing whole groups at a time is what keeps a decision over
 // tens of thousands of tasks fast: a service's replicas are one group.
 type group struct {
-	task  Task     // representative: requests, selector, tolerations
-	ids   []string // task IDs; ids[:placed] are placed
-	share float64  // dominant share, for the decreasing order
+	task *Task    // the first of them, for requests, selector, tolerations
+	ids  []string // task IDs; ids[:placed] are placed
 
 	placed int
 	// unschedulable is set when no pool shape can ever hold the task.
@@ -31,44 +31,156 @@ type groupKey struct {
 // groupTasks groups identical tasks and sorts the groups in first-fit-
 // decreasing order: by dominant share of ref (the largest machine), largest
 // first, then by a stable key so a decision is deterministic.
+//
+// With tasks of as many sizes as tasks, this is tens of thousands of groups
+// that every later pass walks, so they are laid out for it: one block of
+// groups in decision order and one of task IDs, not one allocation each. The
+// order is found on small records by a radix sort (sortByShare).
 func groupTasks(tasks []Task, ref Resources) []*group {
-	byKey := make(map[groupKey]*group)
-	var groups []*group
+	// Most tasks have no selector or tolerations: they are looked up by
+	// their requests alone, a smaller key that hashes faster.
+	plain := make(map[Resources]int32)
+	byKey := make(map[groupKey]int32)
+	of := make([]int32, len(tasks)) // task -> group, by first appearance
+	var first, count []int32        // per group: its first task, its tasks
+	// A service's tasks share a selector and tolerations and mostly come
+	// one after another: the last key strings are reused while they match.
+	var lastSel map[string]string
+	var lastTols []Toleration
+	var selKey, tolsKey string
 	for i := range tasks {
 		t := &tasks[i]
-		k := groupKey{req: t.Requests}
-		if len(t.NodeSelector) > 0 {
-			k.selector = t.selectorString()
-		}
-		if len(t.Tolerations) > 0 {
-			var b strings.Builder
-			for _, tl := range t.Tolerations {
-				b.WriteString(tl.Key + "=" + tl.Value + ";")
+		var gi int32
+		var ok bool
+		if len(t.NodeSelector) == 0 && len(t.Tolerations) == 0 {
+			gi, ok = plain[t.Requests]
+			if !ok {
+				gi = int32(len(first))
+				plain[t.Requests] = gi
 			}
-			k.tols = b.String()
+		} else {
+			if !maps.Equal(t.NodeSelector, lastSel) {
+				lastSel, selKey = t.NodeSelector, t.selectorString()
+			}
+			if !slices.Equal(t.Tolerations, lastTols) {
+				var b strings.Builder
+				for _, tl := range t.Tolerations {
+					b.WriteString(tl.Key + "=" + tl.Value + ";")
+				}
+				lastTols, tolsKey = t.Tolerations, b.String()
+			}
+			k := groupKey{req: t.Requests, selector: selKey, tols: tolsKey}
+			gi, ok = byKey[k]
+			if !ok {
+				gi = int32(len(first))
+				byKey[k] = gi
+			}
 		}
-		g, ok := byKey[k]
 		if !ok {
-			g = &group{task: Task{Requests: t.Requests, NodeSelector: t.NodeSelector, Tolerations: t.Tolerations}}
-			g.share = dominantShare(t.Requests, ref)
-			byKey[k] = g
-			groups = append(groups, g)
+			first = append(first, int32(i))
+			count = append(count, 0)
 		}
-		g.ids = append(g.ids, t.ID)
+		of[i] = gi
+		count[gi]++
 	}
-	slices.SortFunc(groups, func(a, b *group) int {
-		if c := cmp.Compare(b.share, a.share); c != 0 {
-			return c
+
+	order := make([]entry, len(first))
+	for gi, ti := range first {
+		r := tasks[ti].Requests
+		order[gi] = entry{dominantShare(r, ref), r, int32(gi)}
+	}
+	order = sortByShare(order)
+	// Equal shares, rare with many sizes, go by the rest of the key.
+	for i := 0; i < len(order); {
+		j := i + 1
+		for j < len(order) && order[j].share == order[i].share {
+			j++
 		}
-		if c := cmp.Compare(b.task.Requests.MilliCPU, a.task.Requests.MilliCPU); c != 0 {
-			return c
+		slices.SortFunc(order[i:j], func(a, b entry) int {
+			if c := cmp.Compare(b.req.MilliCPU, a.req.MilliCPU); c != 0 {
+				return c
+			}
+			if c := cmp.Compare(b.req.MemoryBytes, a.req.MemoryBytes); c != 0 {
+				return c
+			}
+			if c := cmp.Compare(tasks[first[a.gi]].ID, tasks[first[b.gi]].ID); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.gi, b.gi)
+		})
+		i = j
+	}
+
+	slab := make([]group, len(order))
+	ids := make([]string, len(tasks))
+	at := make([]*group, len(first)) // group index -> its place in slab
+	off := 0
+	for r, e := range order {
+		n := int(count[e.gi])
+		slab[r] = group{
+			task: &tasks[first[e.gi]],
+			ids:  ids[off : off : off+n], // full capacity: appends below never spill
 		}
-		if c := cmp.Compare(b.task.Requests.MemoryBytes, a.task.Requests.MemoryBytes); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.ids[0], b.ids[0])
-	})
+		at[e.gi] = &slab[r]
+		off += n
+	}
+	for i := range tasks {
+		g := at[of[i]]
+		g.ids = append(g.ids, tasks[i].ID)
+	}
+	groups := make([]*group, len(slab))
+	for i := range slab {
+		groups[i] = &slab[i]
+	}
 	return groups
+}
+
+// entry is a group being ordered: its share, requests and index.
+type entry struct {
+	share float64
+	req   Resources
+	gi    int32
+}
+
+// sortByShare sorts entries by share, largest first, keeping the order of
+// equal shares. With tens of thousands of groups it is a decision's largest
+// sort, so it is a radix sort on the shares' bits: eight linear passes, a
+// byte at a time from the lowest, instead of some 16 comparisons per group
+// through a function.
+func sortByShare(es []entry) []entry {
+	// key orders like the share, reversed: a float's bits order like the
+	// float once the sign is folded in. (A share is never NaN or -0.)
+	key := func(s float64) uint64 {
+		b := math.Float64bits(s)
+		if b>>63 != 0 {
+			b = ^b
+		} else {
+			b |= 1 << 63
+		}
+		return ^b
+	}
+	tmp := make([]entry, len(es))
+	for shift := 0; shift < 64; shift += 8 {
+		var at [256]int
+		for _, e := range es {
+			at[key(e.share)>>shift&0xff]++
+		}
+		if slices.Contains(at[:], len(es)) {
+			continue // one value of this byte: nothing to move
+		}
+		sum := 0
+		for d, n := range at {
+			at[d] = sum
+			sum += n
+		}
+		for _, e := range es {
+			d := key(e.share) >> shift & 0xff
+			tmp[at[d]] = e
+			at[d]++
+		}
+		es, tmp = tmp, es
+	}
+	return es
 }
 
 func dominantShare(r, ref Resources) float64 {
@@ -108,35 +220,41 @@ func packBins(groups []*group, bins []bin) int {
 	selected := slices.Sorted(maps.Keys(keys))
 	byKey := map[string]*kind{}
 	var kinds []*kind
+	var sig []byte // reused: a lookup by string(sig) does not allocate
 	for i := range bins {
 		b := &bins[i]
-		var sig strings.Builder
+		sig = sig[:0]
 		for _, k := range selected {
 			if v, ok := b.labels[k]; ok {
-				sig.WriteString(k + "=" + v + ",")
+				sig = appendPair(sig, k, v)
 			}
 		}
-		sig.WriteString("|")
+		sig = append(sig, '|')
 		for _, tn := range b.taints {
-			sig.WriteString(tn.Key + "=" + tn.Value + ",")
+			sig = appendPair(sig, tn.Key, tn.Value)
 		}
-		k, ok := byKey[sig.String()]
+		k, ok := byKey[string(sig)]
 		if !ok {
 			k = &kind{labels: b.labels, taints: b.taints}
-			byKey[sig.String()] = k
+			byKey[string(sig)] = k
 			kinds = append(kinds, k)
 		}
 		k.bins = append(k.bins, i)
 	}
-	for _, k := range kinds {
-		k.index = newFitIndex(len(k.bins))
-		for leaf, bi := range k.bins {
-			k.index.set(leaf, bins[bi].free)
-		}
-	}
 	free := make([]Resources, len(bins))
+	var scale Resources // the most free on each dimension
 	for i := range bins {
 		free[i] = bins[i].free
+		scale = Resources{max(scale.MilliCPU, free[i].MilliCPU), max(scale.MemoryBytes, free[i].MemoryBytes)}
+	}
+	// Existing nodes are where free capacity is ragged: their indexes also
+	// track proportions (see fitIndex).
+	for _, k := range kinds {
+		kfree := make([]Resources, len(k.bins))
+		for leaf, bi := range k.bins {
+			kfree[leaf] = free[bi]
+		}
+		k.index = newPropFitIndex(kfree, scale)
 	}
 
 	total := 0
@@ -171,55 +289,127 @@ func packBins(groups []*group, bins []bin) int {
 	return total
 }
 
-// poolPacking is the result of packing the unplaced groups onto new machines
-// of one pool, without changing the groups.
+func appendPair(b []byte, k, v string) []byte {
+	b = append(b, k...)
+	b = append(b, '=')
+	b = append(b, v...)
+	return append(b, ',')
+}
+
+// rest is the groups left for new machines after existing capacity, in
+// first-fit-decreasing order, as the rounds of Decide see them. Every round
+// packs them again for every pool that can grow, so they are kept compact:
+// requests and counts in arrays, and per pool the groups its machines could
+// hold (selector, taints, size), worked out once. Walking these instead of
+// the groups themselves keeps a round's passes within the CPU's caches.
+type rest struct {
+	groups []*group
+	req    []Resources
+	left   []int     // tasks of each group not placed yet
+	fits   [][]int32 // per pool: groups a new machine of the pool could hold
+	// taken is per pool a buffer for poolPacking.taken, reused each round.
+	taken [][]int32
+}
+
+func newRest(groups []*group, pools []PoolShape) *rest {
+	live := func(g *group) bool { return g.left() > 0 && g.unschedulable == "" }
+	n := 0
+	for _, g := range groups {
+		if live(g) {
+			n++
+		}
+	}
+	r := &rest{groups: make([]*group, 0, n), req: make([]Resources, 0, n), left: make([]int, 0, n),
+		fits: make([][]int32, len(pools)), taken: make([][]int32, len(pools))}
+	for pi := range pools {
+		r.fits[pi] = make([]int32, 0, n)
+	}
+	for _, g := range groups {
+		if !live(g) {
+			continue
+		}
+		gi := int32(len(r.groups))
+		r.groups = append(r.groups, g)
+		r.req = append(r.req, g.task.Requests)
+		r.left = append(r.left, g.left())
+		for pi := range pools {
+			pl := &pools[pi]
+			if g.task.Requests.FitsIn(pl.Allocatable) && g.task.accepts(pl.Labels, pl.Taints) {
+				r.fits[pi] = append(r.fits[pi], gi)
+			}
+		}
+	}
+	for pi := range pools {
+		r.taken[pi] = make([]int32, len(r.fits[pi]))
+	}
+	return r
+}
+
+// want counts the tasks left that a new machine of pool pi could hold, and
+// drops the groups fully placed from the pool's list, which keeps the later
+// rounds' passes short.
+func (r *rest) want(pi int) int {
+	n := 0
+	r.fits[pi] = slices.DeleteFunc(r.fits[pi], func(gi int32) bool {
+		n += r.left[gi]
+		return r.left[gi] == 0
+	})
+	return n
+}
+
+// place records the tasks a packing placed. It must be the latest packing
+// of its pool: its counts follow the pool's list as it was then.
+func (r *rest) place(p poolPacking) {
+	for at, n := range p.taken {
+		if n > 0 {
+			gi := r.fits[p.pool][at]
+			r.left[gi] -= int(n)
+			r.groups[gi].placed += int(n)
+		}
+	}
+}
+
+// poolPacking is the result of packing the groups left onto new machines of
+// one pool, without changing them.
 type poolPacking struct {
+	pool  int
 	nodes int
 	tasks int
 	used  Resources
-	taken []int // per group index
+	taken []int32 // tasks placed, per group of the pool's list
 }
 
-// packPool simulates first fit decreasing of the unplaced groups onto at most
-// limit new machines of shape.
-func packPool(groups []*group, shape *PoolShape, limit int) poolPacking {
-	p := poolPacking{taken: make([]int, len(groups))}
-	// No more machines than tasks that could go there.
-	want := 0
-	for _, g := range groups {
-		if g.left() > 0 && g.unschedulable == "" && g.task.Requests.FitsIn(shape.Allocatable) && g.task.accepts(shape.Labels, shape.Taints) {
-			want += g.left()
-		}
-	}
-	limit = min(limit, want)
+// packPool simulates first fit decreasing of the groups left that pool pi
+// could hold onto at most limit new machines of shape.
+func packPool(r *rest, pi int, shape Resources, limit int) poolPacking {
+	p := poolPacking{pool: pi, taken: r.taken[pi][:len(r.fits[pi])]}
+	clear(p.taken)
 	if limit <= 0 {
 		return p
 	}
 	index := newFitIndex(limit)
-	var free []Resources
-	for gi, g := range groups {
-		n := int64(g.left())
-		req := g.task.Requests
-		if n == 0 || g.unschedulable != "" || !req.FitsIn(shape.Allocatable) || !g.task.accepts(shape.Labels, shape.Taints) {
-			continue
-		}
-		for n > 0 {
+	free := make([]Resources, 0, limit)
+	for at, gi := range r.fits[pi] {
+		n := int64(r.left[gi])
+		req := r.req[gi]
+		got := int64(0)
+		for n > got {
 			i := index.first(req)
 			if i < 0 {
 				if len(free) == limit {
 					break
 				}
 				i = len(free) // open a new machine
-				free = append(free, shape.Allocatable)
+				free = append(free, shape)
 			}
-			k := min(fitCount(free[i], req), n)
+			k := min(fitCount(free[i], req), n-got)
 			free[i] = free[i].Sub(req.Mul(k))
 			index.set(i, free[i])
-			n -= k
-			p.taken[gi] += int(k)
-			p.tasks += int(k)
-			p.used = p.used.Add(req.Mul(k))
+			got += k
 		}
+		p.taken[at] = int32(got)
+		p.tasks += int(got)
+		p.used = p.used.Add(req.Mul(got))
 	}
 	p.nodes = len(free)
 	return p
