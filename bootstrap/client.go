@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,6 +61,10 @@ type Target struct {
 	Port    int    // DefaultPort when zero
 	User    string // "root" when empty
 	HostKey string // pinned public host key, authorized_keys format; required
+	// NextHostKey is the host key being rotated in, when a rotation is
+	// unfinished (state.Machine.NextHostKey): the machine may offer it
+	// instead of HostKey, and no third key is accepted.
+	NextHostKey string
 }
 
 func (t Target) addr() string {
@@ -111,7 +116,8 @@ var _ cluster.Runner = (*Client)(nil)
 // Dial connects to t, retrying with backoff and jitter while the machine is
 // not ready (refused, timed out, closed during handshake) until ctx's
 // deadline (DefaultDialTimeout when it has none). A host key other than the
-// pinned one fails at once with a *HostKeyError (ErrHostKeyChanged).
+// pinned one (or the target's NextHostKey) fails at once with a
+// *HostKeyError (ErrHostKeyChanged).
 func Dial(ctx context.Context, t Target, cfg Config) (*Client, error) {
 	logger := cfg.Logger
 	if logger == nil {
@@ -267,19 +273,27 @@ func clientConfig(t Target, signers []ssh.Signer) (*ssh.ClientConfig, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ssh %s (%s): pinned host key: %w", t.Name, addr, err)
 	}
-	pinnedFP := ssh.FingerprintSHA256(pinned)
-	pinnedBytes := pinned.Marshal()
+	accepted := []ssh.PublicKey{pinned}
+	if strings.TrimSpace(t.NextHostKey) != "" {
+		next, err := parsePublicKey(t.NextHostKey)
+		if err != nil {
+			return nil, fmt.Errorf("ssh %s (%s): next host key: %w", t.Name, addr, err)
+		}
+		accepted = append(accepted, next)
+	}
 	cfg := &ssh.ClientConfig{
 		User: t.user(),
 		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
-			if bytes.Equal(key.Marshal(), pinnedBytes) {
-				return nil
+			for _, k := range accepted {
+				if bytes.Equal(key.Marshal(), k.Marshal()) {
+					return nil
+				}
 			}
-			return &HostKeyError{Machine: t.Name, Address: addr, Pinned: pinnedFP, Offered: ssh.FingerprintSHA256(key)}
+			return t.hostKeyError(ssh.FingerprintSHA256(key))
 		},
-		// Ask only for the pinned key's type: a server with several host
-		// keys must present the one we pinned, not another valid one.
-		HostKeyAlgorithms: hostKeyAlgorithms(pinned),
+		// Ask only for the accepted keys' types: a server with several host
+		// keys must present one we pinned, not another valid one.
+		HostKeyAlgorithms: hostKeyAlgorithms(accepted...),
 	}
 	if len(signers) > 0 {
 		cfg.Auth = append(cfg.Auth, ssh.PublicKeys(signers...))
@@ -287,11 +301,33 @@ func clientConfig(t Target, signers []ssh.Signer) (*ssh.ClientConfig, error) {
 	return cfg, nil
 }
 
-func hostKeyAlgorithms(k ssh.PublicKey) []string {
-	if k.Type() == ssh.KeyAlgoRSA {
-		return []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA}
+// hostKeyAlgorithms are the algorithms that can verify keys, in order,
+// without repeats.
+func hostKeyAlgorithms(keys ...ssh.PublicKey) []string {
+	var out []string
+	for _, k := range keys {
+		algos := []string{k.Type()}
+		if k.Type() == ssh.KeyAlgoRSA {
+			algos = []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA}
+		}
+		for _, a := range algos {
+			if !slices.Contains(out, a) {
+				out = append(out, a)
+			}
+		}
 	}
-	return []string{k.Type()}
+	return out
+}
+
+// hostKeyError is the refusal of an offered key ("" when the server
+// offered none of the accepted types).
+func (t Target) hostKeyError(offered string) *HostKeyError {
+	e := &HostKeyError{Machine: t.Name, Address: t.addr(), Offered: offered}
+	e.Pinned, _ = Fingerprint(t.HostKey)
+	if strings.TrimSpace(t.NextHostKey) != "" {
+		e.Next, _ = Fingerprint(t.NextHostKey)
+	}
+	return e
 }
 
 func dialAgent(ctx context.Context) (agent.ExtendedAgent, func(), error) {
@@ -342,8 +378,7 @@ func handshake(ctx context.Context, nc net.Conn, t Target, cfg *ssh.ClientConfig
 		}
 		var ane *ssh.AlgorithmNegotiationError
 		if errors.As(err, &ane) && ane.What == "host key" {
-			pinned, _ := Fingerprint(t.HostKey)
-			return nil, &HostKeyError{Machine: t.Name, Address: t.addr(), Pinned: pinned}
+			return nil, t.hostKeyError("")
 		}
 		if interrupted {
 			return nil, fmt.Errorf("ssh handshake: %w", ctx.Err())

@@ -29,6 +29,9 @@ type HostKeyError struct {
 	Machine string
 	Address string // host:port dialed
 	Pinned  string // SHA256 fingerprint of the pinned key
+	// Next is the SHA256 fingerprint of the key being rotated in, accepted
+	// too; empty when no rotation is under way.
+	Next    string
 	Offered string // SHA256 fingerprint of the offered key; empty when the server offered none of the pinned type
 }
 
@@ -37,10 +40,14 @@ func (e *HostKeyError) Error() string {
 	if offered == "" {
 		offered = "no key of the pinned type"
 	}
+	pinned := e.Pinned
+	if e.Next != "" {
+		pinned += " (or " + e.Next + ", being rotated in)"
+	}
 	return fmt.Sprintf("%s (%s): %v: pinned %s, offered %s; "+
 		"if the machine was rebuilt on purpose, run `provision down` for it or remove it from state, "+
 		"otherwise treat this as a possible attack",
-		e.Machine, e.Address, ErrHostKeyChanged, e.Pinned, offered)
+		e.Machine, e.Address, ErrHostKeyChanged, pinned, offered)
 }
 
 func (e *HostKeyError) Is(target error) bool { return target == ErrHostKeyChanged }

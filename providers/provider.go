@@ -76,6 +76,17 @@ type Machine struct {
 	HostKey string
 }
 
+// HostKeyKeeper is an optional extra of a Provider, checked by type
+// assertion: a provider whose machines keep host keys of their own, which
+// provision only pins (the static provider: the user's own hosts). The
+// engine never rotates such a machine's key; every other provider's
+// machines get a fresh one on first contact (see plans/apply).
+type HostKeyKeeper interface {
+	// KeepsHostKeys reports whether the provider's machines keep their own
+	// host keys.
+	KeepsHostKeys() bool
+}
+
 // MachineState is the coarse lifecycle state of a machine in its provider.
 type MachineState string
 

@@ -48,15 +48,27 @@ const (
 // Machine is one machine of the cluster. It holds no secret: the host key is
 // the public half only.
 type Machine struct {
-	ID             string    `json:"id"`
-	Pool           string    `json:"pool"`
-	Provider       string    `json:"provider"`
-	Role           string    `json:"role"`
-	ProviderID     string    `json:"provider_id,omitempty"`
-	Address        string    `json:"address,omitempty"`
-	Port           int       `json:"port,omitempty"`
-	PrivateAddress string    `json:"private_address,omitempty"`
-	HostKey        string    `json:"host_key"` // authorized_keys format, pinned
+	ID             string `json:"id"`
+	Pool           string `json:"pool"`
+	Provider       string `json:"provider"`
+	Role           string `json:"role"`
+	ProviderID     string `json:"provider_id,omitempty"`
+	Address        string `json:"address,omitempty"`
+	Port           int    `json:"port,omitempty"`
+	PrivateAddress string `json:"private_address,omitempty"`
+	HostKey        string `json:"host_key"` // authorized_keys format, pinned
+	// NextHostKey is the host key being rotated in (authorized_keys
+	// format), recorded before the machine serves it: until the rotation
+	// is confirmed, a connection accepts HostKey or NextHostKey and no
+	// other, so a run killed at any point of the rotation still connects
+	// and finishes it. Empty when no rotation is under way.
+	NextHostKey string `json:"next_host_key,omitempty"`
+	// HostKeyRotated: HostKey was made on the machine after provision's
+	// first verified connection, so the key its creation carried (in
+	// user-data, which the cloud's metadata service keeps serving) opens
+	// nothing any more. Never set for machines that keep keys of their own
+	// (static hosts).
+	HostKeyRotated bool      `json:"host_key_rotated,omitempty"`
 	Phase          Phase     `json:"phase"`
 	CreatedAt      time.Time `json:"created_at"`
 }

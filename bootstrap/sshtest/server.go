@@ -118,6 +118,11 @@ func (s *Server) Close() error {
 	return err
 }
 
+// SetHostKey makes the server offer k to new connections instead of its
+// key of k's type (another type is offered beside it), as sshd does after a
+// reload with a new key file; connections already open keep theirs.
+func (s *Server) SetHostKey(k ssh.Signer) { s.srv.AddHostKey(k) }
+
 // Conns is how many TCP connections the server accepted.
 func (s *Server) Conns() int {
 	s.mu.Lock()

@@ -70,6 +70,11 @@ type Engine struct {
 	Driver    cluster.Driver
 	// HostKeys generates a machine's SSH host key before it is created.
 	HostKeys func() (hostkey.Key, error)
+	// HostKeyRotator, when set, gives each machine a host key of its own
+	// right after the first verified connection, so the key its creation
+	// carried (in user-data) opens nothing any more; see rotateHostKey.
+	// Machines of a providers.HostKeyKeeper keep theirs.
+	HostKeyRotator HostKeyRotator
 	// AuthorizedKeys are installed for the plan's SSH user on new machines.
 	AuthorizedKeys []string
 	// ProviderDir is where providers may keep files (see providers.Env).

@@ -29,6 +29,7 @@ func (r *run) execute(ctx context.Context, c *plans.Changes) error {
 	var pending []string // machines to create (new and intents)
 	var resume []string  // created machines whose bootstrap is unfinished
 	var deletes []state.Machine
+	var rekey []string // joined machines whose host key was never rotated
 	r.mu.Lock()
 	// Changes computed against another state (another cluster's, or a
 	// version another run has since replaced) no longer fit this one.
@@ -40,6 +41,9 @@ func (r *run) execute(ctx context.Context, c *plans.Changes) error {
 		switch ch.Action {
 		case plans.NoOp:
 			r.report.Unchanged++
+			if b := ch.Before; b != nil && b.Phase == state.PhaseJoined && !b.HostKeyRotated && r.e.HostKeyRotator != nil {
+				rekey = append(rekey, b.ID)
+			}
 		case plans.Create:
 			m, err := r.newMachineLocked(ch)
 			if err != nil {
@@ -113,6 +117,12 @@ func (r *run) execute(ctx context.Context, c *plans.Changes) error {
 			for _, id := range created {
 				startPipeline(id)
 			}
+			return nil
+		})
+	}
+	for _, id := range rekey {
+		g.Go(func() error {
+			r.rekey(ctx, id, sem, t)
 			return nil
 		})
 	}
@@ -266,7 +276,7 @@ func (r *run) create(ctx context.Context, b batch, t Timeouts) ([]string, error)
 		m := r.st.Machine(id)
 		// An intent from an interrupted run gets a fresh key: the old
 		// private half died with that run and its machine never existed.
-		m.HostKey = hk.Public
+		m.HostKey, m.NextHostKey, m.HostKeyRotated = hk.Public, "", false
 		specs = append(specs, providers.MachineSpec{
 			ID: providers.MachineID(id), Cluster: r.st.Cluster, Pool: pool.Name, Role: pool.Role,
 			Settings: pool.Settings, Labels: pool.Labels, SSHUser: r.plan.SSH.User,
@@ -364,11 +374,22 @@ func (r *run) pipeline(ctx context.Context, id string, mgr *managerGate, sem cha
 	var conn Conn
 	if err := stage(StageSSH, t.SSH, func(ctx context.Context) error {
 		c, err := r.conn(ctx, m)
+		if err != nil {
+			return err
+		}
 		conn = c
+		// The first verified connection is the one the user-data key is
+		// good for: rotate it before anything else runs on the machine.
+		rotate, err := r.rotates(ctx, m)
+		if err != nil || !rotate {
+			return err
+		}
+		conn, err = r.rotateHostKey(ctx, id, c)
 		return err
 	}); err != nil {
 		return err
 	}
+	m = r.machine(id) // the pinned key may be a new one
 	if phaseBefore(m.Phase, state.PhaseReady) {
 		if err := stage(StageRuntime, t.Runtime, func(ctx context.Context) error {
 			// Installs hit package mirrors: retry a transient failure twice.

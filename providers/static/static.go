@@ -35,7 +35,16 @@ type Provider struct {
 	mu sync.Mutex
 }
 
-var _ providers.Provider = (*Provider)(nil)
+var (
+	_ providers.Provider      = (*Provider)(nil)
+	_ providers.HostKeyKeeper = (*Provider)(nil)
+)
+
+// KeepsHostKeys is true: a static host is the user's own machine. Its key
+// never went through user-data (the plan names it, nothing hands it out),
+// the user and others may have it in known_hosts, and the host outlives
+// the cluster; so provision pins it as it is and never rotates it.
+func (*Provider) KeepsHostKeys() bool { return true }
 
 // New returns the static provider keeping its assignments in env.Dir.
 func New(ctx context.Context, env providers.Env) (*Provider, error) {
