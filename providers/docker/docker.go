@@ -8,6 +8,7 @@
 package docker
 
 import (
+	"archive/tar"
 	"bytes"
 	"cmp"
 	"context"
@@ -28,6 +29,7 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
+	"golang.org/x/crypto/ssh"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/provisionhq/provision/providers"
@@ -338,25 +340,54 @@ func (p *Provider) networksNamed(ctx context.Context, name string) ([]network.Su
 
 func shortID(id string) string { return id[:min(12, len(id))] }
 
+// servesHostKey tells whether the container's public host key file is pub.
+// Any doubt (unreadable, missing, another key) is a no.
+func (p *Provider) servesHostKey(ctx context.Context, id, pub string) bool {
+	want, _, _, _, err := ssh.ParseAuthorizedKey([]byte(pub))
+	if err != nil {
+		return false
+	}
+	res, err := p.api.CopyFromContainer(ctx, id, client.CopyFromContainerOptions{SourcePath: "/etc/ssh/ssh_host_ed25519_key.pub"})
+	if err != nil {
+		return false
+	}
+	defer res.Content.Close()
+	tr := tar.NewReader(res.Content)
+	if _, err := tr.Next(); err != nil {
+		return false
+	}
+	body, err := io.ReadAll(io.LimitReader(tr, 16<<10))
+	if err != nil {
+		return false
+	}
+	got, _, _, _, err := ssh.ParseAuthorizedKey(body)
+	return err == nil && bytes.Equal(got.Marshal(), want.Marshal())
+}
+
 // createOne brings one machine to running and returns its container ID.
-// A container that was created but never started (a crash mid-create) gets
-// its files again before it starts: copying them is idempotent.
+// A container an interrupted run left behind is finished with the spec's
+// keys, the ones state pins now: copying them is idempotent. One that runs
+// already (the daemon completed a start whose caller had died) and serves
+// another host key gets the spec's and restarts to serve it.
 func (p *Provider) createOne(ctx context.Context, spec providers.MachineSpec, st settings, image, netID string, existing map[providers.MachineID]containerInfo) (string, error) {
 	ctx, cancel := withDeadline(ctx)
 	defer cancel()
 	if ci, ok := existing[spec.ID]; ok {
-		if ci.Status == container.StateRunning {
+		running := ci.Status == container.StateRunning
+		if running && p.servesHostKey(ctx, ci.ID, spec.HostKey.Public) {
 			return ci.ID, nil
 		}
-		// Never started, or stopped: the spec's keys are the ones state
-		// pins now, whatever an interrupted run copied in before.
 		if err := p.inject(ctx, ci.ID, spec); err != nil {
 			return "", err
 		}
-		if err := p.start(ctx, ci.ID); err != nil {
+		if running {
+			if _, err := p.api.ContainerRestart(ctx, ci.ID, client.ContainerRestartOptions{}); err != nil {
+				return "", fmt.Errorf("restart container with its new keys: %w", classify(err, ""))
+			}
+		} else if err := p.start(ctx, ci.ID); err != nil {
 			return "", err
 		}
-		p.logger.InfoContext(ctx, "machine adopted", "machine", spec.ID, "container", shortID(ci.ID))
+		p.logger.InfoContext(ctx, "machine adopted", "machine", spec.ID, "container", shortID(ci.ID), "restarted", running)
 		return ci.ID, nil
 	}
 

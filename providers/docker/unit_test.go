@@ -1,6 +1,8 @@
 package docker
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -32,6 +34,9 @@ type fakeEngine struct {
 	copies     int
 	networks   []network.Summary // nil: the test cluster's one network
 	removedNet []string
+	listed     []container.Summary // what ContainerList answers
+	served     string              // the public host key file of listed containers
+	restarted  []string
 }
 
 func (f *fakeEngine) ImageInspect(ctx context.Context, ref string, _ ...client.ImageInspectOption) (client.ImageInspectResult, error) {
@@ -57,7 +62,23 @@ func (f *fakeEngine) NetworkRemove(ctx context.Context, id string, _ client.Netw
 }
 
 func (f *fakeEngine) ContainerList(ctx context.Context, _ client.ContainerListOptions) (client.ContainerListResult, error) {
-	return client.ContainerListResult{}, nil
+	return client.ContainerListResult{Items: f.listed}, nil
+}
+
+func (f *fakeEngine) CopyFromContainer(ctx context.Context, id string, o client.CopyFromContainerOptions) (client.CopyFromContainerResult, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	_ = tw.WriteHeader(&tar.Header{Name: filepath.Base(o.SourcePath), Mode: 0o644, Size: int64(len(f.served))})
+	_, _ = tw.Write([]byte(f.served))
+	_ = tw.Close()
+	return client.CopyFromContainerResult{Content: io.NopCloser(&buf)}, nil
+}
+
+func (f *fakeEngine) ContainerRestart(ctx context.Context, id string, _ client.ContainerRestartOptions) (client.ContainerRestartResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.restarted = append(f.restarted, id)
+	return client.ContainerRestartResult{}, nil
 }
 
 func (f *fakeEngine) ContainerCreate(ctx context.Context, o client.ContainerCreateOptions) (client.ContainerCreateResult, error) {
@@ -252,5 +273,46 @@ func TestCreateLeavesOneNetworkOfTheName(t *testing.T) {
 	}
 	if len(rec.creates) != 1 || rec.creates[0].HostConfig.NetworkMode != "older" {
 		t.Errorf("container network %v, want the older network's ID", rec.creates)
+	}
+}
+
+// TestCreateFinishesALeftContainer: Create for a machine whose container an
+// interrupted run left behind (the daemon finished its start after the run
+// died) leaves it alone when it serves the spec's host key, and otherwise
+// copies the spec's keys in and restarts it, so it never serves a key that
+// state does not pin.
+func TestCreateFinishesALeftContainer(t *testing.T) {
+	t.Parallel()
+	old, err := hostkey.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned, err := hostkey.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name        string
+		served      string
+		wantRestart bool
+	}{
+		{"serves the pinned key", pinned.Public, false},
+		{"serves the dead run's key", old.Public, true},
+		{"serves no key yet", "", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			labels := map[string]string{labelCluster: "c", labelPool: "p", labelMachine: "m0"}
+			f := &fakeEngine{served: tt.served, listed: []container.Summary{{ID: "c0ffeem0", State: container.StateRunning, Labels: labels}}}
+			f.containers = map[string]*container.Config{"c0ffeem0": {Labels: labels}}
+			p := newProvider(providers.Env{Cluster: "c"}, f)
+			if _, err := p.Create(t.Context(), []providers.MachineSpec{{ID: "m0", Cluster: "c", Pool: "p",
+				SSHUser: "root", HostKey: pinned, Settings: providers.Settings{"image": "img:1"}}}); err != nil {
+				t.Fatal(err)
+			}
+			if restarted := len(f.restarted) == 1; restarted != tt.wantRestart || (f.copies == 1) != tt.wantRestart {
+				t.Errorf("restarts %v, key copies %d; want restarted and copied = %v", f.restarted, f.copies, tt.wantRestart)
+			}
+		})
 	}
 }
