@@ -81,13 +81,14 @@ func (p *Planner) Decide(d Demand) Decision {
 	if covered := packBins(groups, bins); covered > 0 {
 		notes = append(notes, fmt.Sprintf("%d pending tasks fit existing nodes or machines being created", covered))
 	}
-	markUnschedulable(groups, d.Pools)
+	acc := acceptedByPools(d.Pools)
+	markUnschedulable(groups, d.Pools, acc)
 
 	clusterRoom := math.MaxInt
 	if p.MaxNodes > 0 {
 		clusterRoom = max(p.MaxNodes-size, 0)
 	}
-	left := newRest(groups, d.Pools) // the groups still to place on new machines
+	left := newRest(groups, d.Pools, acc) // the groups still to place on new machines
 	added := make(map[string]int)
 	blocked := make(map[string]string) // pool -> why it cannot grow now
 	for {
@@ -179,7 +180,7 @@ func largest(d Demand) Resources {
 
 // markUnschedulable sets the reason on groups no pool shape can ever hold,
 // whatever its size or backoff.
-func markUnschedulable(groups []*group, pools []PoolShape) {
+func markUnschedulable(groups []*group, pools []PoolShape, acc *accepted) {
 	for _, g := range groups {
 		if g.left() == 0 {
 			continue
@@ -189,7 +190,7 @@ func markUnschedulable(groups []*group, pools []PoolShape) {
 		fits := false
 		for i := range pools {
 			pl := &pools[i]
-			if !g.task.accepts(pl.Labels, pl.Taints) {
+			if !acc.by(i, g) {
 				continue
 			}
 			matching++

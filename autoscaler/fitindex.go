@@ -26,7 +26,7 @@ type fitIndex struct {
 
 	// With proportions (scale set): scale makes CPU and memory comparable
 	// (a fraction of the largest machine), and prop[j*props+k] is the
-	// largest min(cpu·slope(k), mem) over node j's bins, in scaled units.
+	// largest min(cpu·slopes[k], mem) over node j's bins, in scaled units.
 	scale [2]float64 // 1/CPU, 1/memory
 	prop  []float32
 }
@@ -36,7 +36,13 @@ type fitIndex struct {
 // node's two maxima fit a cache line or two; finer steps filter little more.
 const props = 12
 
-func slope(k int) float64 { return math.Ldexp(1, k-props/2) }
+// slopes are the proportions' slopes, 2^(k-props/2).
+var slopes = func() (s [props]float64) {
+	for k := range s {
+		s[k] = math.Ldexp(1, k-props/2)
+	}
+	return s
+}()
 
 // empty is below any request, so unused leaves never match.
 const empty = -1
@@ -93,8 +99,8 @@ func (t *fitIndex) set(i int, free Resources) {
 func (t *fitIndex) leafProps(j int, free Resources) {
 	x, y := float64(free.MilliCPU)*t.scale[0], float64(free.MemoryBytes)*t.scale[1]
 	p := t.prop[j*props : (j+1)*props]
-	for k := range p {
-		p[k] = float32(min(x*slope(k), y))
+	for k, s := range slopes {
+		p[k] = float32(min(x*s, y))
 	}
 }
 
@@ -161,9 +167,10 @@ func (t *fitIndex) propQuery(req Resources) query {
 	case y <= 0: // no memory: the flattest
 		q.k = 0
 	default:
-		q.k = min(max(int(math.Floor(math.Log2(y/x)))+props/2, 0), props-2)
+		_, exp := math.Frexp(y / x) // y/x is in [2^(exp-1), 2^exp)
+		q.k = min(max(exp-1+props/2, 0), props-2)
 	}
-	q.lo, q.hi = float32(min(x*slope(q.k), y)), float32(min(x*slope(q.k+1), y))
+	q.lo, q.hi = float32(min(x*slopes[q.k], y)), float32(min(x*slopes[q.k+1], y))
 	return q
 }
 

@@ -14,6 +14,9 @@ import (
 type group struct {
 	task *Task    // the first of them, for requests, selector, tolerations
 	ids  []string // task IDs; ids[:placed] are placed
+	// class numbers the group's selector and tolerations among the
+	// groups' (0: none), for accepted.
+	class int32
 
 	placed int
 	// unschedulable is set when no pool shape can ever hold the task.
@@ -22,10 +25,49 @@ type group struct {
 
 func (g *group) left() int { return len(g.ids) - g.placed }
 
+// groupKey is what makes tasks identical: their requests, and their
+// selector and tolerations as a class.
 type groupKey struct {
-	req      Resources
-	selector string
-	tols     string
+	req   Resources
+	class int32
+}
+
+// accepted memoizes which targets (pools, kinds of bins) accept the groups
+// of each class, a class being a selector and a set of tolerations: tens of
+// thousands of groups share a handful of classes, and a selector costs a
+// map iteration and lookups per target.
+type accepted struct {
+	labels []map[string]string
+	taints [][]Taint
+	memo   [][]int8 // [class][target]: 0 not asked yet, 1 accepts, -1 not
+}
+
+func acceptedByPools(pools []PoolShape) *accepted {
+	a := &accepted{}
+	for i := range pools {
+		a.labels = append(a.labels, pools[i].Labels)
+		a.taints = append(a.taints, pools[i].Taints)
+	}
+	return a
+}
+
+// by reports whether target i accepts g's tasks (resources aside).
+func (a *accepted) by(i int, g *group) bool {
+	if int(g.class) >= len(a.memo) {
+		a.memo = append(a.memo, make([][]int8, int(g.class)+1-len(a.memo))...)
+	}
+	row := a.memo[g.class]
+	if row == nil {
+		row = make([]int8, len(a.labels))
+		a.memo[g.class] = row
+	}
+	if row[i] == 0 {
+		row[i] = -1
+		if g.task.accepts(a.labels[i], a.taints[i]) {
+			row[i] = 1
+		}
+	}
+	return row[i] > 0
 }
 
 // groupTasks groups identical tasks and sorts the groups in first-fit-
@@ -37,48 +79,42 @@ type groupKey struct {
 // groups in decision order and one of task IDs, not one allocation each. The
 // order is found on small records by a radix sort (sortByShare).
 func groupTasks(tasks []Task, ref Resources) []*group {
-	// Most tasks have no selector or tolerations: they are looked up by
-	// their requests alone, a smaller key that hashes faster.
-	plain := make(map[Resources]int32)
 	byKey := make(map[groupKey]int32)
 	of := make([]int32, len(tasks)) // task -> group, by first appearance
-	var first, count []int32        // per group: its first task, its tasks
+	var first, count, class []int32 // per group: its first task, its tasks, its class
+	classes := map[[2]string]int32{{"", ""}: 0}
 	// A service's tasks share a selector and tolerations and mostly come
-	// one after another: the last key strings are reused while they match.
+	// one after another: the class is looked up again only when they change.
 	var lastSel map[string]string
 	var lastTols []Toleration
-	var selKey, tolsKey string
+	var lastClass int32
 	for i := range tasks {
 		t := &tasks[i]
-		var gi int32
-		var ok bool
-		if len(t.NodeSelector) == 0 && len(t.Tolerations) == 0 {
-			gi, ok = plain[t.Requests]
-			if !ok {
-				gi = int32(len(first))
-				plain[t.Requests] = gi
-			}
-		} else {
-			if !maps.Equal(t.NodeSelector, lastSel) {
-				lastSel, selKey = t.NodeSelector, t.selectorString()
-			}
-			if !slices.Equal(t.Tolerations, lastTols) {
-				var b strings.Builder
+		k := groupKey{req: t.Requests}
+		if len(t.NodeSelector) > 0 || len(t.Tolerations) > 0 {
+			if !maps.Equal(t.NodeSelector, lastSel) || !slices.Equal(t.Tolerations, lastTols) {
+				lastSel, lastTols = t.NodeSelector, t.Tolerations
+				var tols strings.Builder
 				for _, tl := range t.Tolerations {
-					b.WriteString(tl.Key + "=" + tl.Value + ";")
+					tols.WriteString(tl.Key + "=" + tl.Value + ";")
 				}
-				lastTols, tolsKey = t.Tolerations, b.String()
+				ck := [2]string{t.selectorString(), tols.String()}
+				c, ok := classes[ck]
+				if !ok {
+					c = int32(len(classes))
+					classes[ck] = c
+				}
+				lastClass = c
 			}
-			k := groupKey{req: t.Requests, selector: selKey, tols: tolsKey}
-			gi, ok = byKey[k]
-			if !ok {
-				gi = int32(len(first))
-				byKey[k] = gi
-			}
+			k.class = lastClass
 		}
+		gi, ok := byKey[k]
 		if !ok {
+			gi = int32(len(first))
+			byKey[k] = gi
 			first = append(first, int32(i))
 			count = append(count, 0)
+			class = append(class, k.class)
 		}
 		of[i] = gi
 		count[gi]++
@@ -118,8 +154,9 @@ func groupTasks(tasks []Task, ref Resources) []*group {
 	for r, e := range order {
 		n := int(count[e.gi])
 		slab[r] = group{
-			task: &tasks[first[e.gi]],
-			ids:  ids[off : off : off+n], // full capacity: appends below never spill
+			task:  &tasks[first[e.gi]],
+			ids:   ids[off : off : off+n], // full capacity: appends below never spill
+			class: class[e.gi],
 		}
 		at[e.gi] = &slab[r]
 		off += n
@@ -257,12 +294,17 @@ func packBins(groups []*group, bins []bin) int {
 		k.index = newPropFitIndex(kfree, scale)
 	}
 
+	acc := &accepted{}
+	for _, k := range kinds {
+		acc.labels = append(acc.labels, k.labels)
+		acc.taints = append(acc.taints, k.taints)
+	}
 	total := 0
 	var eligible []*kind
 	for _, g := range groups {
 		eligible = eligible[:0]
-		for _, k := range kinds {
-			if g.task.accepts(k.labels, k.taints) {
+		for i, k := range kinds {
+			if acc.by(i, g) {
 				eligible = append(eligible, k)
 			}
 		}
@@ -311,7 +353,7 @@ type rest struct {
 	taken [][]int32
 }
 
-func newRest(groups []*group, pools []PoolShape) *rest {
+func newRest(groups []*group, pools []PoolShape, acc *accepted) *rest {
 	live := func(g *group) bool { return g.left() > 0 && g.unschedulable == "" }
 	n := 0
 	for _, g := range groups {
@@ -334,7 +376,7 @@ func newRest(groups []*group, pools []PoolShape) *rest {
 		r.left = append(r.left, g.left())
 		for pi := range pools {
 			pl := &pools[pi]
-			if g.task.Requests.FitsIn(pl.Allocatable) && g.task.accepts(pl.Labels, pl.Taints) {
+			if g.task.Requests.FitsIn(pl.Allocatable) && acc.by(pi, g) {
 				r.fits[pi] = append(r.fits[pi], gi)
 			}
 		}
