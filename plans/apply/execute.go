@@ -384,8 +384,12 @@ func (r *run) pipeline(ctx context.Context, id string, mgr *managerGate, sem cha
 		if err != nil || !rotate {
 			return err
 		}
-		conn, err = r.rotateHostKey(ctx, id, c)
-		return err
+		nc, err := r.rotateHostKey(ctx, id, c)
+		if err != nil {
+			return err
+		}
+		conn = r.replaceConn(id, c, nc)
+		return nil
 	}); err != nil {
 		return err
 	}

@@ -47,9 +47,9 @@ func (r *run) rotates(ctx context.Context, m state.Machine) (bool, error) {
 	return true, nil
 }
 
-// rotateHostKey gives machine id a fresh host key over conn, its verified
-// session, and returns a session verified against the new key, which
-// replaces conn as the run's session to it (conn is closed).
+// rotateHostKey gives machine id a fresh host key over conn, a verified
+// session, and returns a new session, verified against the new key alone.
+// conn stays open: sessions made with the old key outlive the rotation.
 //
 // The order is what makes a kill at any instant safe: the next key is in
 // state (NextHostKey) before the machine serves it, and the rotation is
@@ -114,18 +114,25 @@ func (r *run) rotateHostKey(ctx context.Context, id string, conn Conn) (Conn, er
 		_ = nc.Close()
 		return nil, err
 	}
-	r.mu.Lock()
-	old := r.conns[id]
-	r.conns[id] = nc
-	r.mu.Unlock()
-	if old != nil {
-		_ = old.Close()
-	}
-	if conn != old {
-		_ = conn.Close()
-	}
 	r.log.Info("host key rotated", "machine", id)
 	return nc, nil
+}
+
+// replaceConn makes nc the run's session to machine id in place of old,
+// and closes old; when another session has replaced old meanwhile, nc is
+// closed instead.
+func (r *run) replaceConn(id string, old, nc Conn) Conn {
+	r.mu.Lock()
+	cur, ok := r.conns[id]
+	if ok && cur != old {
+		r.mu.Unlock()
+		_ = nc.Close()
+		return cur
+	}
+	r.conns[id] = nc
+	r.mu.Unlock()
+	_ = old.Close()
+	return nc
 }
 
 // rekeyDial bounds reaching a joined machine whose key a run rotates on the
@@ -151,16 +158,23 @@ func (r *run) rekey(ctx context.Context, id string, sem chan struct{}, t Timeout
 	}
 	r.emit(Event{Machine: id, Pool: m.Pool, Stage: StageSSH, Status: StatusStart, Detail: "rotate host key"})
 	err := func() error {
+		// Sessions of its own: the run's session to this machine (a
+		// manager's, say) may be in use by joins, and stays valid.
 		dctx, cancel := context.WithTimeout(ctx, rekeyDial)
-		c, err := r.conn(dctx, m)
+		c, err := r.e.Connector.Connect(dctx, m)
 		cancel()
 		if err != nil {
 			return err
 		}
+		defer c.Close()
 		sctx, cancel := context.WithTimeout(ctx, t.SSH)
 		defer cancel()
-		_, err = r.rotateHostKey(sctx, id, c)
-		return err
+		nc, err := r.rotateHostKey(sctx, id, c)
+		if err != nil {
+			return err
+		}
+		_ = nc.Close()
+		return nil
 	}()
 	if err != nil {
 		r.log.Warn("could not rotate the host key of a joined machine; the next run tries again", "machine", id, "err", err)

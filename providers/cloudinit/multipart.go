@@ -21,11 +21,12 @@ import (
 // configures machine i's host key and nothing else. This package only
 // writes: cloudsim/userdata reads it back, independently, as cloud-init.
 //
-// Trade-off: the metadata service serves the whole document to every
-// instance of the batch, so root on one machine can read its siblings'
-// private host keys. Siblings share a pool, a cluster and its login keys, so
-// this widens no trust boundary; a pool that wants strict per-machine
-// secrecy uses batches of one.
+// The metadata service serves the whole document to every instance of the
+// batch, for as long as they run, so one machine can read its siblings'
+// private host keys. That is why these keys are only good for provision's
+// first verified connection: over it the engine has each machine make a
+// fresh key of its own (bootstrap.Rotator, plans/apply), and the keys in
+// this document open nothing any more.
 
 // mimeBoundary is fixed so the output is deterministic (EC2's idempotency
 // token covers the user-data); it cannot occur in a YAML cloud-config.

@@ -22,9 +22,10 @@ import (
 // single`. cloudsim/gce models the same rule.
 //
 // The cost: every machine of a batch can read its batch peers' host keys
-// from its metadata server. A batch is one pool of one cluster (same role,
-// same trust), and a single machine never shares: a batch of one uses
-// instances.insert with its own user-data. See the package doc.
+// from its metadata server, for as long as it runs. Those keys are only
+// good for provision's first verified connection, which replaces each one
+// with a key made on the machine (bootstrap.Rotator); the selector script
+// removes its copy in /run/provision itself.
 const userDataPrefix = "provision-user-data-" // = cloudsim/gce.UserDataPrefix
 
 // maxBatch bounds one bulkInsert so its shared metadata (about 1.5 KB of
