@@ -416,8 +416,14 @@ func (p *Provider) launch(ctx context.Context, b *batch, c chunk) ([]string, err
 		})
 		var pe *providers.Error
 		if errors.As(err, &pe) && pe.Code == "IdempotentParameterMismatch" {
-			// The token was used for a different launch (the pool's
-			// settings changed since): take the next generation.
+			// The token was used for a different launch of these same
+			// machine IDs: a run that died before it recorded them (its
+			// host keys died with it, so this user-data differs), or the
+			// pool's settings changed since. Its instances are no machine
+			// of state's: retire them, then take the next generation.
+			if err := p.retireLaunch(ctx, b.region, b.pool, token); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		if err != nil {
@@ -663,6 +669,56 @@ func (p *Provider) Delete(ctx context.Context, ids []providers.MachineID) error 
 	}
 	p.mu.Unlock()
 	return nil
+}
+
+// retireVisibleWithin bounds the wait for an earlier launch's instances to
+// show in DescribeInstances (EC2 is eventually consistent; the token
+// mismatch says they exist).
+var retireVisibleWithin = 30 * time.Second
+
+// retireLaunch terminates the instances an earlier launch made under token.
+func (p *Provider) retireLaunch(ctx context.Context, region, pool, token string) error {
+	deadline := time.Now().Add(retireVisibleWithin)
+	byToken := []types.Filter{{Name: aws.String("tag:" + tagBatch), Values: []string{token}}}
+	for {
+		// Terminated ones too: a launch whose instances are all gone
+		// needs nothing more.
+		insts, err := p.describeAll(ctx, region, pool, &ec2.DescribeInstancesInput{Filters: byToken, MaxResults: aws.Int32(describePage)})
+		if err != nil {
+			return fmt.Errorf("find the earlier launch %s: %w", token, err)
+		}
+		var live []string
+		for _, in := range insts {
+			if !gone(in) {
+				live = append(live, aws.ToString(in.InstanceId))
+			}
+		}
+		if len(live) > 0 {
+			err := p.call(ctx, region, pool, func(ctx context.Context, c *ec2.Client) error {
+				_, err := c.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: live})
+				return err
+			})
+			if errors.Is(err, providers.ErrNotFound) {
+				err = p.terminateEach(ctx, region, live)
+			}
+			if err != nil {
+				return fmt.Errorf("terminate the earlier launch %s: %w", token, err)
+			}
+			p.log.InfoContext(ctx, "terminated an earlier launch of these machines", "region", region, "pool", pool, "token", token, "instances", live)
+			return nil
+		}
+		if len(insts) > 0 || time.Now().After(deadline) {
+			if len(insts) == 0 {
+				p.log.WarnContext(ctx, "an earlier launch of these machines never became visible; launching anew", "region", region, "pool", pool, "token", token)
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 func (p *Provider) terminateEach(ctx context.Context, region string, ids []string) error {

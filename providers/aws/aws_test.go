@@ -61,6 +61,7 @@ type fixture struct {
 	sim *cloudsim.Sim
 	srv *ec2sim.Server
 	p   *Provider
+	url string
 }
 
 // newFixture points the provider at cloudsim's EC2 through the standard
@@ -77,7 +78,7 @@ func newSeededFixture(t *testing.T, cluster string, f cloudsim.Faults, seed uint
 	srv := ec2sim.New(sim, ec2sim.Options{Region: testRegion, Backing: backing})
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
-	return &fixture{sim: sim, srv: srv, p: newTestProvider(t, hs.URL, cluster, rt)}
+	return &fixture{sim: sim, srv: srv, p: newTestProvider(t, hs.URL, cluster, rt), url: hs.URL}
 }
 
 // newTestProvider points a provider at an EC2 endpoint through the
@@ -400,5 +401,40 @@ func TestDecodeSettings(t *testing.T) {
 		if tt.ok != (err == nil) || (err != nil && !errors.Is(err, providers.ErrInvalidSpec)) {
 			t.Errorf("decodeSettings(%v) = %v", tt.set, err)
 		}
+	}
+}
+
+// TestRelaunchAfterADeadRunRetiresItsInstances: a run that died after its
+// RunInstances (its instances invisible to reads for a while, as EC2 is
+// eventually consistent) left a launch of these machine IDs with other
+// host keys in its user-data. The next run's Create, with fresh keys, gets
+// IdempotentParameterMismatch on the same token: it terminates the dead
+// run's instances and launches its own, so no instance is left serving a
+// key state does not pin and none leaks.
+func TestRelaunchAfterADeadRunRetiresItsInstances(t *testing.T) {
+	fx := newFixture(t, "dead", cloudsim.Faults{InvisibleFor: 2 * time.Second}, nil, nil)
+	dead := specs(t, "dead", "a", 2, testSettings)
+	// The dead run got as far as its RunInstances.
+	bs, err := fx.p.plan(dead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks, err := chunkForUserData(bs[0].specs, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fx.p.launch(t.Context(), bs[0], chunks[0]); err != nil {
+		t.Fatal(err)
+	}
+	next := specs(t, "dead", "a", 2, testSettings) // same IDs, fresh host keys
+	got, err := newTestProvider(t, fx.url, "dead", nil).Create(t.Context(), next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("created %d machines, want 2", len(got))
+	}
+	if n := fx.srv.Count(); n != 2 {
+		t.Errorf("emulator has %d live instances after the relaunch, want 2 (the dead run's leaked)", n)
 	}
 }
