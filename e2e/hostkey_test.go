@@ -178,7 +178,8 @@ func resumeUp(t *testing.T, c *cluster, pending int) {
 	var lines []string
 	finished := 0
 	for _, l := range strings.Split(out, "\n") {
-		if strings.Contains(l, "host key") || strings.Contains(l, "ssh      done") {
+		// Plain lines: time, machine, stage or level, text.
+		if f := strings.Fields(l); len(f) > 3 && (f[2] == "info" && strings.Contains(l, "host key") || f[2] == "ssh" && f[3] == "done") {
 			lines = append(lines, l)
 		}
 		if strings.Contains(l, "finishing an interrupted host key rotation") {
