@@ -65,6 +65,10 @@ type Target struct {
 	// unfinished (state.Machine.NextHostKey): the machine may offer it
 	// instead of HostKey, and no third key is accepted.
 	NextHostKey string
+	// FormerHostKeys are keys an interrupted create of the machine may
+	// have given it (state.Machine.FormerHostKeys), accepted as well until
+	// its host key is rotated.
+	FormerHostKeys []string
 }
 
 func (t Target) addr() string {
@@ -280,6 +284,13 @@ func clientConfig(t Target, signers []ssh.Signer) (*ssh.ClientConfig, error) {
 			return nil, fmt.Errorf("ssh %s (%s): next host key: %w", t.Name, addr, err)
 		}
 		accepted = append(accepted, next)
+	}
+	for _, f := range t.FormerHostKeys {
+		former, err := parsePublicKey(f)
+		if err != nil {
+			return nil, fmt.Errorf("ssh %s (%s): former host key: %w", t.Name, addr, err)
+		}
+		accepted = append(accepted, former)
 	}
 	cfg := &ssh.ClientConfig{
 		User: t.user(),

@@ -42,6 +42,7 @@ func TestDialAcceptsPinnedOrNextKeyOnly(t *testing.T) {
 		name          string
 		addr          string
 		pinned, next  string
+		former        []string
 		wantErr       error
 		wantMsg       []string
 		wantNoOffered bool
@@ -59,12 +60,18 @@ func TestDialAcceptsPinnedOrNextKeyOnly(t *testing.T) {
 			wantMsg: []string{fingerprint(t, other), fingerprint(t, third), "no key of the pinned type"}, wantNoOffered: true,
 		},
 		{name: "a garbage next key", addr: srv.Addr, pinned: served.public, next: "ssh-ed25519 not-base64!", wantMsg: []string{"next host key"}},
+		{name: "a dead run's key", addr: srv.Addr, pinned: other.public, former: []string{third.public, served.public}},
+		{
+			name: "neither pinned nor a dead run's", addr: srv.Addr, pinned: other.public, former: []string{third.public}, wantErr: bootstrap.ErrHostKeyChanged,
+			wantMsg: []string{fingerprint(t, other), fingerprint(t, served)},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			tg := target(t, "web-1", tt.addr, tt.pinned, "root")
 			tg.NextHostKey = tt.next
+			tg.FormerHostKeys = tt.former
 			start := time.Now()
 			c, err := bootstrap.Dial(timeout(t, 10*time.Second), tg, bootstrap.Config{Signers: []ssh.Signer{user.signer}, Keepalive: -1})
 			if tt.wantErr == nil && tt.wantMsg == nil {

@@ -63,6 +63,13 @@ type Machine struct {
 	// other, so a run killed at any point of the rotation still connects
 	// and finishes it. Empty when no rotation is under way.
 	NextHostKey string `json:"next_host_key,omitempty"`
+	// FormerHostKeys are the keys earlier, interrupted creates of this
+	// machine pinned (authorized_keys format, newest last). Their runs died
+	// after the provider had the key (a cloud may hand their instance back
+	// later, its user-data carrying that key), so first contact accepts
+	// them too, until the rotation replaces whichever key the machine
+	// serves with one it made itself.
+	FormerHostKeys []string `json:"former_host_keys,omitempty"`
 	// HostKeyRotated: HostKey was made on the machine after provision's
 	// first verified connection, so the key its creation carried (in
 	// user-data, which the cloud's metadata service keeps serving) opens

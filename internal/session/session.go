@@ -203,7 +203,8 @@ func (c *Connector) target(m state.Machine) bootstrap.Target {
 	if port == 0 {
 		port = c.port
 	}
-	return bootstrap.Target{Name: m.ID, Address: m.Address, Port: port, User: c.user, HostKey: m.HostKey, NextHostKey: m.NextHostKey}
+	return bootstrap.Target{Name: m.ID, Address: m.Address, Port: port, User: c.user, HostKey: m.HostKey, NextHostKey: m.NextHostKey,
+		FormerHostKeys: m.FormerHostKeys}
 }
 
 // Connect implements apply.Connector.

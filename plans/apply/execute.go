@@ -275,7 +275,14 @@ func (r *run) create(ctx context.Context, b batch, t Timeouts) ([]string, error)
 		}
 		m := r.st.Machine(id)
 		// An intent from an interrupted run gets a fresh key: the old
-		// private half died with that run and its machine never existed.
+		// private half died with that run. Its provider may still hand
+		// back a machine that run launched with the old key (a cloud's
+		// idempotent create, an instance not yet visible to List), so
+		// first contact accepts that key too, until the rotation.
+		if m.HostKey != "" {
+			m.FormerHostKeys = append(m.FormerHostKeys, m.HostKey)
+			m.FormerHostKeys = m.FormerHostKeys[max(0, len(m.FormerHostKeys)-maxFormerHostKeys):]
+		}
 		m.HostKey, m.NextHostKey, m.HostKeyRotated = hk.Public, "", false
 		specs = append(specs, providers.MachineSpec{
 			ID: providers.MachineID(id), Cluster: r.st.Cluster, Pool: pool.Name, Role: pool.Role,

@@ -30,6 +30,10 @@ type HostKeyRotator interface {
 	Scrub(ctx context.Context, r cluster.Runner) error
 }
 
+// maxFormerHostKeys bounds a machine's FormerHostKeys: one per interrupted
+// create, and a machine is not re-created forever.
+const maxFormerHostKeys = 4
+
 // rotates reports whether m's host key is to be rotated now: the engine
 // has a rotator, m's key is not rotated yet, and m's provider hands its
 // machines the keys provision makes (not a providers.HostKeyKeeper).
@@ -98,7 +102,7 @@ func (r *run) rotateHostKey(ctx context.Context, id string, conn Conn) (Conn, er
 	// A new connection that accepts only the next key proves the machine
 	// serves it; the old key is not accepted here any more.
 	m = r.machine(id)
-	m.HostKey, m.NextHostKey = next, ""
+	m.HostKey, m.NextHostKey, m.FormerHostKeys = next, "", nil
 	nc, err := r.e.Connector.Connect(ctx, m)
 	if err != nil {
 		return nil, fmt.Errorf("rotate host key: the machine does not serve its new key after the reload: %w", err)
@@ -109,7 +113,7 @@ func (r *run) rotateHostKey(ctx context.Context, id string, conn Conn) (Conn, er
 	}
 	r.log.Info("host key rotation: old key and user-data copies removed", "machine", id)
 	if err := r.update(ctx, id, func(m *state.Machine) {
-		m.HostKey, m.NextHostKey, m.HostKeyRotated = next, "", true
+		m.HostKey, m.NextHostKey, m.FormerHostKeys, m.HostKeyRotated = next, "", nil, true
 	}); err != nil {
 		_ = nc.Close()
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -55,7 +56,7 @@ func (h *fakeHosts) Connect(_ context.Context, m state.Machine) (Conn, error) {
 	if !host.reachable {
 		return nil, fmt.Errorf("%s: connection refused", m.ID)
 	}
-	if host.served != m.HostKey && (m.NextHostKey == "" || host.served != m.NextHostKey) {
+	if host.served != m.HostKey && (m.NextHostKey == "" || host.served != m.NextHostKey) && !slices.Contains(m.FormerHostKeys, host.served) {
 		h.refused++
 		return nil, fmt.Errorf("%s: host key changed: pinned %q (next %q), offered %q", m.ID, m.HostKey, m.NextHostKey, host.served)
 	}
@@ -336,4 +337,49 @@ func TestHostKeyRotatedOnJoinedMachines(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkRotated(t, f.backend, h, 3)
+}
+
+// TestCreateAfterADeadRunAcceptsItsKey: a run died in its provider's
+// create, after the cloud had the machines with that run's host keys. The
+// next run pins fresh keys, and the provider hands back the dead run's
+// machines (an idempotent create, instances List did not show yet): first
+// contact accepts the dead run's key, the rotation replaces it, and no
+// earlier key is accepted afterwards.
+func TestCreateAfterADeadRunAcceptsItsKey(t *testing.T) {
+	t.Parallel()
+	f, h := newRotationFixture(t)
+	ctx := t.Context()
+	f.prov.createErr["workers"] = errors.New("killed in the middle of the create")
+	if _, err := f.engine.Apply(ctx, testPlan(1, 2)); err == nil {
+		t.Fatal("apply with a failing create succeeded")
+	}
+	dead := map[string]string{}
+	h.mu.Lock()
+	for _, m := range f.backend.Snapshot().Machines {
+		if m.Phase == state.PhaseIntent {
+			dead[m.ID] = m.HostKey
+			h.hosts[m.ID] = &fakeHost{file: m.HostKey, served: m.HostKey, copies: true, reachable: true}
+		}
+	}
+	h.mu.Unlock()
+	if len(dead) != 2 {
+		t.Fatalf("%d intents left by the failed create, want 2", len(dead))
+	}
+	delete(f.prov.createErr, "workers")
+	if _, err := f.engine.Apply(ctx, testPlan(1, 2)); err != nil {
+		t.Fatalf("apply after the dead run: %v", err)
+	}
+	checkRotated(t, f.backend, h, 3)
+	for _, m := range f.backend.Snapshot().Machines {
+		if len(m.FormerHostKeys) != 0 {
+			t.Errorf("%s keeps former keys %v after its rotation", m.ID, m.FormerHostKeys)
+		}
+		if old, ok := dead[m.ID]; ok {
+			stale := m
+			stale.HostKey, stale.NextHostKey = old, ""
+			if _, err := h.Connect(ctx, stale); err == nil {
+				t.Errorf("%s still accepts the dead run's key", m.ID)
+			}
+		}
+	}
 }

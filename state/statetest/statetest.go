@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -338,7 +339,7 @@ func compare(want, got *state.State) string {
 			return fmt.Sprintf("machine %d created %v, want %v", i, g.CreatedAt, w.CreatedAt)
 		}
 		w.CreatedAt, g.CreatedAt = time.Time{}, time.Time{}
-		if w != g {
+		if !reflect.DeepEqual(w, g) {
 			return fmt.Sprintf("machine %d is %+v, want %+v", i, g, w)
 		}
 	}
