@@ -8,32 +8,33 @@ import "math"
 // on a large cluster; this is what keeps a decision well under a second.
 //
 // The two maxima of a subtree may come from different bins, so a subtree can
-// look roomy and hold no fit. Machines of one pool filled in first-fit order
-// rarely fool it, but the cluster's existing nodes do: left with ragged free
-// capacity (much CPU and little memory here, the reverse there), they make a
-// request that fits nowhere walk hundreds of subtrees before failing, and with
-// tasks of many different sizes most requests fail there. An index built with
-// a scale therefore also keeps, per subtree and for each of a few CPU:memory
-// proportions, the largest request of that proportion some single bin holds.
-// A request is checked against the two proportions either side of its own,
-// which rules out nearly every subtree without a fit. These are only a filter:
-// a leaf is always compared exactly, so the answer is the same as a linear
-// scan's.
+// look roomy and hold no fit. Bins left with ragged free capacity (much CPU
+// and little memory here, the reverse there: the cluster's existing nodes, a
+// pool's new machines once full) make a request that fits nowhere walk
+// hundreds of subtrees before failing, and with tasks of many different sizes
+// most requests end that way. So the index can also keep, per subtree and for
+// each of a few CPU:memory proportions, the largest request of that
+// proportion a single bin holds, and check a request against the two
+// proportions either side of its own: that rules out nearly every subtree
+// without a fit. Keeping them costs a dozen values per level on every update,
+// so they are built only once a walk has been misled, which tasks of a few
+// sizes, placed many at a time, seldom are. They are only a filter: a leaf is
+// always compared exactly, so the answer is the same as a linear scan's.
 type fitIndex struct {
 	size int     // leaves, a power of two
 	cpu  []int64 // 1-based heap layout; leaves at size..2*size-1
 	mem  []int64
 
-	// With proportions (scale set): scale makes CPU and memory comparable
-	// (a fraction of the largest machine), and prop[j*props+k] is the
-	// largest min(cpu·slopes[k], mem) over node j's bins, in scaled units.
-	scale [2]float64 // 1/CPU, 1/memory
-	prop  []float32
+	// scale makes CPU and memory comparable: 1/CPU, 1/memory of the
+	// largest machine; zero: no proportions (useProportions).
+	scale [2]float64
+	// prop[j*props+k] is the largest min(cpu·slopes[k], mem) over node j's
+	// bins, in scaled units; nil until a walk is misled.
+	prop []float32
 }
 
-// props is how many CPU:memory proportions an index with a scale tracks:
-// slopes 1/64 to 32 of the largest machine's, doubling. 12 float32s and a
-// node's two maxima fit a cache line or two; finer steps filter little more.
+// props is how many CPU:memory proportions an index tracks: slopes 1/64 to
+// 32 of the largest machine's, doubling. Finer steps filter little more.
 const props = 12
 
 // slopes are the proportions' slopes, 2^(k-props/2).
@@ -43,6 +44,10 @@ var slopes = func() (s [props]float64) {
 	}
 	return s
 }()
+
+// misleading is how many subtrees a walk may skip before the index builds its
+// proportions: a walk the maxima do not mislead skips at most one per level.
+const misleading = 64
 
 // empty is below any request, so unused leaves never match.
 const empty = -1
@@ -60,19 +65,11 @@ func newFitIndex(n int) *fitIndex {
 	return t
 }
 
-// newPropFitIndex returns an index of bins with free capacity free that also
-// tracks proportions, scale being the largest machine.
-func newPropFitIndex(free []Resources, scale Resources) *fitIndex {
+// newFitIndexOf returns an index of bins with free capacity free.
+func newFitIndexOf(free []Resources) *fitIndex {
 	t := newFitIndex(len(free))
-	t.scale = [2]float64{1 / float64(max(scale.MilliCPU, 1)), 1 / float64(max(scale.MemoryBytes, 1))}
-	t.prop = make([]float32, 2*t.size*props)
-	for j := t.size; j < 2*t.size; j++ {
-		f := Resources{empty, empty}
-		if i := j - t.size; i < len(free) {
-			f = free[i]
-		}
-		t.cpu[j], t.mem[j] = f.MilliCPU, f.MemoryBytes
-		t.leafProps(j, f)
+	for i, f := range free {
+		t.cpu[t.size+i], t.mem[t.size+i] = f.MilliCPU, f.MemoryBytes
 	}
 	for j := t.size - 1; j >= 1; j-- {
 		t.pull(j)
@@ -80,27 +77,23 @@ func newPropFitIndex(free []Resources, scale Resources) *fitIndex {
 	return t
 }
 
+// useProportions lets the index build proportions when a walk is misled;
+// scale is the largest machine.
+func (t *fitIndex) useProportions(scale Resources) {
+	t.scale = [2]float64{1 / float64(max(scale.MilliCPU, 1)), 1 / float64(max(scale.MemoryBytes, 1))}
+}
+
 // set records bin i's free capacity.
 func (t *fitIndex) set(i int, free Resources) {
 	j := i + t.size
 	t.cpu[j], t.mem[j] = free.MilliCPU, free.MemoryBytes
 	if t.prop != nil {
-		t.leafProps(j, free)
+		t.leafProps(j)
 	}
 	for j /= 2; j >= 1; j /= 2 {
 		if !t.pull(j) {
 			break // node j is as it was, so are those above
 		}
-	}
-}
-
-// leafProps sets leaf j's proportions. min(x·s, y) is the largest request of
-// proportion s (in scaled units, measured by its memory) the bin holds.
-func (t *fitIndex) leafProps(j int, free Resources) {
-	x, y := float64(free.MilliCPU)*t.scale[0], float64(free.MemoryBytes)*t.scale[1]
-	p := t.prop[j*props : (j+1)*props]
-	for k, s := range slopes {
-		p[k] = float32(min(x*s, y))
 	}
 }
 
@@ -120,6 +113,27 @@ func (t *fitIndex) pull(j int) bool {
 	return changed
 }
 
+// leafProps sets leaf j's proportions: min(x·s, y) is the largest request of
+// proportion s (in scaled units, measured by its memory) the bin holds.
+func (t *fitIndex) leafProps(j int) {
+	x, y := float64(t.cpu[j])*t.scale[0], float64(t.mem[j])*t.scale[1]
+	p := t.prop[j*props : (j+1)*props]
+	for k, s := range slopes {
+		p[k] = float32(min(x*s, y))
+	}
+}
+
+// buildProps computes every node's proportions from the bins as they are.
+func (t *fitIndex) buildProps() {
+	t.prop = make([]float32, 2*t.size*props)
+	for j := t.size; j < 2*t.size; j++ {
+		t.leafProps(j)
+	}
+	for j := t.size - 1; j >= 1; j-- {
+		t.pull(j)
+	}
+}
+
 // first returns the lowest bin index whose free capacity holds req, or -1.
 func (t *fitIndex) first(req Resources) int {
 	q := query{req: req, k: -1}
@@ -132,20 +146,31 @@ func (t *fitIndex) first(req Resources) int {
 	// Walk the tree in order, skipping subtrees that cannot hold req: down
 	// to the left child when it may, else on to the next subtree to the
 	// right, climbing while the node is a right child.
-	j := 1
+	j, skipped := 1, 0
 	for j < t.size {
 		j *= 2
 		for !t.roomy(j, &q) {
+			skipped++
 			for j&1 == 1 {
 				j /= 2
 			}
 			if j == 0 { // climbed past the root: no bin holds req
+				t.misled(skipped)
 				return -1
 			}
 			j++
 		}
 	}
+	t.misled(skipped)
 	return j - t.size
+}
+
+// misled builds the proportions after a walk skipped more than misleading
+// subtrees, if the index may use them.
+func (t *fitIndex) misled(skipped int) {
+	if skipped > misleading && t.prop == nil && t.scale[0] > 0 {
+		t.buildProps()
+	}
 }
 
 // query is a request as the walk tests it: exact on CPU and memory, and,

@@ -70,11 +70,11 @@ func TestPackBinsFirstFit(t *testing.T) {
 }
 
 // TestPropFitIndexMatchesLinearScan: with proportions, the index still finds
-// the same first fit as a scan in order, through random updates, on ragged
-// free capacity (CPU-rich and memory-rich bins, over-committed ones, empty
-// leaves past the last bin) and requests of every proportion, zero CPU or
-// zero memory included. Proportions only rule subtrees out; a wrong one
-// would show here as a fit missed.
+// the same first fit as a scan in order, through random updates that shrink
+// and grow bins, on ragged free capacity (CPU-rich and memory-rich bins,
+// over-committed ones, empty leaves past the last bin) and requests of every
+// proportion, zero CPU or zero memory included. Proportions only rule
+// subtrees out; a wrong one would show here as a fit missed.
 func TestPropFitIndexMatchesLinearScan(t *testing.T) {
 	t.Parallel()
 	for _, n := range []int{1, 2, 7, 64, 1000} {
@@ -93,8 +93,15 @@ func TestPropFitIndexMatchesLinearScan(t *testing.T) {
 				free[i] = Resources{r.Int64N(16000), r.Int64N(64 * gib)}
 			}
 		}
-		idx := newPropFitIndex(free, scale)
-		for range 3000 {
+		idx := newFitIndexOf(free)
+		idx.useProportions(scale)
+		idx.buildProps()
+		for q := range 3000 {
+			if q%100 == 99 { // a bin grows (a machine opens, say)
+				i := r.IntN(n)
+				free[i] = free[i].Add(res(1000, 4))
+				idx.set(i, free[i])
+			}
 			req := Resources{r.Int64N(8000), r.Int64N(32 * gib)}
 			switch r.IntN(5) {
 			case 0:

@@ -284,14 +284,13 @@ func packBins(groups []*group, bins []bin) int {
 		free[i] = bins[i].free
 		scale = Resources{max(scale.MilliCPU, free[i].MilliCPU), max(scale.MemoryBytes, free[i].MemoryBytes)}
 	}
-	// Existing nodes are where free capacity is ragged: their indexes also
-	// track proportions (see fitIndex).
 	for _, k := range kinds {
 		kfree := make([]Resources, len(k.bins))
 		for leaf, bi := range k.bins {
 			kfree[leaf] = free[bi]
 		}
-		k.index = newPropFitIndex(kfree, scale)
+		k.index = newFitIndexOf(kfree)
+		k.index.useProportions(scale)
 	}
 
 	acc := &accepted{}
@@ -430,6 +429,7 @@ func packPool(r *rest, pi int, shape Resources, limit int) poolPacking {
 		return p
 	}
 	index := newFitIndex(limit)
+	index.useProportions(shape)
 	free := make([]Resources, 0, limit)
 	for at, gi := range r.fits[pi] {
 		n := int64(r.left[gi])
