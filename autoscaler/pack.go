@@ -26,10 +26,12 @@ type group struct {
 func (g *group) left() int { return len(g.ids) - g.placed }
 
 // groupKey is what makes tasks identical: their requests, and their
-// selector and tolerations as a class.
+// selector and tolerations as a class. The class is an int64 so that the
+// key has no padding: the map then hashes it as one block of memory, more
+// than twice as fast.
 type groupKey struct {
 	req   Resources
-	class int32
+	class int64
 }
 
 // accepted memoizes which targets (pools, kinds of bins) accept the groups
@@ -106,7 +108,7 @@ func groupTasks(tasks []Task, ref Resources) []*group {
 				}
 				lastClass = c
 			}
-			k.class = lastClass
+			k.class = int64(lastClass)
 		}
 		gi, ok := byKey[k]
 		if !ok {
@@ -114,7 +116,7 @@ func groupTasks(tasks []Task, ref Resources) []*group {
 			byKey[k] = gi
 			first = append(first, int32(i))
 			count = append(count, 0)
-			class = append(class, k.class)
+			class = append(class, int32(k.class))
 		}
 		of[i] = gi
 		count[gi]++
