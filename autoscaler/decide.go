@@ -65,7 +65,7 @@ func (p *Planner) Decide(d Demand) Decision {
 
 	groups := groupTasks(d.Pending, largest(d))
 	// Existing free capacity first, then machines being created.
-	var bins []bin
+	bins := make([]bin, 0, len(d.Nodes))
 	for i := range d.Nodes {
 		n := &d.Nodes[i]
 		bins = append(bins, bin{free: n.Free(), labels: n.Labels, taints: n.Taints})

@@ -322,7 +322,7 @@ func packBins(groups []*group, bins []bin) int {
 			if at == nil {
 				break
 			}
-			n := min(fitCount(free[best], req), int64(g.left()))
+			n := take(free[best], req, int64(g.left()))
 			free[best] = free[best].Sub(req.Mul(n))
 			at.index.set(leaf, free[best])
 			g.placed += int(n)
@@ -330,6 +330,16 @@ func packBins(groups []*group, bins []bin) int {
 		}
 	}
 	return total
+}
+
+// take is how many of n tasks requesting req go into free, which holds at
+// least one: as many as fit. With tasks of distinct sizes n is mostly 1,
+// which needs no division.
+func take(free, req Resources, n int64) int64 {
+	if n == 1 {
+		return 1
+	}
+	return min(fitCount(free, req), n)
 }
 
 func appendPair(b []byte, k, v string) []byte {
@@ -446,7 +456,7 @@ func packPool(r *rest, pi int, shape Resources, limit int) poolPacking {
 				i = len(free) // open a new machine
 				free = append(free, shape)
 			}
-			k := min(fitCount(free[i], req), n-got)
+			k := take(free[i], req, n-got)
 			free[i] = free[i].Sub(req.Mul(k))
 			index.set(i, free[i])
 			got += k
