@@ -38,6 +38,7 @@ type config struct {
 	noSpotCapacity           string
 	// Request faults: one value for every cloud or values per cloud.
 	serverErrors, resets, latency string
+	invisible                     string
 }
 
 func main() {
@@ -50,7 +51,7 @@ func main() {
 	flag.StringVar(&c.envFile, "env-file", "", "write the environment that points provision at cloudsim to this file (sh syntax)")
 	flag.Float64Var(&c.faults.ThrottleRate, "throttle", 0, "fraction of API calls refused as throttled (0..1)")
 	flag.DurationVar(&c.faults.PendingFor, "pending", 2*time.Second, "how long new instances stay pending")
-	flag.DurationVar(&c.faults.InvisibleFor, "invisible", 0, "how long new instance IDs are invisible to reads (eventual consistency)")
+	flag.StringVar(&c.invisible, "invisible", "", "how long new instance IDs are invisible to reads (eventual consistency, as EC2 documents; Nova and GCE lists are consistent), for every cloud (2s) or per cloud (aws=2s)")
 	flag.StringVar(&c.quota, "quota", "", "instance quotas per cloud, e.g. aws=2,gcp=10")
 	flag.StringVar(&c.noCapacity, "no-capacity", "", "clouds that have no capacity, e.g. aws,openstack")
 	flag.StringVar(&c.noSpotCapacity, "no-spot-capacity", "", "clouds that refuse spot/preemptible creates for capacity (on-demand still works), e.g. aws,gcp")
@@ -148,6 +149,10 @@ func faultsFor(c config) (map[string]cloudsim.Faults, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--latency: %w", err)
 	}
+	invisible, err := eachCloud(c.invisible)
+	if err != nil {
+		return nil, fmt.Errorf("--invisible: %w", err)
+	}
 	if a := c.faults.AfterWork; a < 0 || a > 1 {
 		return nil, fmt.Errorf("--after-work %g: want a share from 0 to 1", a)
 	}
@@ -175,6 +180,11 @@ func faultsFor(c config) (map[string]cloudsim.Faults, error) {
 		if l, ok := latency[cloud]; ok {
 			if f.Latency, err = time.ParseDuration(l); err != nil || f.Latency < 0 {
 				return nil, fmt.Errorf("--latency %s=%q: want a duration such as 200ms", cloud, l)
+			}
+		}
+		if v, ok := invisible[cloud]; ok {
+			if f.InvisibleFor, err = time.ParseDuration(v); err != nil || f.InvisibleFor < 0 {
+				return nil, fmt.Errorf("--invisible %s=%q: want a duration such as 2s", cloud, v)
 			}
 		}
 		out[cloud] = f

@@ -89,6 +89,15 @@ func TestFaultsFor(t *testing.T) {
 		{name: "bad server error rate", c: config{serverErrors: "gcp=2"}, wantErr: `--server-errors gcp="2": want a fraction from 0 to 1`},
 		{name: "bare cloud is no rate", c: config{resets: "aws"}, wantErr: `--resets: "aws" names clouds without values`},
 		{name: "unknown cloud in resets", c: config{resets: "azure=0.1"}, wantErr: `--resets: unknown cloud "azure"`},
+		{name: "invisible for every cloud", c: config{invisible: "2s"},
+			check: func(f map[string]cloudsim.Faults) bool {
+				return f["aws"].InvisibleFor == 2*time.Second && f["gcp"].InvisibleFor == 2*time.Second && f["openstack"].InvisibleFor == 2*time.Second
+			}},
+		{name: "invisible on aws only", c: config{invisible: "aws=1s"},
+			check: func(f map[string]cloudsim.Faults) bool {
+				return f["aws"].InvisibleFor == time.Second && f["gcp"].InvisibleFor == 0 && f["openstack"].InvisibleFor == 0
+			}},
+		{name: "bad invisible", c: config{invisible: "aws=later"}, wantErr: `--invisible aws="later"`},
 		{name: "bad latency", c: config{latency: "openstack=soon"}, wantErr: `--latency openstack="soon"`},
 		{name: "negative latency", c: config{latency: "-1s"}, wantErr: `--latency aws="-1s"`},
 		{name: "more faults than requests", c: config{serverErrors: "0.7", resets: "aws=0.5"}, wantErr: "--server-errors and --resets of aws add up to more than every request"},
