@@ -308,3 +308,55 @@ func TestDecideMatchesReference(t *testing.T) {
 		}
 	}
 }
+
+// raggedDemand is benchDemand's worst case at a size the reference can
+// check: nodes left with ragged free capacity, tasks of distinct sizes,
+// some behind a label, pools too small to take them all. Walks of the fit
+// indexes are misled there, so the proportions are built and used.
+func raggedDemand(r *rand.Rand) (Planner, Demand) {
+	shapes := []Resources{res(2000, 8), res(4000, 16), res(8000, 32), res(8000, 64)}
+	var d Demand
+	for i, s := range shapes {
+		p := PoolShape{Name: fmt.Sprintf("pool-%d", i), Provider: "sim", Allocatable: s, Max: 250 + r.IntN(300), Current: 150, InFlight: r.IntN(3), PricePerHour: float64(i+1) * 0.1}
+		if i >= 2 {
+			p.Labels = map[string]string{"tier": "big"}
+		}
+		d.Pools = append(d.Pools, p)
+		for j := range 150 {
+			used := Resources{s.MilliCPU * int64(50+r.IntN(50)) / 100, s.MemoryBytes * int64(50+r.IntN(50)) / 100}
+			d.Nodes = append(d.Nodes, Node{Name: fmt.Sprintf("n-%d-%d", i, j), Pool: p.Name, Allocatable: s, Allocated: used, Labels: p.Labels})
+		}
+	}
+	big := map[string]string{"tier": "big"}
+	for k := range 3000 {
+		t := Task{ID: fmt.Sprintf("t%04d", k), Requests: Resources{int64(100 + r.IntN(3900)), int64(128+r.IntN(8000)) << 20}}
+		if k%10 == 0 {
+			t.NodeSelector = big
+		}
+		d.Pending = append(d.Pending, t)
+	}
+	return Planner{Expander: []Expander{LeastWaste{}, Price{}, Priority{}}[r.IntN(3)]}, d
+}
+
+// TestDecideMatchesReferenceRagged: the same as TestDecideMatchesReference
+// on raggedDemand, where the fit indexes build and use their proportions.
+func TestDecideMatchesReferenceRagged(t *testing.T) {
+	t.Parallel()
+	for seed := range uint64(4) {
+		p, d := raggedDemand(rand.New(rand.NewPCG(seed, 12)))
+		want := referenceDecide(p, d)
+		got := p.Decide(d)
+		if !slices.Equal(got.ScaleUps, want.scaleUps) {
+			t.Fatalf("seed %d: scale-ups = %v, want %v", seed, got.ScaleUps, want.scaleUps)
+		}
+		if ids := unplacedIDs(got.Waiting); !slices.Equal(ids, want.waiting) {
+			t.Fatalf("seed %d: %d waiting, want %d", seed, len(ids), len(want.waiting))
+		}
+		if ids := unplacedIDs(got.Unschedulable); len(ids) != 0 || len(want.unschedulable) != 0 {
+			t.Fatalf("seed %d: unschedulable %d, want %d (none)", seed, len(ids), len(want.unschedulable))
+		}
+		if note := fmt.Sprintf("%d pending tasks fit existing nodes", want.covered); !strings.Contains(got.Reason, note) {
+			t.Fatalf("seed %d: reason %q lacks %q", seed, got.Reason, note)
+		}
+	}
+}
