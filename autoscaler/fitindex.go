@@ -136,6 +136,9 @@ func (t *fitIndex) buildProps() {
 
 // first returns the lowest bin index whose free capacity holds req, or -1.
 func (t *fitIndex) first(req Resources) int {
+	if t.cpu[1] < req.MilliCPU || t.mem[1] < req.MemoryBytes {
+		return -1 // the most common answer on full machines: no need for more
+	}
 	q := query{req: req, k: -1}
 	if t.prop != nil {
 		q = t.propQuery(req)
