@@ -317,7 +317,12 @@ func (s *Server) runInstances(q *request) (response, *apiError) {
 		if p.key != nil {
 			boot.PublicKeys = []string{p.key.publicKey}
 		}
-		if err := s.startHosts(q.ctx, insts, boot, tokenKey); err != nil {
+		// A launch EC2 accepted goes on when its caller hangs up (a killed
+		// client, a reset connection): the hosts' start is not the request's.
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(q.ctx), backingTimeout)
+		err := s.startHosts(bctx, insts, boot, tokenKey)
+		cancel()
+		if err != nil {
 			return nil, err
 		}
 	}

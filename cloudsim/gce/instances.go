@@ -199,9 +199,13 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, project, zone, k
 	}
 	s.mu.Unlock()
 
-	// Back the instances with real hosts before the operation completes;
-	// the request's context bounds the work.
-	if err := s.start(r.Context(), created); err != nil {
+	// Back the instances with real hosts before the operation completes.
+	// An accepted operation goes on when its caller hangs up (a killed
+	// client): the hosts' start is not the request's.
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), backingTimeout)
+	err := s.start(bctx, created)
+	cancel()
+	if err != nil {
 		s.log.Error("gce: backing failed", "operation", op.pb.GetName(), "err", err)
 		s.mu.Lock()
 		for _, in := range created {
@@ -249,6 +253,10 @@ func quotaDetails(zone string, limit int) []*computepb.ErrorDetails {
 		Dimensions: map[string]string{"region": reg.name},
 	}}}
 }
+
+// backingTimeout bounds a backing host's start or stop, which outlive the
+// request that asked for them.
+const backingTimeout = 5 * time.Minute
 
 // start runs Backing.Start for each instance (bounded), recording addresses.
 func (s *Server) start(ctx context.Context, ins []*instance) error {
@@ -446,7 +454,10 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, project, zone, n
 	s.mu.Unlock()
 
 	if s.opts.Backing != nil {
-		if err := s.opts.Backing.Stop(r.Context(), name); err != nil {
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), backingTimeout)
+		err := s.opts.Backing.Stop(bctx, name)
+		cancel()
+		if err != nil {
 			s.log.Error("gce: stop backing host", "instance", name, "err", err)
 		}
 	}

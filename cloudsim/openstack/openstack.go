@@ -817,7 +817,11 @@ func (s *Server) deleteServer(w http.ResponseWriter, r *http.Request, id string)
 	started := sv.started
 	s.mu.Unlock()
 	if first && started && s.opts.Backing != nil {
-		if err := s.opts.Backing.Stop(r.Context(), id); err != nil {
+		// The delete was accepted: it goes on when its caller hangs up.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), powerTimeout)
+		err := s.opts.Backing.Stop(ctx, id)
+		cancel()
+		if err != nil {
 			s.log.Warn("backing stop failed", "server", id, "err", err)
 		}
 	}
