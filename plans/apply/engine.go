@@ -425,11 +425,12 @@ func (r *run) reconcile(ctx context.Context, deleteOrphans bool) error {
 			pm, ok := seen[m.ID]
 			delete(seen, m.ID)
 			switch {
-			case ok && m.Phase == state.PhaseIntent && pm.Address == "":
-				// Killed between the provider's create and its start: the
-				// machine has no address to dial and maybe not its keys. It
-				// stays an intent, so Create (idempotent per ID) finishes it
-				// with a fresh host key.
+			case ok && m.Phase == state.PhaseIntent && (pm.Address == "" || pm.State != providers.StateRunning):
+				// Killed between the provider's create and the machine
+				// running: it may have no address yet, or not its final
+				// one, and maybe not its keys. It stays an intent, so Create
+				// (idempotent per ID) finishes it, waits for it to run and
+				// reads its address.
 				r.log.Info("machine whose create was interrupted before it started is created again", "machine", m.ID, "provider", name, "state", pm.State)
 			case ok && m.Phase == state.PhaseIntent:
 				setCreated(m, pm)

@@ -334,12 +334,15 @@ func TestApplyResumesAfterCrash(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name        string
-		inProvider  bool   // did the lost create reach the provider?
-		address     string // the machine's address there ("": never started)
-		wantCreates int    // provider Create calls made by the resuming apply
+		inProvider  bool                   // did the lost create reach the provider?
+		address     string                 // the machine's address there ("": never started)
+		state       providers.MachineState // and its state
+		wantCreates int                    // provider Create calls made by the resuming apply
 	}{
-		{name: "create reached the provider: adopt", inProvider: true, address: "10.0.0.99", wantCreates: 0},
-		{name: "killed before the machine started: Create finishes it", inProvider: true, wantCreates: 1},
+		{name: "create reached the provider, the machine runs: adopt", inProvider: true, address: "10.0.0.99", state: providers.StateRunning, wantCreates: 0},
+		{name: "killed before the machine started: Create finishes it", inProvider: true, state: providers.StatePending, wantCreates: 1},
+		// A cloud may show a pending machine an address it has not got yet.
+		{name: "pending with an address: Create waits for it to run", inProvider: true, address: "10.0.0.99", state: providers.StatePending, wantCreates: 1},
 		{name: "create never happened: create with the same ID", inProvider: false, wantCreates: 1},
 	}
 	for _, tt := range tests {
@@ -354,7 +357,7 @@ func TestApplyResumesAfterCrash(t *testing.T) {
 			st := f.backend.Snapshot()
 			st.Machines = append(st.Machines, state.Machine{ID: "t-workers-dead01", Pool: "workers", Provider: "fake", Role: "worker", HostKey: "ssh-ed25519 OLD", Phase: state.PhaseIntent})
 			if tt.inProvider {
-				f.prov.machines["t-workers-dead01"] = providers.Machine{ID: "t-workers-dead01", Cluster: "t", Pool: "workers", Address: tt.address, State: providers.StatePending}
+				f.prov.machines["t-workers-dead01"] = providers.Machine{ID: "t-workers-dead01", Cluster: "t", Pool: "workers", Address: tt.address, State: tt.state}
 			}
 			if err := f.backend.Write(ctx, st); err != nil {
 				t.Fatal(err)
