@@ -49,16 +49,16 @@ func benchDemand(services bool) Demand {
 // BenchmarkDecision: one decision over 5,000 nodes and 50,000 pending tasks.
 // Measured on the 2-core dev machine (go1.26, -benchtime 3x), as a ratio to
 // BenchmarkSortBaseline in the same run (sorting the 50,000 tasks once,
-// 15–29 ms there), six runs while a CI run shared the machine (load 8–9):
+// 17–25 ms there), three runs while a CI run shared the machine (load
+// 4.6–5.5, CPU pressure ~25%), the previous code run alongside:
 //
-//	services (500 groups of 100):  10–28 ms/decision, 0.5–1.4x the baseline
-//	distinct (50,000 task sizes):  51–79 ms/decision, 2.4–3.4x the baseline
+//	services (500 groups of 100):  14–33 ms/decision, 0.6–1.6x the baseline (was 28–30 ms)
+//	distinct (50,000 task sizes):  64–74 ms/decision, 2.6–3.6x the baseline (was 192–235 ms, 8.7–14x)
 //
-// The code before the proportions, radix order and per-pool lists took, in
-// the same conditions, 19–24 ms and 131–142 ms (5.4–7.2x); 25 ms and
-// 212–217 ms (7–11x) on the quiet machine. Both place ~44,000 tasks on
-// ~12,700 new machines over five pools. The bar: distinct under
-// 100 ms on a quiet 2-core machine, services no slower.
+// (On the quiet machine the previous code took 25 ms and 212–217 ms, 7–11x.)
+// Both place ~44,000 tasks on ~12,700 new machines over five pools. The
+// issue's bar: distinct under 100 ms on a quiet 2-core machine, services no
+// slower. Reproduce:
 //
 //	go test -run x -bench 'BenchmarkDecision|BenchmarkSortBaseline' -benchtime 3x ./autoscaler/
 func BenchmarkDecision(b *testing.B) {
