@@ -24,9 +24,12 @@ type instance struct {
 	bootAt    time.Time // the last create or start
 	visibleAt time.Time
 	runningAt time.Time
-	deleting  bool      // a delete was accepted: STOPPING
-	goneAt    time.Time // when the delete finishes; zero while alive
-	power     powerState
+	deleting  bool // a delete was accepted: STOPPING
+	// starting: its backing host is not up yet, so it is not RUNNING
+	// whatever the clock says (the address it shows is not yet its own).
+	starting bool
+	goneAt   time.Time // when the delete finishes; zero while alive
+	power    powerState
 }
 
 // powerState is where instances.stop/start left an instance.
@@ -194,6 +197,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, project, zone, k
 	created := make([]*instance, 0, len(names))
 	for _, n := range names {
 		in := s.newInstance(r, project, zone, n, props, res, now, faults)
+		in.starting = s.opts.Backing != nil
 		s.instances[key(project, zone, n)] = in
 		created = append(created, in)
 	}
@@ -285,6 +289,7 @@ func (s *Server) start(ctx context.Context, ins []*instance) error {
 	for i, in := range ins {
 		if addrs[i] != "" {
 			in.setAddress(addrs[i])
+			in.starting = false
 		}
 	}
 	return err
@@ -397,6 +402,8 @@ func (in *instance) view(t time.Time) *computepb.Instance {
 		pb.Status = proto.String("STOPPING")
 	case in.power == poweredOff:
 		pb.Status = proto.String("TERMINATED")
+	case in.starting:
+		pb.Status = proto.String("STAGING")
 	case !t.Before(in.runningAt):
 		pb.Status = proto.String("RUNNING")
 	case t.Sub(in.bootAt) > (in.runningAt.Sub(in.bootAt))/2:

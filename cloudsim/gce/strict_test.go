@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	compute "cloud.google.com/go/compute/apiv1"
 	"cloud.google.com/go/compute/apiv1/computepb"
@@ -421,4 +422,60 @@ func TestFirewalls(t *testing.T) {
 func isGoogleErr(err error, code int, reason string) bool {
 	var ge *googleapi.Error
 	return errors.As(err, &ge) && ge.Code == code && len(ge.Errors) > 0 && ge.Errors[0].Reason == reason
+}
+
+// gatedBacking holds every host's start until gate is closed.
+type gatedBacking struct {
+	noPower
+	started chan string
+	gate    chan struct{}
+}
+
+func (b gatedBacking) Start(ctx context.Context, id string, _ cloudsim.Boot) (string, error) {
+	b.started <- id
+	select {
+	case <-b.gate:
+		return "192.0.2.30", nil
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+// TestNotRunningBeforeItsHost: an instance whose backing host is still
+// starting is STAGING however long it has been pending, and RUNNING only
+// with the host's own address (a caller must never see RUNNING with an
+// address nothing answers on).
+func TestNotRunningBeforeItsHost(t *testing.T) {
+	b := gatedBacking{started: make(chan string, 1), gate: make(chan struct{})}
+	_, opts := endpoint(t, cloudsim.Faults{PendingFor: time.Millisecond}, b)
+	ic := instancesClient(t, opts)
+	ctx := t.Context()
+	done := make(chan error, 1)
+	go func() {
+		op, err := ic.Insert(ctx, vm("web", nil))
+		if err == nil {
+			err = op.Wait(ctx)
+		}
+		done <- err
+	}()
+	<-b.started
+	time.Sleep(20 * time.Millisecond) // well past PendingFor
+	in, err := ic.Get(ctx, &computepb.GetInstanceRequest{Project: "p", Zone: testZone, Instance: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(b.gate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if in.GetStatus() == "RUNNING" {
+		t.Errorf("RUNNING at %s while its host started", in.GetNetworkInterfaces()[0].GetAccessConfigs()[0].GetNatIP())
+	}
+	in, err = ic.Get(ctx, &computepb.GetInstanceRequest{Project: "p", Zone: testZone, Instance: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.GetStatus() != "RUNNING" || in.GetNetworkInterfaces()[0].GetNetworkIP() != "192.0.2.30" {
+		t.Errorf("after the host started: %s at %s, want RUNNING at 192.0.2.30", in.GetStatus(), in.GetNetworkInterfaces()[0].GetNetworkIP())
+	}
 }
