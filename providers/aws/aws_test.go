@@ -438,3 +438,18 @@ func TestRelaunchAfterADeadRunRetiresItsInstances(t *testing.T) {
 		t.Errorf("emulator has %d live instances after the relaunch, want 2 (the dead run's leaked)", n)
 	}
 }
+
+// TestBatchTokenIgnoresOrder: the next process may batch the same machines
+// in another order; the launch token must be the same, or a dead run's
+// launch would never be found (and would leak).
+func TestBatchTokenIgnoresOrder(t *testing.T) {
+	t.Parallel()
+	a := batchToken("us-east-1", "c", "p", []providers.MachineID{"c-p-2", "c-p-1"}, 0)
+	b := batchToken("us-east-1", "c", "p", []providers.MachineID{"c-p-1", "c-p-2"}, 0)
+	if a != b {
+		t.Errorf("tokens %s and %s for the same machines in two orders", a, b)
+	}
+	if c := batchToken("us-east-1", "c", "p", []providers.MachineID{"c-p-1", "c-p-3"}, 0); c == a {
+		t.Errorf("token %s for other machines", c)
+	}
+}

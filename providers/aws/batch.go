@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -46,14 +47,15 @@ const (
 )
 
 // batchToken is the RunInstances ClientToken of a batch: deterministic in
-// the region, cluster, pool and ordered machine IDs, so a retry after a lost
-// response (in this process or the next) returns the same reservation.
+// the region, cluster, pool and set of machine IDs (in any order: the next
+// process may batch them in another), so a retry after a lost response (in
+// this process or the next) returns the same reservation.
 // EC2 keeps a token at least 24 h after its instances are terminated, so
 // relaunching the same IDs after a delete moves on to the next generation.
 func batchToken(region, cluster, pool string, ids []providers.MachineID, generation int) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00%s", region, cluster, pool)
-	for _, id := range ids {
+	for _, id := range slices.Sorted(slices.Values(ids)) {
 		fmt.Fprintf(h, "\x00%s", id)
 	}
 	tok := "provision-" + hex.EncodeToString(h.Sum(nil))[:40]
