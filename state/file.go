@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 )
@@ -76,9 +77,35 @@ func (f *File) load() (*State, []byte, error) {
 	}
 	s, err := Decode(raw)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read state %s: %w (the previous version is in %s)", p, err, backupName)
+		return nil, nil, fmt.Errorf("%s: %w; %s", p, err, f.restoreHint())
 	}
 	return s, raw, nil
+}
+
+// restoreHint tells how to get a readable state back when state.json is
+// not: the backup is the version before the last write, so restoring it
+// loses at most that write (the next up adopts or replaces its machines).
+func (f *File) restoreHint() string {
+	b := f.path(backupName)
+	raw, err := os.ReadFile(b)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "there is no backup (" + b + "); do not delete state.json: fix it by hand, or ask for help, since an empty state forgets every machine"
+	case err != nil:
+		return fmt.Sprintf("its backup %s cannot be read either: %v", b, err)
+	}
+	if _, err := Decode(raw); err != nil {
+		return fmt.Sprintf("its backup %s is damaged too (%v)", b, err)
+	}
+	return fmt.Sprintf("restore the previous version with: cp %s %s", shellQuote(b), shellQuote(f.path(stateName)))
+}
+
+// shellQuote quotes a path for a copy-paste command line.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // Write stores s atomically: the new document goes to a synced temp file
