@@ -648,16 +648,7 @@ func (p *Provider) Delete(ctx context.Context, ids []providers.MachineID) error 
 	}
 	for region, instIDs := range byRegion {
 		for part := range slices.Chunk(instIDs, 1000) {
-			err := p.call(ctx, region, "", func(ctx context.Context, c *ec2.Client) error {
-				_, err := c.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: part})
-				return err
-			})
-			if errors.Is(err, providers.ErrNotFound) {
-				// One of them is unknown (not visible yet, or long gone):
-				// terminate the rest one by one so none is skipped.
-				err = p.terminateEach(ctx, region, part)
-			}
-			if err != nil {
+			if err := p.terminate(ctx, region, "", part); err != nil {
 				return fmt.Errorf("delete %d machines in %s: %w", len(part), region, err)
 			}
 		}
@@ -694,14 +685,7 @@ func (p *Provider) retireLaunch(ctx context.Context, region, pool, token string)
 			}
 		}
 		if len(live) > 0 {
-			err := p.call(ctx, region, pool, func(ctx context.Context, c *ec2.Client) error {
-				_, err := c.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: live})
-				return err
-			})
-			if errors.Is(err, providers.ErrNotFound) {
-				err = p.terminateEach(ctx, region, live)
-			}
-			if err != nil {
+			if err := p.terminate(ctx, region, pool, live); err != nil {
 				return fmt.Errorf("terminate the earlier launch %s: %w", token, err)
 			}
 			p.log.InfoContext(ctx, "terminated an earlier launch of these machines", "region", region, "pool", pool, "token", token, "instances", live)
@@ -719,6 +703,20 @@ func (p *Provider) retireLaunch(ctx context.Context, region, pool, token string)
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// terminate ends ids (at most 1,000) in one TerminateInstances call. When
+// one of them is unknown (not visible yet, or long gone), the rest are
+// terminated one by one so none is skipped.
+func (p *Provider) terminate(ctx context.Context, region, pool string, ids []string) error {
+	err := p.call(ctx, region, pool, func(ctx context.Context, c *ec2.Client) error {
+		_, err := c.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: ids})
+		return err
+	})
+	if errors.Is(err, providers.ErrNotFound) {
+		err = p.terminateEach(ctx, region, ids)
+	}
+	return err
 }
 
 func (p *Provider) terminateEach(ctx context.Context, region string, ids []string) error {
