@@ -77,19 +77,7 @@ func TestSecretsSweep(t *testing.T) {
 	c.env = append(append([]string{}, sim.env...), "AWS_SECRET_ACCESS_KEY="+awsSecret, "OS_PASSWORD="+osPassword)
 	c.group = group
 
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPEM := pem.EncodeToMemory(block)
-	keyFile := filepath.Join(t.TempDir(), "login")
-	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keyFile, keyPEM := loginKey(t)
 	// Any line of the key's body is as good as the whole key to find.
 	keyLines := strings.Split(strings.TrimSpace(string(keyPEM)), "\n")
 	sentinels := map[string]string{"login private key": keyLines[2], "aws secret key": awsSecret, "openstack password": osPassword}
@@ -181,4 +169,24 @@ pools:
 			}
 		}
 	}
+}
+
+// loginKey writes a fresh ed25519 login key for a plan's ssh.key and
+// returns its path and PEM.
+func loginKey(t *testing.T) (string, []byte) {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM := pem.EncodeToMemory(block)
+	file := filepath.Join(t.TempDir(), "login")
+	if err := os.WriteFile(file, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file, keyPEM
 }
