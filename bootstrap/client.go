@@ -52,6 +52,9 @@ const (
 	keepaliveMisses = 3
 	// stderrTailLines is how much stderr an ExitError carries.
 	stderrTailLines = 10
+	// probeTimeout bounds the keepalive request that asks a connection
+	// whether it is still there after a session on it failed.
+	probeTimeout = 10 * time.Second
 )
 
 // Target is one machine to connect to.
@@ -451,7 +454,10 @@ func (c *Client) Close() error {
 // never logged. stdout the caller captures is data and is not logged either
 // (it may be a secret, like a join token); when stdout is nil, its lines and
 // stderr's are logged at Debug. A non-zero exit returns an *ExitError with
-// the tail of stderr. No PTY is requested. Cancelling ctx ends the session.
+// the tail of stderr. A connection that broke under the command (or before
+// it) returns an error wrapping cluster.ErrConnectionLost: the command may
+// or may not have run, and this Client runs nothing more; dial again. No
+// PTY is requested. Cancelling ctx ends the session.
 func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader, stdout io.Writer) error {
 	short := shorten(cmd, 80)
 	if err := ctx.Err(); err != nil {
@@ -459,7 +465,7 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader, stdout io
 	}
 	sess, err := c.conn.NewSession()
 	if err != nil {
-		return fmt.Errorf("%s: run %q: open session: %w", c.name, short, err)
+		return fmt.Errorf("%s: run %q: open session: %w", c.name, short, c.broken(err))
 	}
 	defer sess.Close()
 
@@ -483,7 +489,7 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader, stdout io
 	start := time.Now()
 	c.logger.Debug("run", "machine", c.name, "cmd", short)
 	if err := sess.Start(c.wrap(cmd)); err != nil {
-		return fmt.Errorf("%s: run %q: %w", c.name, short, err)
+		return fmt.Errorf("%s: run %q: %w", c.name, short, c.broken(err))
 	}
 	stop := context.AfterFunc(ctx, func() {
 		sess.Signal(ssh.SIGTERM)
@@ -506,7 +512,39 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader, stdout io
 	if errors.As(err, &ee) {
 		return fmt.Errorf("%s: %w", c.name, &ExitError{Cmd: short, Status: ee.ExitStatus(), Stderr: tail.String()})
 	}
-	return fmt.Errorf("%s: run %q: %w", c.name, short, err)
+	// No exit status: the session ended under the command.
+	return fmt.Errorf("%s: run %q: %w", c.name, short, c.broken(err))
+}
+
+// broken tells why a session or channel failed: when the connection under
+// it is gone, err wrapped with cluster.ErrConnectionLost, so the caller
+// connects again and reruns its step (the command may or may not have run);
+// otherwise err as it is. The ssh package reports a dead connection with
+// plain io errors (EOF, a channel closed without an exit status) that a live
+// one can give too, so the connection itself is asked, with a keepalive
+// request; one that does not answer within probeTimeout is closed as dead.
+func (c *Client) broken(err error) error {
+	var oce *ssh.OpenChannelError
+	if errors.As(err, &oce) {
+		return err // the server answered: it refused the channel
+	}
+	answered := make(chan error, 1)
+	go func() {
+		_, _, err := c.conn.SendRequest("keepalive@openssh.com", true, nil)
+		answered <- err
+	}()
+	t := time.NewTimer(probeTimeout)
+	defer t.Stop()
+	select {
+	case perr := <-answered:
+		if perr == nil {
+			return err
+		}
+	case <-t.C:
+		c.logger.Warn("ssh connection does not answer after a failed session, closing it", "machine", c.name, "addr", c.addr)
+		c.conn.Close() // unblocks the request
+	}
+	return fmt.Errorf("%w: %w", cluster.ErrConnectionLost, err)
 }
 
 // Upload writes data to path with mode, atomically (temp file, then rename).

@@ -15,10 +15,14 @@ import (
 // server must allow it (OpenSSH's AllowStreamLocalForwarding, on by
 // default). The connection has no deadlines (SSH channels do not support
 // them): bound its use with ctx on the requests made over it. It ends when
-// it or the Client is closed.
+// it or the Client is closed. A connection that is gone fails it with
+// cluster.ErrConnectionLost.
 func (c *Client) DialUnix(ctx context.Context, path string) (net.Conn, error) {
 	conn, err := c.conn.DialContext(ctx, "unix", path)
 	if err != nil {
+		if ctx.Err() == nil {
+			err = c.broken(err)
+		}
 		return nil, fmt.Errorf("%s: dial unix socket %s over ssh: %w", c.name, path, err)
 	}
 	return conn, nil
@@ -30,6 +34,9 @@ func (c *Client) DialUnix(ctx context.Context, path string) (net.Conn, error) {
 func (c *Client) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
 	conn, err := c.conn.DialContext(ctx, "tcp", addr)
 	if err != nil {
+		if ctx.Err() == nil {
+			err = c.broken(err)
+		}
 		return nil, fmt.Errorf("%s: dial %s over ssh: %w", c.name, addr, err)
 	}
 	return conn, nil

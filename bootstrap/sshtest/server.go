@@ -2,9 +2,11 @@ package sshtest
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
+	"strconv"
 	"sync"
 	"testing"
 
@@ -24,6 +26,10 @@ type Options struct {
 	Script *Script
 	// Forwarding allows direct-tcpip channels, so the server can be a bastion.
 	Forwarding bool
+	// Dial, when set with Forwarding, is how the bastion reaches a
+	// forwarded address (a test puts a fault proxy on the way to each
+	// machine); a plain TCP dial when nil.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 	// UnixForwarding allows direct-streamlocal@openssh.com channels (what
 	// `ssh -L port:/path.sock` opens), so a client can reach a unix socket
 	// on the server's side, like a manager's /var/run/docker.sock.
@@ -90,7 +96,9 @@ func Listen(opts Options) (*Server, error) {
 			"session": gliderssh.DefaultSessionHandler,
 		},
 	}
-	if opts.Forwarding {
+	if opts.Forwarding && opts.Dial != nil {
+		s.srv.ChannelHandlers["direct-tcpip"] = s.directTCPIP(opts.Dial)
+	} else if opts.Forwarding {
 		s.srv.ChannelHandlers["direct-tcpip"] = gliderssh.DirectTCPIPHandler
 		s.srv.LocalPortForwardingCallback = func(gliderssh.Context, string, uint32) bool {
 			s.mu.Lock()
@@ -137,6 +145,32 @@ func (s *Server) Hops() int {
 	return s.hops
 }
 
+// directTCPIP connects a direct-tcpip channel to the address it names
+// (RFC 4254, section 7.2) through dial.
+func (s *Server) directTCPIP(dial func(ctx context.Context, addr string) (net.Conn, error)) gliderssh.ChannelHandler {
+	return func(_ *gliderssh.Server, _ *ssh.ServerConn, newChan ssh.NewChannel, ctx gliderssh.Context) {
+		var req struct {
+			DestAddr   string
+			DestPort   uint32
+			OriginAddr string
+			OriginPort uint32
+		}
+		if err := ssh.Unmarshal(newChan.ExtraData(), &req); err != nil {
+			newChan.Reject(ssh.ConnectionFailed, "parse direct-tcpip request: "+err.Error())
+			return
+		}
+		dconn, err := dial(ctx, net.JoinHostPort(req.DestAddr, strconv.Itoa(int(req.DestPort))))
+		if err != nil {
+			newChan.Reject(ssh.ConnectionFailed, err.Error())
+			return
+		}
+		s.mu.Lock()
+		s.hops++
+		s.mu.Unlock()
+		pipeChannel(newChan, dconn)
+	}
+}
+
 // directStreamLocal connects a direct-streamlocal@openssh.com channel to the
 // unix socket it names (OpenSSH PROTOCOL, section 2.4).
 func directStreamLocal(_ *gliderssh.Server, _ *ssh.ServerConn, newChan ssh.NewChannel, ctx gliderssh.Context) {
@@ -155,6 +189,12 @@ func directStreamLocal(_ *gliderssh.Server, _ *ssh.ServerConn, newChan ssh.NewCh
 		newChan.Reject(ssh.ConnectionFailed, err.Error())
 		return
 	}
+	pipeChannel(newChan, dconn)
+}
+
+// pipeChannel accepts newChan and copies between it and dconn both ways;
+// either end closing closes both.
+func pipeChannel(newChan ssh.NewChannel, dconn net.Conn) {
 	ch, reqs, err := newChan.Accept()
 	if err != nil {
 		dconn.Close()
