@@ -63,14 +63,14 @@ var ErrSwarmState = errors.New("unexpected swarm state")
 // engine cannot be reached.
 var ErrNoSocket = errors.New("connection cannot open the Docker socket")
 
-// engine is an Engine API client for n's Docker socket. The API version is
+// Engine is an Engine API client for n's Docker socket. The API version is
 // negotiated on the first request. Close it after use.
 //
 // The socket is opened once first: the client reports any failure to dial
 // as "Cannot connect to the Docker daemon", dropping the cause (a login
 // user not in the docker group, sshd refusing socket forwarding), which is
 // what the operator needs to read.
-func engine(ctx context.Context, n Node) (*client.Client, error) {
+func Engine(ctx context.Context, n Node) (*client.Client, error) {
 	if n.Run == nil {
 		return nil, fmt.Errorf("%s: node is unreachable", n.Name)
 	}
@@ -106,7 +106,7 @@ func localState(ctx context.Context, c *client.Client) (swarm.Info, error) {
 
 // Init makes n the first manager; a no-op when it already manages a swarm.
 func (s *Swarm) Init(ctx context.Context, n Node) error {
-	c, err := engine(ctx, n)
+	c, err := Engine(ctx, n)
 	if err != nil {
 		return fmt.Errorf("swarm init on %s: %w", n.Name, err)
 	}
@@ -140,7 +140,7 @@ func (s *Swarm) Credential(ctx context.Context, mgr Node, role string) (Credenti
 	if role != "manager" && role != "worker" {
 		return Credential{}, fmt.Errorf("swarm join token: role %q is neither manager nor worker", role)
 	}
-	c, err := engine(ctx, mgr)
+	c, err := Engine(ctx, mgr)
 	if err != nil {
 		return Credential{}, fmt.Errorf("swarm %s join token: %w", role, err)
 	}
@@ -162,7 +162,7 @@ func (s *Swarm) Credential(ctx context.Context, mgr Node, role string) (Credenti
 // Join makes n a member through mgr; a no-op when n is already in a swarm.
 // A manager joins as one: the token decides the role.
 func (s *Swarm) Join(ctx context.Context, n Node, mgr Node, cred Credential) error {
-	c, err := engine(ctx, n)
+	c, err := Engine(ctx, n)
 	if err != nil {
 		return fmt.Errorf("swarm join of %s: %w", n.Name, err)
 	}
@@ -200,7 +200,7 @@ func (s *Swarm) labelVia(ctx context.Context, mgr, n Node, id string) error {
 	if len(n.Labels) == 0 {
 		return nil
 	}
-	c, err := engine(ctx, mgr)
+	c, err := Engine(ctx, mgr)
 	if err != nil {
 		return fmt.Errorf("label swarm node %s: %w", n.Name, err)
 	}
@@ -265,7 +265,7 @@ func (s *Swarm) Remove(ctx context.Context, mgr Node, n Node) error {
 	if n.Name == mgr.Name {
 		return fmt.Errorf("swarm remove %s: cannot remove the manager used for the removal; use another manager", n.Name)
 	}
-	c, err := engine(ctx, mgr)
+	c, err := Engine(ctx, mgr)
 	if err != nil {
 		return fmt.Errorf("swarm remove %s: %w", n.Name, err)
 	}
@@ -335,7 +335,7 @@ func (s *Swarm) leave(ctx context.Context, n Node, force bool) {
 	if n.Run == nil {
 		return
 	}
-	c, err := engine(ctx, n)
+	c, err := Engine(ctx, n)
 	if err != nil {
 		s.logger.Warn("swarm leave skipped: engine unreachable", "machine", n.Name, "err", err)
 		return
@@ -400,7 +400,7 @@ func (s *Swarm) wait(ctx context.Context, limit time.Duration, name, what string
 
 // Members lists the swarm's nodes as mgr sees them.
 func (s *Swarm) Members(ctx context.Context, mgr Node) ([]Member, error) {
-	c, err := engine(ctx, mgr)
+	c, err := Engine(ctx, mgr)
 	if err != nil {
 		return nil, fmt.Errorf("swarm members: %w", err)
 	}

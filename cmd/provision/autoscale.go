@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/provisionhq/provision/autoscaler"
+	"github.com/provisionhq/provision/autoscaler/service"
 	"github.com/provisionhq/provision/bootstrap/cluster/kubeadm"
 	"github.com/provisionhq/provision/internal/session"
 	"github.com/provisionhq/provision/plans"
@@ -40,6 +41,7 @@ type autoscaleFlags struct {
 	dryRun       bool
 	sshKey       string
 	k8sArtifacts string
+	envFiles     []string
 }
 
 // options are the loader options the flags imply.
@@ -122,8 +124,31 @@ are served on --listen.
 	fl.BoolVar(&f.once, "once", false, "make one pass and exit")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "decide and log, change nothing")
 	fl.StringVar(&f.sshKey, "ssh-key", "", "private key file to log in to machines with, instead of the plan's ssh.key (a mounted Secret in a cluster)")
+	fl.StringArrayVar(&f.envFiles, "env-file", nil, "read KEY=VALUE lines (cloud credentials, PROVISION_ETCD_PASSWORD) into the environment first: a secret mounted by the orchestrator, as autoscale deploy does (repeatable)")
 	fl.StringVar(&f.k8sArtifacts, "kubernetes-artifacts", "", "a node's "+kubeadm.NodeArtifacts+", mounted: push the Kubernetes bundle and the plan's images found there to new nodes, instead of building or downloading them")
+	cmd.AddCommand(newAutoscaleDeploy(o))
 	return cmd
+}
+
+// loadEnvFiles sets the variables of each --env-file in this process's
+// environment, where the clouds' credential chains look.
+func (f *autoscaleFlags) loadEnvFiles() error {
+	for _, name := range f.envFiles {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			return fmt.Errorf("--env-file: %w", err)
+		}
+		vars, err := service.ParseEnv(data, name)
+		if err != nil {
+			return fmt.Errorf("--env-file: %w", err)
+		}
+		for _, kv := range vars {
+			if err := os.Setenv(kv[0], kv[1]); err != nil {
+				return fmt.Errorf("--env-file %s: %s: %w", name, kv[0], err)
+			}
+		}
+	}
+	return nil
 }
 
 // settings merges the plan's autoscale block with the flags.
@@ -171,6 +196,9 @@ func (f *autoscaleFlags) settings(cmd *cobra.Command, p *plans.Plan) plans.Autos
 
 func runAutoscale(cmd *cobra.Command, o *options, f *autoscaleFlags) error {
 	ctx := cmd.Context()
+	if err := f.loadEnvFiles(); err != nil {
+		return err
+	}
 	s, err := loadWith(ctx, f.plan, o, f.options())
 	if err != nil {
 		return err

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"debug/elf"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/provisionhq/provision/autoscaler/service"
 	"github.com/provisionhq/provision/bootstrap/artifacts"
 	"github.com/provisionhq/provision/plans"
 	"github.com/provisionhq/provision/plans/apply"
@@ -258,20 +258,9 @@ The binary must be statically linked (make build builds it so).`,
 			if err != nil {
 				return err
 			}
-			if err := requireStatic(exe); err != nil {
+			im, err := service.Image(exe, ref)
+			if err != nil {
 				return err
-			}
-			im := artifacts.Image{
-				Ref:        ref,
-				Files:      map[string]string{"/usr/local/bin/provision": exe},
-				Entrypoint: []string{"/usr/local/bin/provision"},
-				Env:        []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/var/lib/provision"},
-			}
-			for _, ca := range []string{"/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"} {
-				if _, err := os.Stat(ca); err == nil {
-					im.Files["/etc/ssl/certs/ca-certificates.crt"] = ca
-					break
-				}
 			}
 			if err := artifacts.WriteImages(file, im); err != nil {
 				return fmt.Errorf("write %s: %w", file, err)
@@ -286,19 +275,4 @@ The binary must be statically linked (make build builds it so).`,
 	cmd.Flags().StringVar(&file, "file", "provision-autoscaler.tar", "the image archive to write")
 	cmd.Flags().StringVar(&ref, "image", AutoscalerImage, "the image's name and tag")
 	return cmd
-}
-
-// requireStatic refuses a dynamically linked binary: the image has no libc.
-func requireStatic(path string) error {
-	f, err := elf.Open(path)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return fmt.Errorf("%s is dynamically linked and the image has no C library: rebuild it with CGO_ENABLED=0 (make build does)", path)
-		}
-	}
-	return nil
 }

@@ -40,15 +40,15 @@ const ClientCN = "provision-etcdtest-client"
 // certificate into dir (see writeCerts), for tests of code that reads
 // certificate files without an etcd.
 func WriteCerts(dir string) (*TLS, error) {
-	t, _, err := writeCerts(dir)
+	t, _, err := writeCerts(dir, nil)
 	return t, err
 }
 
-// writeCerts makes a CA, a server certificate for 127.0.0.1, ::1 and
-// localhost, and a client certificate, writes them as PEM files into dir,
+// writeCerts makes a CA, a server certificate for 127.0.0.1, ::1,
+// localhost and ip (when not nil), and a client certificate, writes them as PEM files into dir,
 // and returns them with the etcd flags that serve TLS and require client
 // certificates signed by that CA.
-func writeCerts(dir string) (*TLS, []string, error) {
+func writeCerts(dir string, ip net.IP) (*TLS, []string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, err
 	}
@@ -90,6 +90,9 @@ func writeCerts(dir string) (*TLS, []string, error) {
 		if hosts {
 			tmpl.DNSNames = []string{"localhost"}
 			tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+			if ip != nil && !ip.IsLoopback() {
+				tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+			}
 		}
 		certDER, err = x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 		return certDER, key, err

@@ -75,7 +75,20 @@ func StartTLS(t testing.TB) *Server {
 // authentication), which tests sharing a server must not see.
 func StartPrivate(t testing.TB, withTLS bool) *Server {
 	t.Helper()
-	srv := start(t, withTLS)
+	return startOwn(t, withTLS, loopback)
+}
+
+// StartTLSAt is StartPrivate with TLS, listening on ip rather than
+// loopback, its certificate valid for ip too: for clients on other
+// machines or in containers (a service in a cluster of local hosts).
+func StartTLSAt(t testing.TB, ip net.IP) *Server {
+	t.Helper()
+	return startOwn(t, true, ip.String())
+}
+
+func startOwn(t testing.TB, withTLS bool, host string) *Server {
+	t.Helper()
+	srv := start(t, withTLS, host)
 	t.Cleanup(func() {
 		if err := srv.stop(); err != nil {
 			t.Errorf("stop etcd: %v", err)
@@ -83,6 +96,9 @@ func StartPrivate(t testing.TB, withTLS bool) *Server {
 	})
 	return srv.public()
 }
+
+// loopback is where test servers listen unless told otherwise.
+const loopback = "127.0.0.1"
 
 func startShared(t testing.TB, withTLS bool) *Server {
 	t.Helper()
@@ -92,7 +108,7 @@ func startShared(t testing.TB, withTLS bool) *Server {
 		shared.srv, shared.users = map[bool]*server{}, map[bool]int{}
 	}
 	if shared.srv[withTLS] == nil {
-		shared.srv[withTLS] = start(t, withTLS)
+		shared.srv[withTLS] = start(t, withTLS, loopback)
 	}
 	shared.users[withTLS]++
 	srv := shared.srv[withTLS]
@@ -110,13 +126,13 @@ func startShared(t testing.TB, withTLS bool) *Server {
 }
 
 // start starts a server or fails t.
-func start(t testing.TB, withTLS bool) *server {
+func start(t testing.TB, withTLS bool, host string) *server {
 	t.Helper()
 	bin, err := binary()
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := startServer(t.Context(), bin, withTLS)
+	srv, err := startServer(t.Context(), bin, withTLS, host)
 	if err != nil {
 		t.Fatalf("start etcd: %v", err)
 	}
@@ -150,12 +166,12 @@ func (s *server) public() *Server {
 // startServer runs etcd and waits until it is healthy. The ports are
 // picked free just before etcd binds them, so another process may win one
 // in between: then etcd exits at once and a new pair is tried.
-func startServer(ctx context.Context, bin string, withTLS bool) (*server, error) {
+func startServer(ctx context.Context, bin string, withTLS bool, host string) (*server, error) {
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
 	var errs []error
 	for range 3 {
-		srv, err := launch(bin, withTLS)
+		srv, err := launch(bin, withTLS, host)
 		if err != nil {
 			return nil, err
 		}
@@ -172,8 +188,8 @@ func startServer(ctx context.Context, bin string, withTLS bool) (*server, error)
 	return nil, errors.Join(errs...)
 }
 
-func launch(bin string, withTLS bool) (*server, error) {
-	ports, err := freePorts(2)
+func launch(bin string, withTLS bool, host string) (*server, error) {
+	ports, err := freePorts(host, 2)
 	if err != nil {
 		return nil, err
 	}
@@ -186,13 +202,13 @@ func launch(bin string, withTLS bool) (*server, error) {
 	var tlsArgs []string
 	if withTLS {
 		scheme = "https"
-		if certs, tlsArgs, err = writeCerts(filepath.Join(dir, "tls")); err != nil {
+		if certs, tlsArgs, err = writeCerts(filepath.Join(dir, "tls"), net.ParseIP(host)); err != nil {
 			os.RemoveAll(dir)
 			return nil, fmt.Errorf("make test certificates: %w", err)
 		}
 	}
-	client := fmt.Sprintf("%s://127.0.0.1:%d", scheme, ports[0])
-	peer := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
+	client := fmt.Sprintf("%s://%s:%d", scheme, host, ports[0])
+	peer := fmt.Sprintf("http://%s:%d", host, ports[1])
 	logf, err := os.Create(filepath.Join(dir, "etcd.log"))
 	if err != nil {
 		os.RemoveAll(dir)
@@ -227,11 +243,11 @@ func launch(bin string, withTLS bool) (*server, error) {
 	return srv, nil
 }
 
-// freePorts returns n loopback ports that were free a moment ago.
-func freePorts(n int) ([]int, error) {
+// freePorts returns n ports of host that were free a moment ago.
+func freePorts(host string, n int) ([]int, error) {
 	var ports []int
 	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 		if err != nil {
 			return nil, err
 		}

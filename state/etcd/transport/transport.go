@@ -301,3 +301,14 @@ func ordinal(i int) string {
 	}
 	return fmt.Sprintf("%dth", i)
 }
+
+// OnThisMachine reports whether endpoint reaches etcd only from this
+// machine: a loopback host or a unix socket. Another machine (a service in
+// the cluster) cannot use such an endpoint.
+func OnThisMachine(endpoint string) bool {
+	scheme, host, err := split(endpoint)
+	if err != nil {
+		return false
+	}
+	return scheme == "unix" || scheme == "unixs" || Loopback(host)
+}
