@@ -5,7 +5,7 @@ PLAN      ?= examples/local.yaml
 # Packages whose tests need nothing but Go; the rest need dockerd.
 export PROVISION_REQUIRE_DOCKER ?= 1
 
-.PHONY: all build deps image demo down demo-kubernetes down-kubernetes kube-artifacts demo-multicloud down-multicloud test unit e2e vet lint fmt clean pulumi-tools e2e-pulumi pulumi-sdk
+.PHONY: all build deps image demo down demo-kubernetes down-kubernetes kube-artifacts demo-multicloud down-multicloud test unit e2e vet lint fmt clean pulumi-tools e2e-pulumi pulumi-sdk autoscaler-image
 
 all: build
 
@@ -19,6 +19,13 @@ deps:
 
 image: deps build
 	$(BIN) image build
+
+## autoscaler-image: the autoscaler's image (this provision binary, no registry)
+## as bin/provision-autoscaler.tar, loaded into the local dockerd when one runs.
+## `provision autoscale deploy PLAN` builds and loads it on the managers itself.
+autoscaler-image: build
+	$(BIN) image autoscaler --file bin/provision-autoscaler.tar
+	@if docker info >/dev/null 2>&1; then docker load -i bin/provision-autoscaler.tar; fi
 
 ## demo: install what is needed, build the node image, and bring up examples/local.yaml
 demo: image

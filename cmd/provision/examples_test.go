@@ -11,6 +11,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/provisionhq/provision/autoscaler/service"
 	"github.com/provisionhq/provision/plans"
 	"github.com/provisionhq/provision/providers/builtin"
 )
@@ -69,6 +70,24 @@ func TestAutoscalerServiceDefinitionsUseRealFlags(t *testing.T) {
 				t.Errorf("%s: provision autoscale %q names no plan", f, args)
 			}
 		}
+	}
+}
+
+// The hand-written Swarm stack runs the autoscaler as autoscale deploy does.
+func TestSwarmStackMatchesDeploy(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile("../../examples/swarm/autoscaler.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc any
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	d := service.Deployment{Secrets: []service.File{{Name: service.EnvFile}}}
+	want := d.Args()[1:]
+	if got := autoscaleArgs(doc); len(got) != 1 || !slices.Equal(got[0], want) {
+		t.Errorf("examples/swarm/autoscaler.yaml runs autoscale %q; autoscale deploy runs %q", got, want)
 	}
 }
 
