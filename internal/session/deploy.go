@@ -19,6 +19,7 @@ import (
 	"github.com/provisionhq/provision/bootstrap/artifacts"
 	"github.com/provisionhq/provision/bootstrap/cluster"
 	"github.com/provisionhq/provision/state"
+	"github.com/provisionhq/provision/state/etcd"
 	"github.com/provisionhq/provision/state/etcd/transport"
 )
 
@@ -170,6 +171,9 @@ func (s *Session) deployable() error {
 	if p.State.Backend != "etcd" {
 		return fmt.Errorf("state.backend is %q: the autoscaler service reads and writes the cluster's state from the managers, and its replicas elect a leader, through etcd; set state.backend: etcd (and run provision up once to move the state there)",
 			cmp.Or(p.State.Backend, "file"))
+	}
+	if len(p.State.Endpoints) == 0 {
+		return fmt.Errorf("%s names no state.endpoints (%s is this shell's, not the service's): write the etcd endpoints the managers reach into the plan", p.Path, etcd.EnvEndpoints)
 	}
 	for _, ep := range p.State.Endpoints {
 		if transport.OnThisMachine(ep) {
