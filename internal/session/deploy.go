@@ -66,6 +66,13 @@ func (s *Session) DeployAutoscaler(ctx context.Context, o DeployOptions) (Deploy
 	if err := s.deployable(); err != nil {
 		return out, err
 	}
+	if o.Binary == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return out, err
+		}
+		o.Binary = exe
+	}
 	d, err := s.deployment(o)
 	if err != nil {
 		return out, err
@@ -88,13 +95,7 @@ func (s *Session) DeployAutoscaler(ctx context.Context, o DeployOptions) (Deploy
 	if err != nil {
 		return out, err
 	}
-	exe := o.Binary
-	if exe == "" {
-		if exe, err = os.Executable(); err != nil {
-			return out, err
-		}
-	}
-	archive := &imageArchive{exe: exe, ref: d.Image}
+	archive := &imageArchive{exe: o.Binary, ref: d.Image}
 	defer archive.remove()
 
 	say("loading image %s on %d manager(s)", d.Image, len(managers))
@@ -187,14 +188,7 @@ func (s *Session) deployable() error {
 func (s *Session) deployment(o DeployOptions) (service.Deployment, error) {
 	p := s.Plan
 	d := service.Deployment{Cluster: p.Cluster.Name, Replicas: o.Replicas, LogLevel: o.LogLevel}
-	exe := o.Binary
-	if exe == "" {
-		var err error
-		if exe, err = os.Executable(); err != nil {
-			return d, err
-		}
-	}
-	ref, err := service.ContentRef(exe)
+	ref, err := service.ContentRef(o.Binary)
 	if err != nil {
 		return d, err
 	}
