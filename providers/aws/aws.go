@@ -22,58 +22,84 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
-	"golang.org/x/time/rate"
 
 	"github.com/provisionhq/provision/internal/awshttp"
 	"github.com/provisionhq/provision/internal/retry"
 	"github.com/provisionhq/provision/providers"
 	"github.com/provisionhq/provision/providers/cloudinit"
+	"github.com/provisionhq/provision/providers/gate"
 )
 
 const cloud = "aws"
 
 // Bounds on how hard one Provider leans on the EC2 API. Creating batches
 // instead of machines keeps the call count low, so these exist to stay
-// inside EC2's per-account request buckets when many pools move at once
-// (the non-mutating bucket refills 20/s, RunInstances 2/s with a burst of 5).
+// inside EC2's per-account request buckets when many pools move at once.
 const (
 	// maxInFlight is how many EC2 requests one Provider has open at once.
 	maxInFlight = 8
 	// maxBatchesInFlight is how many pool batches Create runs concurrently.
 	maxBatchesInFlight = 4
-	// apiRate and apiBurst shape the Provider's token bucket (requests/s).
-	apiRate  = 10
-	apiBurst = 20
 	// describePage is DescribeInstances' MaxResults.
 	describePage = 1000
 	// createTimeout bounds Create's wait for running when ctx has no deadline.
 	createTimeout = 15 * time.Minute
-	// sdkMaxAttempts is the SDK retryer's attempts per request unless the
-	// user chose (AWS_MAX_ATTEMPTS, max_attempts in a profile). The SDK
-	// is the one layer that retries 5xx answers and lost connections (it
-	// sends a launch's ClientToken again each time, so a retry cannot
-	// launch twice); its default of 3 leaves a call failing once in 300
-	// on a cloud that fails 15% of requests, 5 once in 13,000.
-	sdkMaxAttempts = 5
+	// maxAttempts is how often the gate sends a request EC2 failed (a 5xx,
+	// a connection lost before the answer) unless the user chose
+	// (AWS_MAX_ATTEMPTS, max_attempts in a profile). Every request here
+	// may be sent again (reads, and launches with their ClientToken); 3
+	// leaves a call failing once in 300 on a cloud that fails 15% of
+	// requests, 5 once in 13,000.
+	maxAttempts = 5
 )
+
+// gateOptions are EC2's published request limits ("Request throttling for
+// the Amazon EC2 API", docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html:
+// per account and region, a bucket of maximum capacity refilled per
+// second): each action has its own request bucket, and RunInstances and
+// TerminateInstances a resource bucket of instances too. A Provider spans
+// regions with one set, which only errs on the safe side.
+func gateOptions(attempts int, log *slog.Logger) gate.Options {
+	return gate.Options{
+		Cloud: cloud,
+		Requests: map[string]gate.Bucket{
+			// Non-mutating actions (filtered or paginated): 100, 20/s.
+			"DescribeInstances": {Rate: 20, Burst: 100},
+			"DescribeImages":    {Rate: 20, Burst: 100},
+			// Uncategorized actions with buckets of their own.
+			"RunInstances":       {Rate: 2, Burst: 5},
+			"TerminateInstances": {Rate: 5, Burst: 100},
+			// Any other action: the mutating actions' 50, 5/s.
+			"": {Rate: 5, Burst: 50},
+		},
+		Resources: map[string]gate.Bucket{
+			"RunInstances":       {Rate: 2, Burst: 1000},
+			"TerminateInstances": {Rate: 20, Burst: 1000},
+		},
+		InFlight: maxInFlight,
+		Retry:    retry.Policy{Initial: 500 * time.Millisecond, Max: 20 * time.Second, MaxAttempts: attempts},
+		Logger:   log,
+	}
+}
 
 // Provider is the EC2 provider. It is safe for concurrent use.
 type Provider struct {
 	cfg     aws.Config
 	cluster string
 	log     *slog.Logger
-	limiter *rate.Limiter
-	sem     chan struct{}
+	gate    *gate.Gate
 
 	mu      sync.Mutex
 	clients map[string]*ec2.Client // by region
-	// launched remembers instances this Provider launched, so a Delete
-	// right after Create finds them while DescribeInstances by tag does not
-	// show them yet (EC2 is eventually consistent).
-	launched map[providers.MachineID]launchedInstance
+	// known remembers the instance of each machine this Provider launched
+	// or found (Create, List), so a Delete needs no DescribeInstances in
+	// every region to find them, and a Delete right after Create finds
+	// instances DescribeInstances by tag does not show yet (EC2 is
+	// eventually consistent).
+	known map[providers.MachineID][]knownInstance
 }
 
-type launchedInstance struct{ region, instanceID string }
+type knownInstance struct{ region, instanceID string }
 
 var _ providers.Provider = (*Provider)(nil)
 
@@ -91,21 +117,24 @@ func newProvider(ctx context.Context, env providers.Env, opts ...func(*config.Lo
 		return nil, fmt.Errorf("aws: load config: %w", err)
 	}
 	cfg.HTTPClient = awshttp.Client(cfg.HTTPClient)
-	if cfg.RetryMaxAttempts == 0 {
-		cfg.RetryMaxAttempts = sdkMaxAttempts
-	}
+	// The gate is the one layer that retries (throttling, 5xx, lost
+	// connections): the SDK's retryer is off, whatever the profile says,
+	// and a user's AWS_MAX_ATTEMPTS becomes the gate's attempts.
+	attempts := cmp.Or(cfg.RetryMaxAttempts, maxAttempts)
+	cfg.Retryer = func() aws.Retryer { return aws.NopRetryer{} }
+	cfg.RetryMaxAttempts = 0
 	log := env.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	log = log.With("provider", cloud)
 	p := &Provider{
-		cfg:      cfg,
-		cluster:  env.Cluster,
-		log:      log.With("provider", cloud),
-		limiter:  rate.NewLimiter(apiRate, apiBurst),
-		sem:      make(chan struct{}, maxInFlight),
-		clients:  map[string]*ec2.Client{},
-		launched: map[providers.MachineID]launchedInstance{},
+		cfg:     cfg,
+		cluster: env.Cluster,
+		log:     log,
+		gate:    gate.New(gateOptions(attempts, log)),
+		clients: map[string]*ec2.Client{},
+		known:   map[providers.MachineID][]knownInstance{},
 	}
 	// The plan's pools say which regions List and Delete must search, even
 	// in a process that created nothing (a `down`).
@@ -146,27 +175,31 @@ func (p *Provider) regions() []string {
 	return out
 }
 
-// call runs one EC2 request under the Provider's rate limit and concurrency
-// bound, maps its failure to a *providers.Error, and retries throttling
-// (after the SDK's own retryer gave up) with backoff until ctx ends. A 5xx
-// or a lost connection (ErrUnavailable) is not retried here: the SDK's
-// retryer did (sdkMaxAttempts).
-func (p *Provider) call(ctx context.Context, region, pool string, f func(ctx context.Context, c *ec2.Client) error) error {
-	c := p.client(region)
-	return retry.Do(ctx, retry.Policy{Initial: time.Second, Max: 20 * time.Second, MaxAttempts: 6}, func(ctx context.Context) (bool, error) {
-		if err := p.limiter.Wait(ctx); err != nil {
-			return true, err
-		}
-		select {
-		case p.sem <- struct{}{}:
-		case <-ctx.Done():
-			return true, ctx.Err()
-		}
-		err := f(ctx, c)
-		<-p.sem
-		err = classify(err, region, pool)
-		return !errors.Is(err, providers.ErrThrottled), err
+// call runs one EC2 request through the Provider's gate, which shapes it
+// by EC2's request buckets and is the one layer that retries it; its
+// failure is mapped to a *providers.Error first. Every request here may
+// be sent again after EC2 failed it: reads, and launches and terminations
+// (a launch carries its ClientToken; terminating twice is terminating).
+func (p *Provider) call(ctx context.Context, region, pool string, c gate.Call, f func(ctx context.Context, c *ec2.Client) error) error {
+	client := p.client(region)
+	c.Idempotent = true
+	return p.gate.Do(ctx, c, func(ctx context.Context) error {
+		return classify(f(ctx, client), region, pool)
 	})
+}
+
+// remember records where machines' instances are. A machine may have
+// more than one (a dead run's launch that nothing retired yet): Delete
+// ends them all.
+func (p *Provider) remember(region string, ms ...providers.Machine) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, m := range ms {
+		k := knownInstance{region: region, instanceID: m.ProviderID}
+		if !slices.Contains(p.known[m.ID], k) {
+			p.known[m.ID] = append(p.known[m.ID], k)
+		}
+	}
 }
 
 // batch is the machines of one pool that share settings and a region.
@@ -410,7 +443,7 @@ func (p *Provider) launch(ctx context.Context, b *batch, c chunk) ([]string, err
 			{ResourceType: types.ResourceTypeInstance, Tags: append(slices.Clip(tags), types.Tag{Key: aws.String(tagBatch), Value: aws.String(token)})},
 		}
 		var out *ec2.RunInstancesOutput
-		err := p.call(ctx, b.region, b.pool, func(ctx context.Context, c *ec2.Client) (err error) {
+		err := p.call(ctx, b.region, b.pool, gate.Call{Action: "RunInstances", Cost: int(n)}, func(ctx context.Context, c *ec2.Client) (err error) {
 			out, err = c.RunInstances(ctx, in)
 			return err
 		})
@@ -447,7 +480,10 @@ func (p *Provider) launch(ctx context.Context, b *batch, c chunk) ([]string, err
 		}
 		p.mu.Lock()
 		for i, id := range ids {
-			p.launched[id] = launchedInstance{region: b.region, instanceID: res[i]}
+			k := knownInstance{region: b.region, instanceID: res[i]}
+			if !slices.Contains(p.known[id], k) {
+				p.known[id] = append(p.known[id], k)
+			}
 		}
 		p.mu.Unlock()
 		p.log.InfoContext(ctx, "launched instances", "region", b.region, "pool", b.pool, "count", len(res),
@@ -476,7 +512,7 @@ func spotMarket() *types.InstanceMarketOptionsRequest {
 // image (/dev/xvda, /dev/sda1), so root_volume_gb resizes the right disk.
 func (p *Provider) rootDevice(ctx context.Context, b *batch) (string, error) {
 	var out *ec2.DescribeImagesOutput
-	err := p.call(ctx, b.region, b.pool, func(ctx context.Context, c *ec2.Client) (err error) {
+	err := p.call(ctx, b.region, b.pool, gate.Call{Action: "DescribeImages"}, func(ctx context.Context, c *ec2.Client) (err error) {
 		out, err = c.DescribeImages(ctx, &ec2.DescribeImagesInput{ImageIds: []string{b.set.AMI}})
 		return err
 	})
@@ -490,69 +526,65 @@ func (p *Provider) rootDevice(ctx context.Context, b *batch) (string, error) {
 	return *out.Images[0].RootDeviceName, nil
 }
 
-// waitRunning polls DescribeInstances by ID until every instance runs.
-// A fresh ID may be unknown for a moment (eventual consistency): that is
-// "not yet", not a failure.
+// waitRunning polls until every instance of ids runs with an address:
+// one DescribeInstances of the pool (by its tags, 1,000 instances a page)
+// per poll, however many instances. A fresh instance may be missing from
+// the answer for a moment (eventual consistency), and a throttled or
+// failed poll is only a poll: both are "not yet", and the next poll (after
+// EC2's Retry-After, when it gave one) is the retry.
 func (p *Provider) waitRunning(ctx context.Context, b *batch, ids map[providers.MachineID]string) ([]providers.Machine, error) {
-	want := make([]string, 0, len(ids))
+	want := make(map[string]bool, len(ids))
 	for _, id := range ids {
-		want = append(want, id)
+		want[id] = true
 	}
-	slices.Sort(want)
+	byTags := &ec2.DescribeInstancesInput{Filters: tagFilters(b.specs[0].Cluster, b.pool), MaxResults: aws.Int32(describePage)}
 	var ready []providers.Machine
 	err := retry.Do(ctx, retry.Policy{Initial: 250 * time.Millisecond, Max: 5 * time.Second}, func(ctx context.Context) (bool, error) {
+		insts, err := p.describeAll(ctx, b.region, b.pool, gate.Call{Action: "DescribeInstances", Poll: true}, byTags)
+		if gate.Transient(err) {
+			return false, err
+		}
+		if err != nil {
+			return true, err
+		}
 		ready = ready[:0]
-		var pending []string
-		for part := range slices.Chunk(want, 200) {
-			insts, err := p.describeIDs(ctx, b.region, b.pool, part)
-			if errors.Is(err, providers.ErrNotFound) {
-				return false, err // not visible yet
+		for _, in := range insts {
+			if !want[aws.ToString(in.InstanceId)] {
+				continue // another machine of the pool, or an earlier life of one
 			}
-			if err != nil {
-				return true, err
-			}
-			for _, in := range insts {
-				m, ok := toMachine(in)
-				switch {
-				case gone(in):
-					reason := in.StateReason
-					pe := &providers.Error{Kind: providers.ErrCapacity, Cloud: cloud, Location: b.region, Pool: b.pool,
-						Message: fmt.Sprintf("instance %s is %s", aws.ToString(in.InstanceId), in.State.Name)}
-					if reason != nil {
-						pe.Code, pe.Message = aws.ToString(reason.Code), pe.Message+": "+aws.ToString(reason.Message)
-					}
-					return true, pe
-				case !ok:
-					return true, fmt.Errorf("instance %s has no provision machine tags", aws.ToString(in.InstanceId))
-				case m.State == providers.StateStopping:
-					// Stopped by someone else: waiting would not help.
-					return true, fmt.Errorf("machine %s (instance %s) is %s: start it or delete the machine", m.ID, m.ProviderID, in.State.Name)
-				case m.State == providers.StateRunning && m.Address != "":
-					ready = append(ready, m)
-				default:
-					pending = append(pending, aws.ToString(in.InstanceId))
+			m, ok := toMachine(in)
+			switch {
+			case gone(in):
+				reason := in.StateReason
+				pe := &providers.Error{Kind: providers.ErrCapacity, Cloud: cloud, Location: b.region, Pool: b.pool,
+					Message: fmt.Sprintf("instance %s is %s", aws.ToString(in.InstanceId), in.State.Name)}
+				if reason != nil {
+					pe.Code, pe.Message = aws.ToString(reason.Code), pe.Message+": "+aws.ToString(reason.Message)
 				}
+				return true, pe
+			case !ok:
+				return true, fmt.Errorf("instance %s has no provision machine tags", aws.ToString(in.InstanceId))
+			case m.State == providers.StateStopping:
+				// Stopped by someone else: waiting would not help.
+				return true, fmt.Errorf("machine %s (instance %s) is %s: start it or delete the machine", m.ID, m.ProviderID, in.State.Name)
+			case m.State == providers.StateRunning && m.Address != "":
+				ready = append(ready, m)
 			}
 		}
-		if len(pending) > 0 || len(ready) < len(want) {
-			return false, nil
-		}
-		return true, nil
+		return len(ready) == len(want), nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("wait for %d instances to run: %w", len(want), err)
 	}
+	p.remember(b.region, ready...)
 	return ready, nil
 }
 
-func (p *Provider) describeIDs(ctx context.Context, region, pool string, ids []string) ([]types.Instance, error) {
-	return p.describeAll(ctx, region, pool, &ec2.DescribeInstancesInput{InstanceIds: ids})
-}
-
-// describeAll reads every page of one DescribeInstances query.
-func (p *Provider) describeAll(ctx context.Context, region, pool string, in *ec2.DescribeInstancesInput) ([]types.Instance, error) {
+// describeAll reads every page of one DescribeInstances query, as one
+// request of the gate (a page that fails reads them all again).
+func (p *Provider) describeAll(ctx context.Context, region, pool string, c gate.Call, in *ec2.DescribeInstancesInput) ([]types.Instance, error) {
 	var out []types.Instance
-	err := p.call(ctx, region, pool, func(ctx context.Context, c *ec2.Client) error {
+	err := p.call(ctx, region, pool, c, func(ctx context.Context, c *ec2.Client) error {
 		out = out[:0]
 		pg := ec2.NewDescribeInstancesPaginator(c, in)
 		for pg.HasMorePages() {
@@ -576,7 +608,7 @@ func (p *Provider) describe(ctx context.Context, region, pool string, filters []
 		Name:   aws.String("instance-state-name"),
 		Values: []string{"pending", "running", "stopping", "stopped"},
 	})
-	return p.describeAll(ctx, region, pool, &ec2.DescribeInstancesInput{Filters: filters, MaxResults: aws.Int32(describePage)})
+	return p.describeAll(ctx, region, pool, gate.Call{Action: "DescribeInstances"}, &ec2.DescribeInstancesInput{Filters: filters, MaxResults: aws.Int32(describePage)})
 }
 
 func tagFilters(cluster, pool string) []types.Filter {
@@ -607,6 +639,7 @@ func (p *Provider) List(ctx context.Context, sel providers.Selector) ([]provider
 		for _, in := range insts {
 			if m, ok := toMachine(in); ok {
 				out = append(out, m)
+				p.remember(region, m)
 			} else {
 				p.log.WarnContext(ctx, "instance with provision tags but no machine ID", "instance", aws.ToString(in.InstanceId), "region", region)
 			}
@@ -617,8 +650,12 @@ func (p *Provider) List(ctx context.Context, sel providers.Selector) ([]provider
 }
 
 // Delete terminates the machines with one TerminateInstances call per
-// region. Machines already gone (or never made) are a success. It returns
-// once EC2 accepted the termination; instances then shut down on their own.
+// region (per 1,000 instances). Their instances are known when this
+// Provider launched or listed them (the engine lists before it deletes);
+// only when one is not does it look for them, with one DescribeInstances
+// of the cluster per region. Machines already gone (or never made) are a
+// success. It returns once EC2 accepted the termination; instances then
+// shut down on their own.
 func (p *Provider) Delete(ctx context.Context, ids []providers.MachineID) error {
 	if len(ids) == 0 {
 		return nil
@@ -628,21 +665,31 @@ func (p *Provider) Delete(ctx context.Context, ids []providers.MachineID) error 
 		want[id] = true
 	}
 	byRegion := map[string][]string{}
+	add := func(region, instanceID string) {
+		if !slices.Contains(byRegion[region], instanceID) {
+			byRegion[region] = append(byRegion[region], instanceID)
+		}
+	}
+	unknown := false
 	p.mu.Lock()
 	for _, id := range ids {
-		if l, ok := p.launched[id]; ok {
-			byRegion[l.region] = append(byRegion[l.region], l.instanceID)
+		for _, k := range p.known[id] {
+			add(k.region, k.instanceID)
 		}
+		unknown = unknown || len(p.known[id]) == 0
 	}
 	p.mu.Unlock()
 	for _, region := range p.regions() {
+		if !unknown {
+			break
+		}
 		insts, err := p.describe(ctx, region, "", tagFilters(p.cluster, ""))
 		if err != nil {
 			return fmt.Errorf("delete %d machines: find them in %s: %w", len(ids), region, err)
 		}
 		for _, in := range insts {
-			if m, ok := toMachine(in); ok && want[m.ID] && !slices.Contains(byRegion[region], m.ProviderID) {
-				byRegion[region] = append(byRegion[region], m.ProviderID)
+			if m, ok := toMachine(in); ok && want[m.ID] {
+				add(region, m.ProviderID)
 			}
 		}
 	}
@@ -656,7 +703,7 @@ func (p *Provider) Delete(ctx context.Context, ids []providers.MachineID) error 
 	}
 	p.mu.Lock()
 	for _, id := range ids {
-		delete(p.launched, id)
+		delete(p.known, id)
 	}
 	p.mu.Unlock()
 	return nil
@@ -674,7 +721,7 @@ func (p *Provider) retireLaunch(ctx context.Context, region, pool, token string)
 	for {
 		// Terminated ones too: a launch whose instances are all gone
 		// needs nothing more.
-		insts, err := p.describeAll(ctx, region, pool, &ec2.DescribeInstancesInput{Filters: byToken, MaxResults: aws.Int32(describePage)})
+		insts, err := p.describeAll(ctx, region, pool, gate.Call{Action: "DescribeInstances"}, &ec2.DescribeInstancesInput{Filters: byToken, MaxResults: aws.Int32(describePage)})
 		if err != nil {
 			return fmt.Errorf("find the earlier launch %s: %w", token, err)
 		}
@@ -709,7 +756,7 @@ func (p *Provider) retireLaunch(ctx context.Context, region, pool, token string)
 // one of them is unknown (not visible yet, or long gone), the rest are
 // terminated one by one so none is skipped.
 func (p *Provider) terminate(ctx context.Context, region, pool string, ids []string) error {
-	err := p.call(ctx, region, pool, func(ctx context.Context, c *ec2.Client) error {
+	err := p.call(ctx, region, pool, gate.Call{Action: "TerminateInstances", Cost: len(ids)}, func(ctx context.Context, c *ec2.Client) error {
 		_, err := c.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: ids})
 		return err
 	})
@@ -721,7 +768,7 @@ func (p *Provider) terminate(ctx context.Context, region, pool string, ids []str
 
 func (p *Provider) terminateEach(ctx context.Context, region string, ids []string) error {
 	for _, id := range ids {
-		err := p.call(ctx, region, "", func(ctx context.Context, c *ec2.Client) error {
+		err := p.call(ctx, region, "", gate.Call{Action: "TerminateInstances", Cost: 1}, func(ctx context.Context, c *ec2.Client) error {
 			_, err := c.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{id}})
 			return err
 		})

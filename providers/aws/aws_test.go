@@ -18,9 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
-	awsretry "github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/config"
 
 	"github.com/provisionhq/provision/cloudsim"
@@ -28,6 +25,7 @@ import (
 	"github.com/provisionhq/provision/cloudsim/userdata"
 	"github.com/provisionhq/provision/providers"
 	"github.com/provisionhq/provision/providers/cloudinit"
+	"github.com/provisionhq/provision/providers/gate"
 	"github.com/provisionhq/provision/providers/hostkey"
 	"github.com/provisionhq/provision/providers/providertest"
 )
@@ -82,18 +80,11 @@ func newSeededFixture(t *testing.T, cluster string, f cloudsim.Faults, seed uint
 }
 
 // newTestProvider points a provider at an EC2 endpoint through the
-// standard environment, with a short SDK retry backoff.
+// standard environment, with a short retry backoff in its gate.
 func newTestProvider(t *testing.T, endpoint, cluster string, rt http.RoundTripper) *Provider {
 	t.Helper()
 	setTestEnv(t, endpoint)
-	// Faults are the point here: keep the SDK's backoff short.
-	opts := []func(*config.LoadOptions) error{config.WithRetryer(func() aws.Retryer {
-		return awsretry.NewStandard(func(o *awsretry.StandardOptions) {
-			o.MaxAttempts = 4
-			o.MaxBackoff = 50 * time.Millisecond
-			o.RateLimiter = ratelimit.None
-		})
-	})}
+	var opts []func(*config.LoadOptions) error
 	if rt != nil {
 		opts = append(opts, config.WithHTTPClient(&http.Client{Transport: rt}))
 	}
@@ -101,6 +92,11 @@ func newTestProvider(t *testing.T, endpoint, cluster string, rt http.RoundTrippe
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Faults are the point here: keep the backoff short (EC2's buckets
+	// stay as they are).
+	o := gateOptions(maxAttempts, nil)
+	o.Retry.Initial, o.Retry.Max = 5*time.Millisecond, 50*time.Millisecond
+	p.gate = gate.New(o)
 	return p
 }
 

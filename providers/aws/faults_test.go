@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/provisionhq/provision/cloudsim"
+	ec2sim "github.com/provisionhq/provision/cloudsim/ec2"
 	"github.com/provisionhq/provision/providers"
 )
 
@@ -80,10 +82,11 @@ func TestServerErrorsAndResetsConverge(t *testing.T) {
 	}
 }
 
-// TestServerErrorsOutlastingTheSDK: a cloud that fails every request is
-// retried by the SDK's retryer alone, sdkMaxAttempts times (not again by
-// the provider on top), and the failure is ErrUnavailable.
-func TestServerErrorsOutlastingTheSDK(t *testing.T) {
+// TestServerErrorsOutlastingTheGate: a cloud that fails every request is
+// retried by the gate alone, maxAttempts times (not again by the SDK
+// under it, nor by the provider or the engine on top), and the failure
+// is ErrUnavailable. A user's AWS_MAX_ATTEMPTS is the gate's attempts.
+func TestServerErrorsOutlastingTheGate(t *testing.T) {
 	for _, f := range []cloudsim.Faults{{ServerErrorRate: 1}, {ResetRate: 1}} {
 		fx := newFixture(t, "down", f, nil, nil)
 		_, err := fx.p.Create(t.Context(), specs(t, "down", "workers", 2, testSettings))
@@ -91,8 +94,23 @@ func TestServerErrorsOutlastingTheSDK(t *testing.T) {
 			t.Fatalf("Create = %v, want ErrUnavailable", err)
 		}
 		got := fx.sim.FaultCounts()
-		if n := got.ServerErrors + got.Resets; n != sdkMaxAttempts {
-			t.Errorf("%+v: the first request was sent %d times, want %d (the SDK's attempts, once)", f, n, sdkMaxAttempts)
+		if n := got.ServerErrors + got.Resets; n != maxAttempts {
+			t.Errorf("%+v: the first request was sent %d times, want %d (the gate's attempts, once)", f, n, maxAttempts)
 		}
+	}
+	sim := cloudsim.NewSim(cloudsim.Faults{ServerErrorRate: 1}, 42)
+	hs := httptest.NewServer(ec2sim.New(sim, ec2sim.Options{Region: testRegion}))
+	t.Cleanup(hs.Close)
+	setTestEnv(t, hs.URL)
+	t.Setenv("AWS_MAX_ATTEMPTS", "2")
+	p, err := newProvider(t.Context(), providers.Env{Cluster: "down"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.List(t.Context(), providers.Selector{Cluster: "down"}); !errors.Is(err, providers.ErrUnavailable) {
+		t.Fatalf("List = %v, want ErrUnavailable", err)
+	}
+	if n := sim.FaultCounts().ServerErrors; n != 2 {
+		t.Errorf("with AWS_MAX_ATTEMPTS=2 the request was sent %d times, want 2", n)
 	}
 }

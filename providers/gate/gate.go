@@ -24,7 +24,6 @@ package gate
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 
@@ -157,7 +156,7 @@ func (g *Gate) Do(ctx context.Context, c Call, f func(ctx context.Context) error
 		case errors.Is(err, providers.ErrUnavailable) && c.Idempotent:
 			unavailable++
 			if unavailable >= g.opts.Retry.MaxAttempts {
-				return true, fmt.Errorf("after %d attempts: %w", unavailable, err)
+				return true, err
 			}
 			g.log.DebugContext(ctx, "cloud failed the request; sending it again", "cloud", g.opts.Cloud, "action", c.Action, "err", err)
 			return false, err
