@@ -1,8 +1,11 @@
 // Package gcp owns the Google Compute Engine provider: pool settings,
 // batch creation with instances.bulkInsert (instances.insert for a batch of
 // one), finding machines by label with a paginated aggregated list, and
-// deleting them one instance at a time (GCE has no batch delete), all on the
-// official REST client cloud.google.com/go/compute/apiv1.
+// deleting them one instance at a time (GCE has no batch delete of
+// instances outside managed instance groups), all on the official REST
+// client cloud.google.com/go/compute/apiv1. Every request goes through the
+// provider's gate (providers/gate), the one layer that retries; the
+// client library's own retries are off.
 //
 // Idempotency: every create call carries a requestId derived from the
 // batch's machine IDs, so a retried call returns the same operation, and
@@ -39,6 +42,7 @@ import (
 	compute "cloud.google.com/go/compute/apiv1"
 	"cloud.google.com/go/compute/apiv1/computepb"
 	"github.com/google/uuid"
+	"github.com/googleapis/gax-go/v2"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
@@ -47,6 +51,7 @@ import (
 	"github.com/provisionhq/provision/internal/retry"
 	"github.com/provisionhq/provision/providers"
 	"github.com/provisionhq/provision/providers/cloudinit"
+	"github.com/provisionhq/provision/providers/gate"
 )
 
 // Environment variables the provider reads.
@@ -64,9 +69,8 @@ const (
 	labelPool    = "provision-pool"
 
 	// deleteConcurrency bounds concurrent instances.delete calls (GCE has
-	// no batch delete). GCE's default write rate is 20 requests/s per
-	// project; 8 in flight, each followed by an operations.wait, stays well
-	// under it while deleting a 100-machine pool in seconds.
+	// no batch delete). The gate's buckets keep them under GCE's rate
+	// quota; 8 in flight deletes a 100-machine pool in seconds.
 	deleteConcurrency = 8
 	// groupConcurrency bounds the pools (bulkInsert calls) created at once.
 	groupConcurrency = 4
@@ -81,15 +85,16 @@ type Provider struct {
 	log       *slog.Logger
 	cluster   string
 	project   string // default project; may be empty
-	backoff   retry.Policy
+	gate      *gate.Gate
+	poll      retry.Policy // between polls for running, done or gone
 
 	mu       sync.Mutex
 	projects map[string]bool                  // projects seen in specs, for List/Delete
 	located  map[providers.MachineID]location // where machines were created or seen
 }
 
-// location is where an instance is.
-type location struct{ project, zone, pool string }
+// location is where an instance is, and whose.
+type location struct{ project, zone, cluster, pool string }
 
 var _ providers.Provider = (*Provider)(nil)
 
@@ -113,10 +118,13 @@ func New(ctx context.Context, env providers.Env) (*Provider, error) {
 		_ = ic.Close()
 		return nil, fmt.Errorf("gcp: zone operations client: %w", err)
 	}
+	noRetries(ic, oc)
+	log = log.With("provider", "gcp")
 	p := &Provider{
-		instances: ic, ops: oc, log: log.With("provider", "gcp"),
+		instances: ic, ops: oc, log: log,
 		cluster: env.Cluster, project: os.Getenv(EnvProject),
-		backoff:  retry.Policy{Initial: 200 * time.Millisecond, Max: 5 * time.Second},
+		gate:     gate.New(gateOptions(log)),
+		poll:     retry.Policy{Initial: 200 * time.Millisecond, Max: 5 * time.Second},
 		projects: map[string]bool{}, located: map[providers.MachineID]location{},
 	}
 	if p.project != "" {
@@ -128,6 +136,59 @@ func New(ctx context.Context, env providers.Env) (*Provider, error) {
 		}
 	}
 	return p, nil
+}
+
+// gateOptions are GCE's published rate quotas ("Compute Engine rate
+// quotas", cloud.google.com/compute/api-quota): per project, 1,500
+// requests a minute in each group of methods (mutations, *.get, *.list,
+// operation reads), counted per minute; a bucket refilled at 25/s with a
+// burst of 100 stays inside them. The retry backoff is the gate's.
+func gateOptions(log *slog.Logger) gate.Options {
+	perGroup := gate.Bucket{Rate: 25, Burst: 100}
+	return gate.Options{
+		Cloud: "gcp",
+		Requests: map[string]gate.Bucket{
+			"queries": perGroup, "reads": perGroup, "lists": perGroup, "operations": perGroup,
+		},
+		Group: func(action string) string {
+			switch {
+			case strings.HasPrefix(action, "zoneOperations."):
+				return "operations"
+			case strings.HasSuffix(action, ".list"), strings.HasSuffix(action, ".aggregatedList"):
+				return "lists"
+			case strings.HasSuffix(action, ".get"):
+				return "reads"
+			}
+			return "queries"
+		},
+		InFlight: 8,
+		Retry:    retry.Policy{Initial: 500 * time.Millisecond, Max: 20 * time.Second},
+		Logger:   log,
+	}
+}
+
+// noRetries turns the client library's retries off (it retries reads on
+// 503 and 504 by default): the gate is the one layer that retries.
+func noRetries(ic *compute.InstancesClient, oc *compute.ZoneOperationsClient) {
+	none := gax.WithRetry(func() gax.Retryer { return nil })
+	for _, o := range []*[]gax.CallOption{
+		&ic.CallOptions.AggregatedList, &ic.CallOptions.Get, &ic.CallOptions.List,
+		&ic.CallOptions.BulkInsert, &ic.CallOptions.Insert, &ic.CallOptions.Delete,
+		&oc.CallOptions.Get, &oc.CallOptions.List, &oc.CallOptions.Wait,
+	} {
+		*o = append(*o, none)
+	}
+}
+
+// call sends one request through the gate, its failure classified by
+// classify first.
+func (p *Provider) call(ctx context.Context, c gate.Call, classify func(error) error, f func(ctx context.Context) error) error {
+	return p.gate.Do(ctx, c, func(ctx context.Context) error {
+		if err := f(ctx); err != nil {
+			return classify(err)
+		}
+		return nil
+	})
 }
 
 // Close releases the API clients.
@@ -242,15 +303,26 @@ func (p *Provider) plan(specs []providers.MachineSpec) ([]*batch, error) {
 	return out, nil
 }
 
-// createBatch creates the batch's missing machines and waits until every
-// machine of the batch is visible with an address.
+// adoptWithin bounds how long createBatch lists again to adopt a machine
+// that a create found taken by name (made by an earlier run under another
+// requestId, not listed yet): a name still taken after it is someone
+// else's instance.
+var adoptWithin = 30 * time.Second
+
+// createBatch creates the batch's missing machines (one list, one create,
+// one operations.wait) and then polls the pool, one list a poll, until
+// every machine of the batch runs with an address. A create the cloud
+// failed or lost the answer of is sent again by the gate with the same
+// requestId, which GCE answers with the first one's operation.
 func (p *Provider) createBatch(ctx context.Context, b *batch) (map[string]providers.Machine, error) {
 	w := b.where()
 	filter := labelFilter(b.cluster, b.pool)
-	err := retry.Do(ctx, p.backoff, func(ctx context.Context) (bool, error) {
-		have, err := p.listZone(ctx, b.set.Project, b.set.Zone, filter)
+	adopt, cancel := context.WithTimeout(ctx, adoptWithin)
+	defer cancel()
+	err := retry.Do(adopt, p.poll, func(context.Context) (bool, error) {
+		have, err := p.listZone(ctx, b.set.Project, b.set.Zone, filter, w, false)
 		if err != nil {
-			return p.retryable(w.classifyAPI(err))
+			return true, err
 		}
 		if err := stopped(have, b.specs); err != nil {
 			return true, err
@@ -264,31 +336,36 @@ func (p *Provider) createBatch(ctx context.Context, b *batch) (map[string]provid
 		if len(missing) == 0 {
 			return true, nil
 		}
-		op, err := p.insert(ctx, b, missing)
-		if err != nil {
-			err = w.classifyCreate(err)
-			if errors.Is(err, errAlreadyExists) {
-				return false, err // instances.insert says so at once: list again, adopt it
-			}
-			return p.retryable(err)
+		action := "instances.bulkInsert"
+		if len(missing) == 1 {
+			action = "instances.insert"
 		}
-		if err := p.wait(ctx, b.set.Project, b.set.Zone, w, op); err != nil {
-			if errors.Is(err, errAlreadyExists) {
-				return false, err // a machine exists already: list again, adopt it
-			}
-			return p.retryable(err)
+		var op *compute.Operation
+		err = p.call(ctx, gate.Call{Action: action, Idempotent: true}, w.classifyCreate, func(ctx context.Context) (err error) {
+			op, err = p.insert(ctx, b, missing)
+			return err
+		})
+		if err == nil {
+			err = p.wait(ctx, b.set.Project, b.set.Zone, w, op)
 		}
-		return true, nil
+		// A machine exists already (instances.insert says so at once, a
+		// bulkInsert's operation at its end): list again, adopt it.
+		return !errors.Is(err, errAlreadyExists), err
 	})
 	if err != nil {
 		return nil, err
 	}
-	// Wait until every machine is visible (reads may lag the operation).
+	// Wait until every machine runs with an address (reads may lag the
+	// operation): one list a poll; a throttled or failed list is only a
+	// poll, retried by the next one.
 	var got map[string]providers.Machine
-	err = retry.Do(ctx, p.backoff, func(ctx context.Context) (bool, error) {
-		have, err := p.listZone(ctx, b.set.Project, b.set.Zone, filter)
+	err = retry.Do(ctx, p.poll, func(ctx context.Context) (bool, error) {
+		have, err := p.listZone(ctx, b.set.Project, b.set.Zone, filter, w, true)
+		if gate.Transient(err) {
+			return false, err
+		}
 		if err != nil {
-			return p.retryable(w.classifyAPI(err))
+			return true, err
 		}
 		if err := stopped(have, b.specs); err != nil {
 			return true, err
@@ -318,22 +395,6 @@ func stopped(have map[string]providers.Machine, specs []providers.MachineSpec) e
 		}
 	}
 	return nil
-}
-
-// retryable: throttling and unavailability (a 5xx, a connection lost
-// before the answer) are retried, everything else ends the loop. This is
-// the one layer that retries them: the client library retries only 503
-// and 504 of reads (Get, List, AggregatedList, operations.get), nothing
-// for inserts, deletes or operations.wait. A retry never does a thing
-// twice: creates carry a requestId derived from the machines and follow
-// a list (a machine made meanwhile is adopted by name), deletes carry one
-// requestId per Delete call, the rest only read.
-func (p *Provider) retryable(err error) (bool, error) {
-	if providers.Retryable(err) || errors.Is(err, providers.ErrUnavailable) {
-		p.log.Debug("gcp: throttled or unavailable, backing off", "err", err)
-		return false, err
-	}
-	return true, err
 }
 
 // insert issues one create call for the missing machines: instances.insert
@@ -429,16 +490,24 @@ func (b *batch) scheduling() *computepb.Scheduling {
 
 // wait waits for a zone operation with operations.wait (which blocks up to
 // two minutes server-side) until it is DONE or ctx ends, and returns the
-// operation's own error, classified.
+// operation's own error, classified. Each wait is a poll: one that was
+// throttled or failed is followed by the next.
 func (p *Provider) wait(ctx context.Context, project, zone string, w where, op *compute.Operation) error {
 	if op.Done() {
 		return w.classifyOp(op.Proto())
 	}
 	name := op.Name()
-	return retry.Do(ctx, p.backoff, func(ctx context.Context) (bool, error) {
-		got, err := p.ops.Wait(ctx, &computepb.WaitZoneOperationRequest{Project: project, Zone: zone, Operation: name})
+	return retry.Do(ctx, p.poll, func(ctx context.Context) (bool, error) {
+		var got *computepb.Operation
+		err := p.call(ctx, gate.Call{Action: "zoneOperations.wait", Poll: true}, w.classifyAPI, func(ctx context.Context) (err error) {
+			got, err = p.ops.Wait(ctx, &computepb.WaitZoneOperationRequest{Project: project, Zone: zone, Operation: name})
+			return err
+		})
+		if gate.Transient(err) {
+			return false, err
+		}
 		if err != nil {
-			return p.retryable(w.classifyAPI(err))
+			return true, err
 		}
 		if got.GetStatus() != computepb.Operation_DONE {
 			return false, nil
@@ -447,22 +516,30 @@ func (p *Provider) wait(ctx context.Context, project, zone string, w where, op *
 	})
 }
 
-// listZone lists one zone's instances matching filter, every page.
-func (p *Provider) listZone(ctx context.Context, project, zone, filter string) (map[string]providers.Machine, error) {
-	out := map[string]providers.Machine{}
-	it := p.instances.List(ctx, &computepb.ListInstancesRequest{
-		Project: project, Zone: zone, Filter: proto.String(filter), MaxResults: proto.Uint32(500),
+// listZone lists one zone's instances matching filter, every page, as one
+// request of the gate (a page that fails lists them all again); poll says
+// the caller polls (gate.Call.Poll).
+func (p *Provider) listZone(ctx context.Context, project, zone, filter string, w where, poll bool) (map[string]providers.Machine, error) {
+	var out map[string]providers.Machine
+	err := p.call(ctx, gate.Call{Action: "instances.list", Idempotent: true, Poll: poll}, w.classifyAPI, func(ctx context.Context) error {
+		out = map[string]providers.Machine{}
+		it := p.instances.List(ctx, &computepb.ListInstancesRequest{
+			Project: project, Zone: zone, Filter: proto.String(filter), MaxResults: proto.Uint32(500),
+		})
+		for {
+			in, err := it.Next()
+			if errors.Is(err, iterator.Done) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			m := p.machine(project, zone, in)
+			out[string(m.ID)] = m
+		}
 	})
-	for {
-		in, err := it.Next()
-		if errors.Is(err, iterator.Done) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("list instances in %s: %w", zone, err)
-		}
-		m := p.machine(project, zone, in)
-		out[string(m.ID)] = m
+	if err != nil {
+		return nil, fmt.Errorf("list instances in %s: %w", zone, err)
 	}
 	return out, nil
 }
@@ -482,13 +559,9 @@ func (p *Provider) List(ctx context.Context, sel providers.Selector) ([]provider
 	for _, project := range projects {
 		var ms []providers.Machine
 		w := where{pool: sel.Pool}
-		err := retry.Do(ctx, p.backoff, func(ctx context.Context) (bool, error) {
-			var err error
+		err := p.call(ctx, gate.Call{Action: "instances.aggregatedList", Idempotent: true}, w.classifyAPI, func(ctx context.Context) (err error) {
 			ms, err = p.listProject(ctx, project, filter)
-			if err != nil {
-				return p.retryable(w.classifyAPI(err))
-			}
-			return true, nil
+			return err
 		})
 		if err != nil {
 			return nil, fmt.Errorf("list machines of cluster %q in project %s: %w", sel.Cluster, project, err)
@@ -550,7 +623,7 @@ func (p *Provider) machine(project, zone string, in *computepb.Instance) provide
 		}
 	}
 	p.mu.Lock()
-	p.located[m.ID] = location{project: project, zone: zone, pool: m.Pool}
+	p.located[m.ID] = location{project: project, zone: zone, cluster: m.Cluster, pool: m.Pool}
 	p.mu.Unlock()
 	return m
 }
@@ -567,8 +640,11 @@ func state(status string) providers.MachineState {
 	}
 }
 
-// Delete deletes the machines, at most deleteConcurrency at a time, and
-// waits for each delete operation. A machine that is already gone is a
+// Delete deletes the machines and waits until they are gone. GCE has no
+// batch delete of instances (outside managed instance groups), so one
+// instances.delete per machine is the floor, at most deleteConcurrency at
+// a time; the wait is not per machine, though: one list per zone a poll
+// until none of them is left. A machine that is already gone is a
 // success.
 func (p *Provider) Delete(ctx context.Context, ids []providers.MachineID) error {
 	if len(ids) == 0 {
@@ -585,11 +661,14 @@ func (p *Provider) Delete(ctx context.Context, ids []providers.MachineID) error 
 	// has since been recreated under the same name.
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(deleteConcurrency)
+	zones := map[location][]providers.MachineID{} // by project, zone and cluster
 	for _, id := range ids {
 		loc, ok := locs[id]
 		if !ok {
 			continue // nowhere to be found: gone
 		}
+		z := location{project: loc.project, zone: loc.zone, cluster: loc.cluster}
+		zones[z] = append(zones[z], id)
 		reqID := uuid.NewString()
 		g.Go(func() error {
 			if err := p.deleteOne(gctx, id, loc, reqID); err != nil {
@@ -601,35 +680,58 @@ func (p *Provider) Delete(ctx context.Context, ids []providers.MachineID) error 
 	if err := g.Wait(); err != nil {
 		return err
 	}
+	for z, left := range zones {
+		if err := p.waitGone(ctx, z, left); err != nil {
+			return err
+		}
+	}
+	p.mu.Lock()
+	for _, id := range ids {
+		delete(p.located, id)
+	}
+	p.mu.Unlock()
 	p.log.Info("gcp: deleted machines", "count", len(ids))
 	return nil
 }
 
+// deleteOne sends one instances.delete; its operation is not waited for
+// (waitGone watches the instances instead).
 func (p *Provider) deleteOne(ctx context.Context, id providers.MachineID, loc location, reqID string) error {
 	w := where{zone: loc.zone, pool: loc.pool}
-	err := retry.Do(ctx, p.backoff, func(ctx context.Context) (bool, error) {
-		op, err := p.instances.Delete(ctx, &computepb.DeleteInstanceRequest{
+	err := p.call(ctx, gate.Call{Action: "instances.delete", Idempotent: true}, w.classifyAPI, func(ctx context.Context) error {
+		_, err := p.instances.Delete(ctx, &computepb.DeleteInstanceRequest{
 			Project: loc.project, Zone: loc.zone, Instance: string(id), RequestId: proto.String(reqID),
 		})
+		return err
+	})
+	if errors.Is(err, providers.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// waitGone polls one zone, one list of the machines' cluster a poll,
+// until none of ids is listed.
+func (p *Provider) waitGone(ctx context.Context, z location, ids []providers.MachineID) error {
+	w := where{zone: z.zone}
+	var left []providers.MachineID
+	err := retry.Do(ctx, p.poll, func(ctx context.Context) (bool, error) {
+		have, err := p.listZone(ctx, z.project, z.zone, labelFilter(z.cluster, ""), w, true)
+		if gate.Transient(err) {
+			return false, err
+		}
 		if err != nil {
-			err = w.classifyAPI(err)
-			if errors.Is(err, providers.ErrNotFound) {
-				return true, nil
-			}
-			return p.retryable(err)
+			return true, err
 		}
-		err = p.wait(ctx, loc.project, loc.zone, w, op)
-		if errors.Is(err, providers.ErrNotFound) {
-			return true, nil
-		}
-		return p.retryable(err)
+		left = slices.DeleteFunc(slices.Clone(ids), func(id providers.MachineID) bool {
+			_, ok := have[string(id)]
+			return !ok
+		})
+		return len(left) == 0, nil
 	})
 	if err != nil {
-		return err
+		return fmt.Errorf("wait for %d machines in %s to be gone (%v left): %w", len(ids), z.zone, left, err)
 	}
-	p.mu.Lock()
-	delete(p.located, id)
-	p.mu.Unlock()
 	return nil
 }
 

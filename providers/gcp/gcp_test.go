@@ -13,6 +13,7 @@ import (
 	"github.com/provisionhq/provision/cloudsim"
 	"github.com/provisionhq/provision/cloudsim/gce"
 	"github.com/provisionhq/provision/providers"
+	"github.com/provisionhq/provision/providers/gate"
 	"github.com/provisionhq/provision/providers/hostkey"
 	"github.com/provisionhq/provision/providers/providertest"
 )
@@ -47,10 +48,17 @@ func seededSimProvider(t *testing.T, f cloudsim.Faults, seed uint64, cluster str
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.backoff.Initial = 20 * time.Millisecond
-	p.backoff.Max = 300 * time.Millisecond
+	fast(p)
 	t.Cleanup(func() { _ = p.Close() })
 	return p, sim, srv
+}
+
+// fast shortens the provider's retry backoff and polls for tests.
+func fast(p *Provider) {
+	o := gateOptions(p.log)
+	o.Retry.Initial, o.Retry.Max = 20*time.Millisecond, 300*time.Millisecond
+	p.gate = gate.New(o)
+	p.poll.Initial, p.poll.Max = 20*time.Millisecond, 300*time.Millisecond
 }
 
 func specs(t *testing.T, cluster, pool string, n int) []providers.MachineSpec {
