@@ -253,7 +253,7 @@ func (p *Provider) createOnce(ctx context.Context, c *clients, specs []providers
 // a server that is not being deleted.
 func (p *Provider) madeOf(ctx context.Context, c *clients, specs []providers.MachineSpec, idx []int) ([]int, error) {
 	spec0 := specs[idx[0]]
-	all, err := p.listServers(ctx, c, spec0.Cluster, spec0.Pool)
+	all, err := p.listServers(ctx, c, spec0.Cluster, spec0.Pool, false)
 	if err != nil {
 		return nil, fmt.Errorf("look for the servers of a create whose answer was lost: %w", err)
 	}

@@ -33,7 +33,7 @@ func liveServers(t *testing.T, sim *cloudsim.Sim, p *Provider, cluster string) i
 	if err != nil {
 		t.Fatal(err)
 	}
-	all, err := p.listServers(t.Context(), c, cluster, "")
+	all, err := p.listServers(t.Context(), c, cluster, "", false)
 	if err != nil {
 		t.Fatal(err)
 	}

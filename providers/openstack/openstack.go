@@ -29,13 +29,19 @@
 // provision-cluster and provision-pool, and provision-machine (a single
 // create) or their batch's manifest; Create lists first and only creates
 // machines that have no server, so a partly created batch is completed by
-// a smaller batch. A create is retried at once only when Nova refused it
-// outright (429 or 413, which are not processed). After a 5xx or a
-// connection lost before the answer, Nova may or may not have made the
-// servers, so the chunk's machines are looked up by their metadata first
-// and only those with no server are created again (createChunk). This
-// relies on Nova listing a server as soon as its create is accepted, as
-// it does (build requests are listed).
+// a smaller batch. A create is retried at once (by the gate) only when
+// Nova refused it outright (429 or 413, which are not processed). After a
+// 5xx or a connection lost before the answer, Nova may or may not have
+// made the servers, so the chunk's machines are looked up by their
+// metadata first and only those with no server are created again
+// (createOnce). This relies on Nova listing a server as soon as its create
+// is accepted, as it does (build requests are listed).
+//
+// Retries: every request goes through the provider's gate
+// (providers/gate), the one layer that retries; gophercloud retries
+// nothing (no RetryFunc or RetryBackoffFunc is set). Nova has no batch
+// delete: one servers.delete per machine is the floor, and the wait for
+// them to be gone, like the wait for new servers, is one list a poll.
 package openstack
 
 import (
@@ -52,10 +58,10 @@ import (
 	gopenstack "github.com/gophercloud/gophercloud/v2/openstack"
 	osconfig "github.com/gophercloud/gophercloud/v2/openstack/config"
 	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
-	"golang.org/x/time/rate"
 
 	"github.com/provisionhq/provision/internal/retry"
 	"github.com/provisionhq/provision/providers"
+	"github.com/provisionhq/provision/providers/gate"
 )
 
 const (
@@ -84,7 +90,7 @@ type Provider struct {
 	cfg     config
 	log     *slog.Logger
 	cluster string
-	limiter *rate.Limiter
+	gate    *gate.Gate
 
 	mu      sync.Mutex
 	clients map[string]*clients // by region
@@ -99,9 +105,12 @@ type config struct {
 	tls      *tls.Config
 
 	poll          time.Duration // between wait rounds; 2s when zero
-	backoff       retry.Policy  // for throttled calls
+	backoff       retry.Policy  // the gate's, for retried calls
 	maxRetryAfter time.Duration // cap on a Retry-After we honour; 30s when zero
-	rate, burst   float64       // token bucket; 10/s, 20 when zero
+	// rate and burst shape the gate's one bucket for every request: Nova
+	// publishes no limits (a deployment sets its own in front of the API,
+	// usually a few requests a second per project); 10/s, 20 when zero.
+	rate, burst float64
 }
 
 // clients are the service clients of one region.
@@ -144,14 +153,22 @@ func newProvider(ctx context.Context, env providers.Env, cfg config) (*Provider,
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	log = log.With("provider", "openstack")
 	p := &Provider{
-		cfg: cfg, log: log.With("provider", "openstack"), cluster: env.Cluster,
-		limiter: rate.NewLimiter(rate.Limit(cfg.rate), int(cfg.burst)),
+		cfg: cfg, log: log, cluster: env.Cluster,
+		gate: gate.New(gate.Options{
+			Cloud:    "openstack",
+			Requests: map[string]gate.Bucket{"api": {Rate: cfg.rate, Burst: int(cfg.burst)}},
+			Group:    func(string) string { return "api" },
+			InFlight: createConcurrency,
+			Retry:    cfg.backoff,
+			Logger:   log,
+		}),
 		clients: map[string]*clients{}, names: map[string]string{}, regions: map[string]bool{},
 	}
 	// Authenticating is retried like any call: a token request Keystone
 	// failed (5xx, a lost connection) is simply asked for again.
-	err := p.call(ctx, cfg.endpoint.Region, "", false, func(ctx context.Context) error {
+	err := p.call(ctx, cfg.endpoint.Region, "", gate.Call{Action: "tokens.create"}, func(ctx context.Context) error {
 		var err error
 		p.pc, err = newProviderClient(ctx, cfg)
 		return err
@@ -276,7 +293,7 @@ func (p *Provider) clientsFor(ctx context.Context, region string) (*clients, err
 	eo := p.cfg.endpoint
 	eo.Region = region
 	c = &clients{region: region}
-	err := p.call(ctx, region, "", false, func(context.Context) error {
+	err := p.call(ctx, region, "", gate.Call{Action: "discovery"}, func(context.Context) error {
 		var err error
 		if c.compute, err = gopenstack.NewComputeV2(p.pc, eo); err != nil {
 			return fmt.Errorf("openstack: compute endpoint in region %q: %w", region, err)
@@ -301,25 +318,25 @@ func (p *Provider) clientsFor(ctx context.Context, region string) (*clients, err
 	return c, nil
 }
 
-// call runs one API request under the token bucket, classifies its error
-// and retries it while it is throttled, honouring Retry-After (capped),
-// and, unless it creates, while the cloud is unavailable (a 5xx, a
-// connection lost before the answer). gophercloud retries nothing itself
-// (no RetryFunc or RetryBackoffFunc is set), so this is the one layer that
-// does. Nova does not process a 429/413 request, so retrying a create then
-// is safe; after a 5xx or a lost connection the create may have happened,
-// and createChunk looks for its servers before it creates again.
-func (p *Provider) call(ctx context.Context, region, pool string, creating bool, f func(context.Context) error) error {
-	// retry.Do waits out the Retry-After a throttled *providers.Error carries.
-	return retry.Do(ctx, p.cfg.backoff, func(ctx context.Context) (bool, error) {
-		if err := p.limiter.Wait(ctx); err != nil {
-			return true, err
-		}
-		err := p.classify(f(ctx), region, pool, creating)
-		again := errors.Is(err, providers.ErrThrottled) || (!creating && errors.Is(err, providers.ErrUnavailable))
-		return !again, err
+// call runs one API request through the gate, its error classified first.
+// The gate retries it while it is throttled, honouring Retry-After
+// (capped), and, unless it is a servers.create, while the cloud is
+// unavailable (a 5xx, a connection lost before the answer): every other
+// request reads, or deletes (twice is a 404, which is success). Nova does
+// not process a 429/413 request, so retrying a create then is safe; after
+// a 5xx or a lost connection the create may have happened, and createOnce
+// looks for its servers before it creates again.
+func (p *Provider) call(ctx context.Context, region, pool string, c gate.Call, f func(context.Context) error) error {
+	creating := c.Action == actionCreate
+	c.Idempotent = !creating
+	return p.gate.Do(ctx, c, func(ctx context.Context) error {
+		return p.classify(f(ctx), region, pool, creating)
 	})
 }
+
+// actionCreate is servers.create, the one request that is not idempotent
+// (Nova has no token) and whose 403 is Nova's quota refusal.
+const actionCreate = "servers.create"
 
 // withDeadline gives ctx the default deadline when it has none.
 func withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/provisionhq/provision/providers"
 	"github.com/provisionhq/provision/providers/cloudinit"
+	"github.com/provisionhq/provision/providers/gate"
 )
 
 // group is the specs of one pool (one settings set) in one region.
@@ -110,7 +111,7 @@ func (p *Provider) createInRegion(ctx context.Context, c *clients, specs []provi
 	groups []*group, results []*providers.Machine, errs []error) {
 	// One list of every provision server in the region (a batch may in
 	// principle span clusters), keyed by cluster and machine.
-	existing, err := p.listServers(ctx, c, "", "")
+	existing, err := p.listServers(ctx, c, "", "", false)
 	if err != nil {
 		for _, g := range groups {
 			for _, i := range g.specs {
@@ -240,7 +241,7 @@ func (p *Provider) createServers(ctx context.Context, c *clients, specs []provid
 		create = keyNameOpts{opts, s.KeyName}
 	}
 	var id string
-	err := p.call(ctx, c.region, spec0.Pool, true, func(ctx context.Context) error {
+	err := p.call(ctx, c.region, spec0.Pool, gate.Call{Action: actionCreate}, func(ctx context.Context) error {
 		srv, err := servers.Create(ctx, c.compute, create, nil).Extract()
 		if err != nil {
 			return err
@@ -284,7 +285,7 @@ func (p *Provider) wait(ctx context.Context, c *clients, specs []providers.Machi
 	defer t.Stop()
 	var last error
 	for len(waitFor) > 0 {
-		all, err := p.listServers(ctx, c, "", "")
+		all, err := p.listServers(ctx, c, "", "", true)
 		last = err
 		if err == nil {
 			for _, s := range all {
@@ -336,10 +337,12 @@ func (p *Provider) serverFailed(ctx context.Context, c *clients, pool string, s 
 
 // listServers lists the servers of cluster (and pool, when set) in c's
 // region. Nova has no server-side metadata filter, so it pages through the
-// project's servers and filters on provision's metadata here.
-func (p *Provider) listServers(ctx context.Context, c *clients, cluster, pool string) ([]servers.Server, error) {
+// project's servers and filters on provision's metadata here. poll says
+// the caller polls (gate.Call.Poll): a throttled or failed list is
+// returned, for its next poll to retry.
+func (p *Provider) listServers(ctx context.Context, c *clients, cluster, pool string, poll bool) ([]servers.Server, error) {
 	var out []servers.Server
-	err := p.call(ctx, c.region, pool, false, func(ctx context.Context) error {
+	err := p.call(ctx, c.region, pool, gate.Call{Action: "servers.list", Poll: poll}, func(ctx context.Context) error {
 		out = out[:0]
 		return servers.List(c.compute, servers.ListOpts{Limit: pageSize}).EachPage(ctx, func(_ context.Context, pg pagination.Page) (bool, error) {
 			ss, err := servers.ExtractServers(pg)
@@ -381,7 +384,7 @@ func (p *Provider) machine(ctx context.Context, c *clients, s servers.Server) pr
 
 func (p *Provider) portAddress(ctx context.Context, c *clients, serverID string) string {
 	var addr string
-	err := p.call(ctx, c.region, "", false, func(ctx context.Context) error {
+	err := p.call(ctx, c.region, "", gate.Call{Action: "ports.list"}, func(ctx context.Context) error {
 		return ports.List(c.network, ports.ListOpts{DeviceID: serverID}).EachPage(ctx, func(_ context.Context, pg pagination.Page) (bool, error) {
 			ps, err := ports.ExtractPorts(pg)
 			for _, pt := range ps {
@@ -456,7 +459,7 @@ func (p *Provider) List(ctx context.Context, sel providers.Selector) ([]provider
 		if err != nil {
 			return nil, err
 		}
-		ss, err := p.listServers(ctx, c, sel.Cluster, sel.Pool)
+		ss, err := p.listServers(ctx, c, sel.Cluster, sel.Pool, false)
 		if err != nil {
 			return nil, fmt.Errorf("list machines of cluster %q in %s: %w", sel.Cluster, region, err)
 		}
@@ -509,8 +512,8 @@ func (p *Provider) Delete(ctx context.Context, ids []providers.MachineID) error 
 }
 
 func (p *Provider) deleteInRegion(ctx context.Context, c *clients, want map[string]bool) error {
-	find := func() ([]servers.Server, error) {
-		all, err := p.listServers(ctx, c, p.cluster, "")
+	find := func(poll bool) ([]servers.Server, error) {
+		all, err := p.listServers(ctx, c, p.cluster, "", poll)
 		if err != nil {
 			return nil, fmt.Errorf("list servers in %s: %w", c.region, err)
 		}
@@ -522,7 +525,7 @@ func (p *Provider) deleteInRegion(ctx context.Context, c *clients, want map[stri
 		}
 		return out, nil
 	}
-	victims, err := find()
+	victims, err := find(false)
 	if err != nil {
 		return err
 	}
@@ -543,15 +546,20 @@ func (p *Provider) deleteInRegion(ctx context.Context, c *clients, want map[stri
 	if err := eg.Wait(); err != nil {
 		return err
 	}
-	// Wait until they are gone from the list.
+	// Wait until they are gone from the list: one list a poll, for all of
+	// them; a throttled or failed list is only a poll.
 	t := time.NewTicker(p.cfg.poll)
 	defer t.Stop()
 	for len(victims) > 0 {
-		if victims, err = find(); err != nil {
+		left, err := find(true)
+		switch {
+		case gate.Transient(err):
+		case err != nil:
 			return err
-		}
-		if len(victims) == 0 {
+		case len(left) == 0:
 			return nil
+		default:
+			victims = left
 		}
 		select {
 		case <-ctx.Done():
@@ -568,7 +576,7 @@ func (p *Provider) deleteInRegion(ctx context.Context, c *clients, want map[stri
 
 // deleteServer deletes one server; a 404 means it is already gone.
 func (p *Provider) deleteServer(ctx context.Context, c *clients, pool, id string) error {
-	err := p.call(ctx, c.region, pool, false, func(ctx context.Context) error {
+	err := p.call(ctx, c.region, pool, gate.Call{Action: "servers.delete"}, func(ctx context.Context) error {
 		return servers.Delete(ctx, c.compute, id).ExtractErr()
 	})
 	if errors.Is(err, providers.ErrNotFound) {

@@ -14,6 +14,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/pagination"
 
 	"github.com/provisionhq/provision/providers"
+	"github.com/provisionhq/provision/providers/gate"
 )
 
 // Settings are an openstack pool's settings in the plan.
@@ -79,7 +80,7 @@ func (p *Provider) resolve(ctx context.Context, c *clients, pool string, s Setti
 	}
 	if r.flavorID, err = p.cached(c.region, "flavor", s.Flavor, func() (string, error) {
 		var found, names []string
-		err := p.call(ctx, c.region, pool, false, func(ctx context.Context) error {
+		err := p.call(ctx, c.region, pool, gate.Call{Action: "flavors.list"}, func(ctx context.Context) error {
 			found, names = nil, nil
 			return flavors.ListDetail(c.compute, nil).EachPage(ctx, func(_ context.Context, pg pagination.Page) (bool, error) {
 				fs, err := flavors.ExtractFlavors(pg)
@@ -108,7 +109,7 @@ func (p *Provider) resolve(ctx context.Context, c *clients, pool string, s Setti
 	if r.imageID, err = p.cached(c.region, "image", s.Image, func() (string, error) {
 		var found []string
 		for _, opts := range []images.ListOpts{{Name: s.Image}, {ID: s.Image}} {
-			err := p.call(ctx, c.region, pool, false, func(ctx context.Context) error {
+			err := p.call(ctx, c.region, pool, gate.Call{Action: "images.list"}, func(ctx context.Context) error {
 				found = nil
 				return images.List(c.image, opts).EachPage(ctx, func(_ context.Context, pg pagination.Page) (bool, error) {
 					is, err := images.ExtractImages(pg)
@@ -139,7 +140,7 @@ func (p *Provider) resolve(ctx context.Context, c *clients, pool string, s Setti
 		id, err := p.cached(c.region, "network", n, func() (string, error) {
 			var found []string
 			for _, opts := range []networks.ListOpts{{Name: n}, {ID: n}} {
-				err := p.call(ctx, c.region, pool, false, func(ctx context.Context) error {
+				err := p.call(ctx, c.region, pool, gate.Call{Action: "networks.list"}, func(ctx context.Context) error {
 					found = nil
 					return networks.List(c.network, opts).EachPage(ctx, func(_ context.Context, pg pagination.Page) (bool, error) {
 						ns, err := networks.ExtractNetworks(pg)
@@ -187,7 +188,7 @@ func (p *Provider) checkKeyPair(ctx context.Context, c *clients, pool, name stri
 		return nil
 	}
 	_, err := p.cached(c.region, "keypair", name, func() (string, error) {
-		err := p.call(ctx, c.region, pool, false, func(ctx context.Context) error {
+		err := p.call(ctx, c.region, pool, gate.Call{Action: "keypairs.get"}, func(ctx context.Context) error {
 			return keypairs.Get(ctx, c.compute, name, nil).Err
 		})
 		if errors.Is(err, providers.ErrNotFound) {
@@ -207,7 +208,7 @@ func (p *Provider) checkGroup(ctx context.Context, c *clients, pool, ref string,
 	_, err := p.cached(c.region, "security_group", ref, func() (string, error) {
 		var found []string
 		for _, opts := range []groups.ListOpts{{Name: ref}, {ID: ref}} {
-			err := p.call(ctx, c.region, pool, false, func(ctx context.Context) error {
+			err := p.call(ctx, c.region, pool, gate.Call{Action: "security-groups.list"}, func(ctx context.Context) error {
 				found = nil
 				return groups.List(c.network, opts).EachPage(ctx, func(_ context.Context, pg pagination.Page) (bool, error) {
 					gs, err := groups.ExtractGroups(pg)
