@@ -16,7 +16,8 @@
 // backing host is up), running → stopping → stopped → pending → running
 // through StopInstances/StartInstances (cloudsim.Power), and shutting-down
 // → terminated. Fresh IDs are invisible for Faults.InvisibleFor, calls are
-// throttled at Faults.ThrottleRate, and quota, capacity and spot capacity
+// throttled at Faults.ThrottleRate (and, with Options.Limits, by
+// EC2's published token buckets), and quota, capacity and spot capacity
 // faults answer as EC2 does. Request faults (cloudsim.Sim.Serve) answer
 // 500 InternalError or 503 Unavailable in EC2's XML shape or reset the
 // connection; RunInstances honours ClientToken, so a client that retries
@@ -53,7 +54,10 @@ type Options struct {
 	// Stop on terminate, and PowerOff/PowerOn on stop/start when it
 	// implements cloudsim.Power.
 	Backing cloudsim.Backing
-	Logger  *slog.Logger
+	// Limits, when set, throttles calls as EC2's published rate limits
+	// do (ratelimit.EC2); see Limiter.
+	Limits Limiter
+	Logger *slog.Logger
 }
 
 // How long a terminated instance stays visible, how long shutting-down and
@@ -196,8 +200,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, reqID, errClient("MissingAction", "The request must contain the parameter Action"))
 		return
 	}
-	if s.sim.Call(action) {
-		s.writeError(w, reqID, &apiError{status: http.StatusServiceUnavailable, code: "RequestLimitExceeded", message: "Request limit exceeded."})
+	if s.sim.Call(action) || s.overLimit(action, r.Form) {
+		s.writeError(w, reqID, errRequestLimit())
 		return
 	}
 	h, ok := actions[action]

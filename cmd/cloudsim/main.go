@@ -28,6 +28,7 @@ import (
 	"github.com/provisionhq/provision/cloudsim/ec2"
 	"github.com/provisionhq/provision/cloudsim/gce"
 	"github.com/provisionhq/provision/cloudsim/openstack"
+	"github.com/provisionhq/provision/cloudsim/ratelimit"
 )
 
 type config struct {
@@ -39,6 +40,7 @@ type config struct {
 	// Request faults: one value for every cloud or values per cloud.
 	serverErrors, resets, latency string
 	invisible                     string
+	rateLimits                    string
 }
 
 func main() {
@@ -58,6 +60,7 @@ func main() {
 	flag.StringVar(&c.serverErrors, "server-errors", "", "fraction of API requests answered 500 or 503 in the cloud's error shape (0..1), for every cloud (0.1) or per cloud (aws=0.1,gcp=0.05)")
 	flag.StringVar(&c.resets, "resets", "", "fraction of API requests whose connection is reset with no answer (0..1), for every cloud or per cloud, e.g. aws=0.05")
 	flag.Float64Var(&c.faults.AfterWork, "after-work", 0.5, "share of --server-errors and --resets that strike after the request did its work (it took effect, its answer is lost); the rest strike before it (0..1)")
+	flag.StringVar(&c.rateLimits, "rate-limits", "none", "EC2 API throttling: none, or published (EC2's documented request and resource token buckets, answered with RequestLimitExceeded; GCE and OpenStack publish none that cloudsim enforces)")
 	flag.StringVar(&c.latency, "latency", "", "latency added to every API request, for every cloud (200ms) or per cloud (aws=200ms,openstack=1s)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), `Usage: cloudsim [flags]
@@ -229,6 +232,15 @@ func run(ctx context.Context, c config, logger *slog.Logger) error {
 		return fmt.Errorf("--backing %q: use none or docker", c.backing)
 	}
 
+	var ec2Limits ec2.Limiter // nil: unthrottled
+	switch c.rateLimits {
+	case "none":
+	case "published":
+		ec2Limits = ratelimit.NewEC2()
+	default:
+		return fmt.Errorf("--rate-limits %q: use none or published", c.rateLimits)
+	}
+
 	listeners := map[string]net.Listener{}
 	for cloud, addr := range map[string]string{"aws": c.awsAddr, "gcp": c.gcpAddr, "openstack": c.osAddr} {
 		l, err := net.Listen("tcp", addr)
@@ -239,7 +251,7 @@ func run(ctx context.Context, c config, logger *slog.Logger) error {
 	}
 	base := func(cloud string) string { return "http://" + listeners[cloud].Addr().String() }
 	handlers := map[string]http.Handler{
-		"aws":       ec2.New(sims["aws"], ec2.Options{Region: "us-east-1", Backing: backing, Logger: logger.With("cloud", "aws")}),
+		"aws":       ec2.New(sims["aws"], ec2.Options{Region: "us-east-1", Backing: backing, Limits: ec2Limits, Logger: logger.With("cloud", "aws")}),
 		"gcp":       gce.New(sims["gcp"], gce.Options{Backing: backing, Logger: logger.With("cloud", "gcp")}),
 		"openstack": openstack.New(sims["openstack"], openstack.Options{Backing: backing, Logger: logger.With("cloud", "openstack")}),
 	}
