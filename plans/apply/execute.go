@@ -298,17 +298,13 @@ func (r *run) create(ctx context.Context, b batch, t Timeouts) ([]string, error)
 	for _, id := range b.ids {
 		r.emit(Event{Machine: id, Pool: b.pool, Stage: StageCreate, Status: StatusStart, Detail: b.provider})
 	}
+	// One Create, not retried here: a provider retries a throttled or
+	// failed request itself, in its API gate (providers/gate), so a
+	// Create that fails has spent those retries, and the next run
+	// resumes its machines from their intents.
 	cctx, cancel := context.WithTimeout(ctx, t.Create)
 	defer cancel()
-	var got []providers.Machine
-	err = retry.Do(cctx, retry.Policy{Initial: time.Second, Max: 30 * time.Second}, func(ctx context.Context) (bool, error) {
-		got, err = p.Create(ctx, specs)
-		if err != nil && providers.Retryable(err) {
-			r.log.Info("provider throttled; backing off", "provider", b.provider, "pool", b.pool, "err", err)
-			return false, err
-		}
-		return true, err
-	})
+	got, err := p.Create(cctx, specs)
 	byID := map[string]providers.Machine{}
 	for _, m := range got {
 		byID[string(m.ID)] = m
@@ -556,118 +552,6 @@ func (r *run) managerNode(ctx context.Context, id string) (cluster.Node, error) 
 		r.log.Warn("manager does not answer; going through another", "manager", id, "instead", m.ID)
 	}
 	return cluster.Node{Name: m.ID, Address: nodeAddress(m), Role: m.Role, Run: c}, nil
-}
-
-// remove drains and deletes machines: workers first, then managers, each
-// leaving the cluster before its provider deletes it.
-func (r *run) remove(ctx context.Context, ms []state.Machine, t Timeouts) error {
-	if len(ms) == 0 {
-		return nil
-	}
-	sort.SliceStable(ms, func(i, j int) bool {
-		return ms[i].Role != string(providers.RoleManager) && ms[j].Role == string(providers.RoleManager)
-	})
-	primary := r.survivingPrimary(ms)
-	var errs []error
-	for _, group := range [][]state.Machine{roleOf(ms, false), roleOf(ms, true)} {
-		var (
-			mu sync.Mutex
-			g  errgroup.Group
-		)
-		g.SetLimit(r.e.parallelism())
-		for _, m := range group {
-			g.Go(func() error {
-				if err := r.removeOne(ctx, m, primary, t); err != nil {
-					mu.Lock()
-					errs = append(errs, err)
-					mu.Unlock()
-				}
-				return nil
-			})
-		}
-		_ = g.Wait()
-	}
-	return errorsOf(errs)
-}
-
-func roleOf(ms []state.Machine, managers bool) []state.Machine {
-	var out []state.Machine
-	for _, m := range ms {
-		if (m.Role == string(providers.RoleManager)) == managers {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-// survivingPrimary is the manager that drains the others, or "" when every
-// joined manager is going away (then there is no cluster left to drain into).
-func (r *run) survivingPrimary(removing []state.Machine) string {
-	gone := map[string]bool{}
-	for _, m := range removing {
-		gone[m.ID] = true
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, m := range r.st.Machines {
-		if m.Role == string(providers.RoleManager) && m.Phase == state.PhaseJoined && !gone[m.ID] {
-			if pm := r.st.PrimaryManager(); pm != nil && !gone[pm.ID] {
-				return pm.ID
-			}
-			return m.ID
-		}
-	}
-	return ""
-}
-
-func (r *run) removeOne(ctx context.Context, m state.Machine, primary string, t Timeouts) error {
-	ctx, cancel := context.WithTimeout(ctx, t.Remove)
-	defer cancel()
-	fail := func(s Stage, err error) error {
-		r.emit(Event{Machine: m.ID, Pool: m.Pool, Stage: s, Status: StatusFail, Err: err.Error()})
-		return &MachineError{Machine: m.ID, Pool: m.Pool, Stage: string(s), Err: err}
-	}
-	wasJoined := m.Phase == state.PhaseJoined || m.Phase == state.PhaseRemoving
-	if err := r.update(ctx, m.ID, func(m *state.Machine) { m.Phase = state.PhaseRemoving }); err != nil {
-		return err
-	}
-	if wasJoined && primary != "" {
-		r.emit(Event{Machine: m.ID, Pool: m.Pool, Stage: StageDrain, Status: StatusStart})
-		mnode, err := r.managerNode(ctx, primary)
-		if err != nil {
-			return fail(StageDrain, err)
-		}
-		node := cluster.Node{Name: m.ID, Address: nodeAddress(m), Role: m.Role}
-		// The node leaves by itself when it still answers; a dead one is
-		// only removed from the member list.
-		dctx, dcancel := context.WithTimeout(ctx, 30*time.Second)
-		if c, err := r.conn(dctx, m); err == nil {
-			node.Run = c
-		} else {
-			r.log.Warn("machine does not answer; removing it from the cluster without leave", "machine", m.ID, "err", err)
-		}
-		dcancel()
-		if err := r.e.Driver.Remove(ctx, mnode, node); err != nil {
-			return fail(StageDrain, err)
-		}
-		r.emit(Event{Machine: m.ID, Pool: m.Pool, Stage: StageDrain, Status: StatusDone})
-	}
-	r.dropConn(m.ID)
-	r.emit(Event{Machine: m.ID, Pool: m.Pool, Stage: StageDelete, Status: StatusStart})
-	p, err := r.provider(ctx, m.Provider)
-	if err != nil {
-		return fail(StageDelete, err)
-	}
-	if err := p.Delete(ctx, []providers.MachineID{providers.MachineID(m.ID)}); err != nil {
-		return fail(StageDelete, err)
-	}
-	r.mu.Lock()
-	r.st.Remove(m.ID)
-	r.report.Deleted++
-	err = r.saveLocked(ctx)
-	r.mu.Unlock()
-	r.emit(Event{Machine: m.ID, Pool: m.Pool, Stage: StageDelete, Status: StatusDone})
-	return err
 }
 
 func (r *run) dropConn(id string) {
