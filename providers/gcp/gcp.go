@@ -209,7 +209,7 @@ type batch struct {
 func (b *batch) where() where { return where{zone: b.set.Zone, pool: b.pool} }
 
 // Create makes the machines that do not exist yet, one bulkInsert per pool
-// (per maxBatch machines), and returns every machine in spec order once each
+// (per batch_size machines), and returns every machine in spec order once each
 // has an address.
 func (p *Provider) Create(ctx context.Context, specs []providers.MachineSpec) ([]providers.Machine, error) {
 	if len(specs) == 0 {
@@ -281,7 +281,7 @@ func (p *Provider) plan(specs []providers.MachineSpec) ([]*batch, error) {
 		setKey, _ := json.Marshal(set) // plain fields: cannot fail
 		k := fmt.Sprintf("%s\x00%s\x00%s\x00%s\x00%v\x00%v\x00%t", s.Cluster, s.Pool, setKey, s.SSHUser, s.AuthorizedKeys, sortedLabels(s.Labels), s.Spot)
 		b := groups[k]
-		if b == nil || len(b.specs) == maxBatch {
+		if b == nil || len(b.specs) == set.batch() {
 			if b != nil {
 				k += fmt.Sprintf("\x00%d", len(order))
 			}

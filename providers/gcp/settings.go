@@ -1,6 +1,7 @@
 package gcp
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 
@@ -19,6 +20,17 @@ type settings struct {
 	// PublicIP gives each machine an ephemeral external address (the SSH
 	// address); default true. Set false when provision runs inside the VPC.
 	PublicIP *bool `json:"public_ip,omitempty"`
+	// BatchSize caps the machines per bulkInsert; 0 means as many as one
+	// call's metadata holds (maxBatch, 100).
+	BatchSize int `json:"batch_size,omitempty"`
+}
+
+// batch is the machines per bulkInsert.
+func (s settings) batch() int {
+	if s.BatchSize > 0 {
+		return s.BatchSize
+	}
+	return maxBatch
 }
 
 var (
@@ -61,6 +73,9 @@ func checkSettings(s providers.Settings) (settings, providers.SettingErrors) {
 	}
 	if out.DiskGB < 0 {
 		errs.Add("disk_gb", "", "must not be negative, got %d", out.DiskGB)
+	}
+	if out.BatchSize < 0 || out.BatchSize > maxBatch {
+		errs.Add("batch_size", fmt.Sprintf("0 for as many as fit (%d)", maxBatch), "must be 0 to %d, got %d", maxBatch, out.BatchSize)
 	}
 	return out, errs
 }

@@ -117,12 +117,16 @@ type chunk struct {
 }
 
 // chunks splits a pool's missing machines into as few servers.create calls
-// as Nova's user_data and metadata limits allow: normally one. A chunk of
-// one machine carries its own user-data.
-func chunks(specs []providers.MachineSpec, idx []int, userData [][]byte) ([]chunk, error) {
+// as Nova's user_data and metadata limits and the pool's batch size (0:
+// no cap) allow: normally one. A chunk of one machine carries its own
+// user-data.
+func chunks(specs []providers.MachineSpec, idx []int, userData [][]byte, batchSize int) ([]chunk, error) {
 	var out []chunk
 	for len(idx) > 0 {
 		n := len(idx)
+		if batchSize > 0 {
+			n = min(n, batchSize)
+		}
 		for {
 			if n == 1 {
 				if base64.StdEncoding.EncodedLen(len(userData[idx[0]])) > maxUserData {
@@ -175,7 +179,7 @@ func (p *Provider) createChunk(ctx context.Context, c *clients, specs []provider
 		// that): create the rest as chunks of their own.
 		done(made)
 		rest := slices.DeleteFunc(slices.Clone(ch.specs), func(i int) bool { return slices.Contains(made, i) })
-		sub, cerr := chunks(specs, rest, userData)
+		sub, cerr := chunks(specs, rest, userData, s.BatchSize)
 		if cerr != nil {
 			failed(rest, cerr)
 			return false
@@ -198,7 +202,7 @@ func (p *Provider) createChunk(ctx context.Context, c *clients, specs []provider
 	half := (len(ch.specs) + 1) / 2
 	parts := [][]int{ch.specs[:half], ch.specs[half:]}
 	for pi, part := range parts {
-		sub, cerr := chunks(specs, part, userData)
+		sub, cerr := chunks(specs, part, userData, s.BatchSize)
 		if cerr != nil {
 			failed(part, cerr)
 			continue

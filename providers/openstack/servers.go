@@ -154,7 +154,7 @@ func (p *Provider) createInRegion(ctx context.Context, c *clients, specs []provi
 		}
 		// One servers.create per chunk: the pool's missing machines, as
 		// a smaller batch when some already exist.
-		chs, err := chunks(specs, missing, userData)
+		chs, err := chunks(specs, missing, userData, g.settings.BatchSize)
 		if err != nil {
 			for _, i := range missing {
 				errs[i] = err

@@ -27,6 +27,9 @@ type Settings struct {
 	AvailabilityZone string   `json:"availability_zone"`
 	// Region overrides OS_REGION_NAME / the clouds.yaml region for the pool.
 	Region string `json:"region"`
+	// BatchSize caps the machines per servers.create; 0 means as many as
+	// Nova's user_data and metadata limits allow (see batch.go).
+	BatchSize int `json:"batch_size"`
 }
 
 // CheckSettings checks an openstack pool's settings with no credentials and
@@ -46,6 +49,9 @@ func checkSettings(s providers.Settings) (Settings, providers.SettingErrors) {
 	}
 	if out.Image == "" && !errs.Has("image") {
 		errs.Add("image", "the Glance image's name or ID, e.g. image: debian-12", "required")
+	}
+	if out.BatchSize < 0 {
+		errs.Add("batch_size", "use 0 for as many as fit", "must not be negative, got %d", out.BatchSize)
 	}
 	for i, n := range out.Networks {
 		if n == "" {
