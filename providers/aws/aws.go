@@ -569,6 +569,7 @@ func (p *Provider) waitRunning(ctx context.Context, b *batch, ids map[providers.
 				return true, fmt.Errorf("machine %s (instance %s) is %s: start it or delete the machine", m.ID, m.ProviderID, in.State.Name)
 			case m.State == providers.StateRunning && m.Address != "":
 				ready = append(ready, m)
+				providers.Running(ctx, m)
 			}
 		}
 		return len(ready) == len(want), nil

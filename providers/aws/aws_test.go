@@ -144,6 +144,7 @@ func TestConformance(t *testing.T) {
 		InvalidSettings: providers.Settings{"instance_type": "t3.micro"}, // no ami
 		Check:           CheckSettings,
 		Timeout:         time.Minute,
+		ReportsRunning:  true,
 	})
 }
 

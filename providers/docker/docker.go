@@ -210,6 +210,10 @@ func (p *Provider) Create(ctx context.Context, specs []providers.MachineSpec) ([
 				return fmt.Errorf("machine %s: %w", spec.ID, err)
 			}
 			ids[i] = id
+			// Its bootstrap may start now, whatever the rest are doing.
+			if infos, err := p.inspect(gctx, []string{id}); err == nil && len(infos) == 1 {
+				providers.Running(gctx, infos[0].machine())
+			}
 			return nil
 		})
 	}

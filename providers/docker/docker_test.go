@@ -139,7 +139,8 @@ func TestConformance(t *testing.T) {
 			mu.Unlock()
 			return k, err
 		},
-		Cleanup: cleanupCluster(t, cluster),
+		Cleanup:        cleanupCluster(t, cluster),
+		ReportsRunning: true,
 	})
 	rec.assertKeyOnlyInArchives(t, keys[:3]...)
 	// The network goes with the last machine.

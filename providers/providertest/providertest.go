@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -43,6 +44,10 @@ type Options struct {
 	// Cleanup runs when the suite ends, pass or fail, to remove anything a
 	// failed step left behind.
 	Cleanup func()
+	// ReportsRunning: Create reports every machine through
+	// providers.Running before it returns, so the engine can start each
+	// bootstrap as soon as that machine runs.
+	ReportsRunning bool
 }
 
 // suite is the state the behaviours share, in order.
@@ -151,9 +156,30 @@ func specIDs(specs []providers.MachineSpec, pool string) []string {
 }
 
 func createBatch(ctx context.Context, t *testing.T, s *suite) {
+	var mu sync.Mutex
+	reported := map[providers.MachineID]providers.Machine{}
+	ctx = providers.WithRunning(ctx, func(m providers.Machine) {
+		mu.Lock()
+		defer mu.Unlock()
+		reported[m.ID] = m
+	})
 	ms, err := s.p.Create(ctx, s.specs)
 	if err != nil {
 		t.Fatalf("Create: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for id, r := range reported {
+		i := slices.IndexFunc(ms, func(m providers.Machine) bool { return m.ID == id })
+		switch {
+		case i < 0:
+			t.Errorf("Create reported %s running, a machine it did not return", id)
+		case r.Address != ms[i].Address || r.ProviderID != ms[i].ProviderID:
+			t.Errorf("machine %s reported running at %s (%s), returned at %s (%s)", id, r.Address, r.ProviderID, ms[i].Address, ms[i].ProviderID)
+		}
+	}
+	if s.opts.ReportsRunning && len(reported) != len(s.specs) {
+		t.Errorf("Create reported %d of %d machines running (providers.Running)", len(reported), len(s.specs))
 	}
 	if len(ms) != len(s.specs) {
 		t.Fatalf("Create returned %d machines for %d specs", len(ms), len(s.specs))
