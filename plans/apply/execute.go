@@ -374,45 +374,53 @@ func (r *run) pipeline(ctx context.Context, id string, mgr *managerGate, sem cha
 		return nil
 	}
 
-	var conn Conn
 	if err := stage(StageSSH, t.SSH, func(ctx context.Context) error {
-		c, err := r.conn(ctx, m)
-		if err != nil {
-			return err
-		}
-		conn = c
-		// The first verified connection is the one the user-data key is
-		// good for: rotate it before anything else runs on the machine.
-		rotate, err := r.rotates(ctx, m)
-		if err != nil || !rotate {
-			return err
-		}
-		nc, err := r.rotateHostKey(ctx, id, c)
-		if err != nil {
-			return err
-		}
-		conn = r.replaceConn(id, c, nc)
-		return nil
+		return r.resume(ctx, StageSSH, []string{id}, func(ctx context.Context) error {
+			m := r.machine(id) // a resumed rotation finds its next key here
+			c, err := r.conn(ctx, m)
+			if err != nil {
+				return err
+			}
+			// The first verified connection is the one the user-data key is
+			// good for: rotate it before anything else runs on the machine.
+			rotate, err := r.rotates(ctx, m)
+			if err != nil || !rotate {
+				return err
+			}
+			nc, err := r.rotateHostKey(ctx, id, c)
+			if err != nil {
+				return err
+			}
+			r.replaceConn(id, c, nc)
+			return nil
+		})
 	}); err != nil {
 		return err
 	}
 	m = r.machine(id) // the pinned key may be a new one
 	if phaseBefore(m.Phase, state.PhaseReady) {
 		if err := stage(StageRuntime, t.Runtime, func(ctx context.Context) error {
-			// Installs hit package mirrors: retry a transient failure twice.
-			err := retry.Do(ctx, retry.Policy{Initial: 2 * time.Second, MaxAttempts: 3}, func(ctx context.Context) (bool, error) {
-				err := r.e.Prepare(ctx, m, conn)
-				return err == nil || ctx.Err() != nil, err
-			})
-			if err != nil {
+			return r.resume(ctx, StageRuntime, []string{id}, func(ctx context.Context) error {
+				conn, err := r.conn(ctx, m)
+				if err != nil {
+					return err
+				}
+				// Installs hit package mirrors: retry a transient failure
+				// twice. A lost connection is resume's, on a new one.
+				err = retry.Do(ctx, retry.Policy{Initial: 2 * time.Second, MaxAttempts: 3}, func(ctx context.Context) (bool, error) {
+					err := r.e.Prepare(ctx, m, conn)
+					return err == nil || ctx.Err() != nil || errors.Is(err, cluster.ErrConnectionLost), err
+				})
+				if err != nil {
+					return err
+				}
+				// Preparing adds a non-root login user to the docker group,
+				// which only a new login has; the Swarm driver opens the
+				// Docker socket as that user.
+				r.dropConn(id)
+				_, err = r.conn(ctx, m)
 				return err
-			}
-			// Preparing adds a non-root login user to the docker group,
-			// which only a new login has; the Swarm driver opens the
-			// Docker socket as that user.
-			r.dropConn(id)
-			conn, err = r.conn(ctx, m)
-			return err
+			})
 		}); err != nil {
 			return err
 		}
@@ -426,11 +434,15 @@ func (r *run) pipeline(ctx context.Context, id string, mgr *managerGate, sem cha
 	// manager itself may need.
 	release()
 
-	node := cluster.Node{Name: id, Address: nodeAddress(m), PublicAddress: m.Address, Role: m.Role, Run: conn,
-		Labels: r.nodeLabels(m), Taints: r.nodeTaints(m)}
 	if id == mgr.primary {
 		err := stage(StageJoin, t.Join, func(ctx context.Context) error {
-			return r.e.Driver.Init(ctx, node)
+			return r.resume(ctx, StageJoin, []string{id}, func(ctx context.Context) error {
+				node, err := r.node(ctx, id)
+				if err != nil {
+					return err
+				}
+				return r.e.Driver.Init(ctx, node)
+			})
 		})
 		if err == nil {
 			err = r.update(ctx, id, func(m *state.Machine) { m.Phase = state.PhaseJoined })
@@ -447,19 +459,93 @@ func (r *run) pipeline(ctx context.Context, id string, mgr *managerGate, sem cha
 		if err != nil {
 			return err
 		}
-		// A just-initialized manager may refuse for a moment: retry to the deadline.
+		// A just-initialized manager may refuse for a moment: retry to the
+		// deadline. A connection to either machine that broke is dialed
+		// again for the next try (the driver's join is idempotent).
 		return retry.Do(ctx, retry.Policy{Initial: time.Second}, func(ctx context.Context) (bool, error) {
-			cred, err := r.e.Driver.Credential(ctx, mnode, m.Role)
+			node, err := r.node(ctx, id)
 			if err != nil {
-				return ctx.Err() != nil, err
+				return true, err
 			}
-			err = r.e.Driver.Join(ctx, node, mnode, cred)
-			return err == nil || ctx.Err() != nil, err
+			cred, err := r.e.Driver.Credential(ctx, mnode, m.Role)
+			if err == nil {
+				err = r.e.Driver.Join(ctx, node, mnode, cred)
+			}
+			if err == nil || ctx.Err() != nil {
+				return true, err
+			}
+			if r.lost(ctx, StageJoin, err, id, mnode.Name) {
+				if mnode, err = r.managerNode(ctx, mgr.primary); err != nil {
+					return true, err
+				}
+			}
+			return false, err
 		})
 	}); err != nil {
 		return err
 	}
 	return r.update(ctx, id, func(m *state.Machine) { m.Phase = state.PhaseJoined })
+}
+
+// node is machine id as its cluster driver sees it, over the run's session
+// to it.
+func (r *run) node(ctx context.Context, id string) (cluster.Node, error) {
+	m := r.machine(id)
+	c, err := r.conn(ctx, m)
+	if err != nil {
+		return cluster.Node{}, err
+	}
+	return cluster.Node{Name: id, Address: nodeAddress(m), PublicAddress: m.Address, Role: m.Role, Run: c,
+		Labels: r.nodeLabels(m), Taints: r.nodeTaints(m)}, nil
+}
+
+// maxResumes bounds how often one stage of one machine starts over after an
+// SSH connection broke under it. Each start dials anew, so the bound only
+// stops a link that breaks faster than the stage can run.
+const maxResumes = 5
+
+// resume runs a stage's work f and, when it failed because an SSH
+// connection to one of the machines ids broke (the link dropped; the machine
+// may be fine), runs it again on a new connection, up to maxResumes times.
+// The work is idempotent by design: bootstrap steps skip by their checks
+// what is done, and a host key rotation or a join picks up from state and
+// from the machine.
+func (r *run) resume(ctx context.Context, s Stage, ids []string, f func(ctx context.Context) error) error {
+	for n := 1; ; n++ {
+		err := f(ctx)
+		if err == nil || n > maxResumes || !r.lost(ctx, s, err, ids...) {
+			return err
+		}
+	}
+}
+
+// lost reports whether err, the failure of stage s, came with a broken SSH
+// connection to one of the machines ids, and drops each broken session so
+// that the next use dials again, with the keys state pins by then. A
+// command says so itself (cluster.ErrConnectionLost), but a protocol
+// carried over the connection (the Docker API on its socket) fails with a
+// plain EOF: so each session is asked too, with a no-op command.
+func (r *run) lost(ctx context.Context, s Stage, err error, ids ...string) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	lost := errors.Is(err, cluster.ErrConnectionLost)
+	for _, id := range ids {
+		r.mu.Lock()
+		c, ok := r.conns[id]
+		r.mu.Unlock()
+		if !ok {
+			continue
+		}
+		if perr := c.Run(ctx, "true", nil, nil); errors.Is(perr, cluster.ErrConnectionLost) {
+			r.dropConnIf(id, c)
+			lost = true
+		}
+	}
+	if lost {
+		r.log.Warn("ssh connection lost; going on over a new connection", "machine", ids[0], "stage", s, "err", err)
+	}
+	return lost
 }
 
 // PoolLabel is the cluster node label naming a machine's pool.
@@ -508,10 +594,15 @@ func (r *run) machine(id string) state.Machine {
 	return *r.st.Machine(id)
 }
 
-// conn returns the run's session to a machine, dialing it once.
+// conn returns the run's session to a machine, dialing it when there is
+// none (the first time, or after a broken one was dropped) with the keys
+// state pins now.
 func (r *run) conn(ctx context.Context, m state.Machine) (Conn, error) {
 	r.mu.Lock()
 	c, ok := r.conns[m.ID]
+	if cur := r.st.Machine(m.ID); cur != nil {
+		m = *cur // a rotation may have moved on since m was read
+	}
 	r.mu.Unlock()
 	if ok {
 		return c, nil
@@ -552,6 +643,17 @@ func (r *run) managerNode(ctx context.Context, id string) (cluster.Node, error) 
 		r.log.Warn("manager does not answer; going through another", "manager", id, "instead", m.ID)
 	}
 	return cluster.Node{Name: m.ID, Address: nodeAddress(m), Role: m.Role, Run: c}, nil
+}
+
+// dropConnIf drops c, the session to machine id, unless another has
+// replaced it meanwhile.
+func (r *run) dropConnIf(id string, c Conn) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if cur, ok := r.conns[id]; ok && cur == c {
+		_ = c.Close()
+		delete(r.conns, id)
+	}
 }
 
 func (r *run) dropConn(id string) {

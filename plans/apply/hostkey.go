@@ -125,18 +125,17 @@ func (r *run) rotateHostKey(ctx context.Context, id string, conn Conn) (Conn, er
 // replaceConn makes nc the run's session to machine id in place of old,
 // and closes old; when another session has replaced old meanwhile, nc is
 // closed instead.
-func (r *run) replaceConn(id string, old, nc Conn) Conn {
+func (r *run) replaceConn(id string, old, nc Conn) {
 	r.mu.Lock()
 	cur, ok := r.conns[id]
 	if ok && cur != old {
 		r.mu.Unlock()
 		_ = nc.Close()
-		return cur
+		return
 	}
 	r.conns[id] = nc
 	r.mu.Unlock()
 	_ = old.Close()
-	return nc
 }
 
 // rekeyDial bounds reaching a joined machine whose key a run rotates on the
