@@ -40,6 +40,7 @@ type Proxy struct {
 	accepted int
 	dropped  int
 	closed   bool
+	armed    chan int       // DropNext's: gets the count of the drop it asked for
 	wg       sync.WaitGroup // accept loop and every pair
 }
 
@@ -112,8 +113,8 @@ func (p *Proxy) serve(client net.Conn) {
 
 	var dirs sync.WaitGroup
 	dirs.Add(2)
-	go func() { defer dirs.Done(); p.pipe(pr, server, client) }()
-	go func() { defer dirs.Done(); p.pipe(pr, client, server) }()
+	go func() { defer dirs.Done(); p.pipe(pr, server, client, true) }()
+	go func() { defer dirs.Done(); p.pipe(pr, client, server, false) }()
 	dirs.Wait()
 	pr.close(false)
 	p.mu.Lock()
@@ -129,8 +130,9 @@ type chunk struct {
 
 // pipe copies src to dst, each chunk held back by the latency. An end of
 // file is passed on as a half close, so a clean disconnect stays clean; an
-// error closes the pair.
-func (p *Proxy) pipe(pr *pair, dst, src net.Conn) {
+// error closes the pair. Bytes from the client fire an armed DropNext
+// before they go anywhere.
+func (p *Proxy) pipe(pr *pair, dst, src net.Conn, fromClient bool) {
 	chunks := make(chan chunk, 256)
 	wrote := make(chan struct{})
 	go func() {
@@ -150,6 +152,9 @@ func (p *Proxy) pipe(pr *pair, dst, src net.Conn) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
+		if n > 0 && fromClient && p.fire() {
+			n, err = 0, net.ErrClosed
+		}
 		if n > 0 {
 			chunks <- chunk{b: append([]byte(nil), buf[:n]...), due: time.Now().Add(p.latency)}
 		}
@@ -196,6 +201,33 @@ func (p *Proxy) Drop() int {
 		pr.close(true)
 	}
 	return len(prs)
+}
+
+// DropNext arms the proxy to reset every connection it carries the next
+// time a client sends anything on any of them, before those bytes go on:
+// the client's request is cut off whatever its timing, where a Drop from a
+// test reacting to a log line may come after a short exchange is over. The
+// channel gets the number of connections cut when it happens. Arming again
+// before then replaces the earlier arming, whose channel gets nothing.
+func (p *Proxy) DropNext() <-chan int {
+	ch := make(chan int, 1)
+	p.mu.Lock()
+	p.armed = ch
+	p.mu.Unlock()
+	return ch
+}
+
+// fire runs an armed DropNext, reporting whether it did.
+func (p *Proxy) fire() bool {
+	p.mu.Lock()
+	ch := p.armed
+	p.armed = nil
+	p.mu.Unlock()
+	if ch == nil {
+		return false
+	}
+	ch <- p.Drop()
+	return true
 }
 
 // Live is how many connections the proxy carries now.

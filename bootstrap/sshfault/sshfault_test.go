@@ -135,3 +135,48 @@ func TestProxyCleanCloseStaysClean(t *testing.T) {
 		t.Fatalf("%d connections still live after both sides closed", n)
 	}
 }
+
+func TestDropNextCutsTheNextRequest(t *testing.T) {
+	t.Parallel()
+	p := sshfault.Start(t, echo(t), sshfault.Options{})
+	var conns []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", p.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if got, err := roundTrip(c, bufio.NewReader(c), "hello"); err != nil || got != "hello\n" {
+			t.Fatalf("through the proxy: %q, %v", got, err)
+		}
+		conns = append(conns, c)
+	}
+	dropped := p.DropNext()
+	select {
+	case n := <-dropped:
+		t.Fatalf("DropNext fired (%d) before anyone sent anything", n)
+	case <-time.After(50 * time.Millisecond):
+	}
+	_ = conns[0].SetDeadline(time.Now().Add(5 * time.Second))
+	got, err := roundTrip(conns[0], bufio.NewReader(conns[0]), "request")
+	if err == nil {
+		t.Fatalf("the request went through (%q); want it cut", got)
+	}
+	select {
+	case n := <-dropped:
+		if n != 2 {
+			t.Fatalf("DropNext cut %d connections, want both", n)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("DropNext never fired")
+	}
+	// Once: the next request goes through.
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got, err := roundTrip(c, bufio.NewReader(c), "after"); err != nil || got != "after\n" {
+		t.Fatalf("after the armed drop: %q, %v", got, err)
+	}
+}
