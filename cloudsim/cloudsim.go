@@ -125,6 +125,18 @@ func (s *Sim) Actions() []string {
 	return out
 }
 
+// Inventory is what instances an emulator holds, for tests that check a
+// client for duplicates and leaks (GET /_sim/instances).
+type Inventory struct {
+	// Alive are the IDs of the instances not being deleted, visible to
+	// reads yet or not, sorted.
+	Alive []string `json:"alive"`
+	// Launched counts the instances created, deleted ones included (until
+	// the cloud forgets them, as EC2 does an hour after termination): a
+	// duplicate that was made and then deleted still shows here.
+	Launched int `json:"launched"`
+}
+
 // Backing makes emulated instances real: each one is a local host that
 // answers SSH with the host key from its user-data. Emulators call Start when
 // an instance is created and Stop when it is terminated; a nil Backing

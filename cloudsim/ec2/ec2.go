@@ -36,6 +36,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -323,6 +324,21 @@ func clone(m map[string]string) map[string]string {
 		out[k] = v
 	}
 	return out
+}
+
+// Inventory returns the instances alive (not shutting down or
+// terminated), visible or not, and how many were ever launched.
+func (s *Server) Inventory() cloudsim.Inventory {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	inv := cloudsim.Inventory{Alive: []string{}, Launched: len(s.instances)}
+	for id, in := range s.instances {
+		if !in.terminating() {
+			inv.Alive = append(inv.Alive, id)
+		}
+	}
+	slices.Sort(inv.Alive)
+	return inv
 }
 
 // Count returns how many instances are alive (not shutting down or

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -649,6 +650,21 @@ func (s *Server) matching(project string, keep func(*instance) bool, f filter) [
 	}
 	sortInstances(out)
 	return out
+}
+
+// Inventory returns the instances not being deleted, by name, and how
+// many were ever inserted.
+func (s *Server) Inventory() cloudsim.Inventory {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	inv := cloudsim.Inventory{Alive: []string{}, Launched: len(s.instances)}
+	for _, in := range s.instances {
+		if in.goneAt.IsZero() {
+			inv.Alive = append(inv.Alive, in.pb.GetName())
+		}
+	}
+	slices.Sort(inv.Alive)
+	return inv
 }
 
 // Instances returns a snapshot of every live instance (tests check for

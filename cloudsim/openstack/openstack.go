@@ -214,6 +214,21 @@ func (s *Server) Close() {
 	s.wg.Wait()
 }
 
+// Inventory returns the servers not being deleted, visible to reads yet
+// or not, and how many were ever created.
+func (s *Server) Inventory() cloudsim.Inventory {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	inv := cloudsim.Inventory{Alive: []string{}, Launched: len(s.servers)}
+	for id, sv := range s.servers {
+		if sv.deletedAt.IsZero() {
+			inv.Alive = append(inv.Alive, id)
+		}
+	}
+	slices.Sort(inv.Alive)
+	return inv
+}
+
 // ServeHTTP routes /identity, /compute/v2.1, /image/v2 and /network/v2.0,
 // and each service's version discovery (which needs no token), under the
 // Sim's request faults (latency, server errors, resets).

@@ -68,8 +68,10 @@ func main() {
 Serves EC2 (Query/XML), GCE (REST/JSON with operations) and OpenStack
 (Keystone v3, Nova, Neutron) emulators. Point provision at them with the
 environment printed at start (or written by --env-file). Each server answers
-GET /_sim/calls with its API call counters and GET /_sim/faults with the
-request faults it injected (--server-errors, --resets).
+GET /_sim/calls with its API call counters, GET /_sim/faults with the
+request faults it injected (--server-errors, --resets) and GET
+/_sim/instances with the instances it holds (alive, and how many were ever
+launched).
 
 `)
 		flag.PrintDefaults()
@@ -278,6 +280,12 @@ func run(ctx context.Context, c config, logger *slog.Logger) error {
 			f := sim.FaultCounts()
 			_ = json.NewEncoder(w).Encode(map[string]int{"server_errors": f.ServerErrors, "resets": f.Resets, "after_work": f.AfterWork})
 		})
+		if inv, ok := h.(interface{ Inventory() cloudsim.Inventory }); ok {
+			mux.HandleFunc("GET /_sim/instances", func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				_ = json.NewEncoder(w).Encode(inv.Inventory())
+			})
+		}
 		mux.Handle("/", h)
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		servers = append(servers, srv)
