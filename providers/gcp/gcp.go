@@ -252,8 +252,8 @@ func (p *Provider) Create(ctx context.Context, specs []providers.MachineSpec) ([
 
 // plan validates every spec and groups them into batches.
 func (p *Provider) plan(specs []providers.MachineSpec) ([]*batch, error) {
-	var order []string
-	groups := map[string]*batch{}
+	var out []*batch
+	open := map[string]*batch{} // the batch still filling, by what its machines share
 	seen := map[providers.MachineID]bool{}
 	for _, s := range specs {
 		set, err := decodeSettings(s.Settings, p.project)
@@ -280,25 +280,19 @@ func (p *Provider) plan(specs []providers.MachineSpec) ([]*batch, error) {
 		// user-data is the same.
 		setKey, _ := json.Marshal(set) // plain fields: cannot fail
 		k := fmt.Sprintf("%s\x00%s\x00%s\x00%s\x00%v\x00%v\x00%t", s.Cluster, s.Pool, setKey, s.SSHUser, s.AuthorizedKeys, sortedLabels(s.Labels), s.Spot)
-		b := groups[k]
+		b := open[k]
 		if b == nil || len(b.specs) == set.batch() {
-			if b != nil {
-				k += fmt.Sprintf("\x00%d", len(order))
-			}
 			b = &batch{set: set, cluster: s.Cluster, pool: s.Pool, spot: s.Spot, userData: map[string][]byte{}}
-			groups[k] = b
-			order = append(order, k)
+			open[k] = b
+			out = append(out, b)
 		}
 		b.specs = append(b.specs, s)
 		b.userData[string(s.ID)] = ud
 	}
-	out := make([]*batch, 0, len(order))
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, k := range order {
-		b := groups[k]
+	for _, b := range out {
 		p.projects[b.set.Project] = true
-		out = append(out, b)
 	}
 	return out, nil
 }

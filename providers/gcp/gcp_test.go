@@ -129,6 +129,29 @@ func TestPoolIsOneBulkInsert(t *testing.T) {
 	}
 }
 
+// TestBatchSizeCapsEachBulkInsert: a pool larger than its batch_size is
+// ceil(N / batch_size) create calls, each as full as it may be (a pool
+// over the batch size once made one call per machine past the first
+// batch), the last one short.
+func TestBatchSizeCapsEachBulkInsert(t *testing.T) {
+	p, sim, srv := simProvider(t, cloudsim.Faults{}, "capped")
+	ss := specs(t, "capped", "workers", 7)
+	for i := range ss {
+		ss[i].Settings = poolSettings()
+		ss[i].Settings["batch_size"] = 3
+	}
+	ms, err := p.Create(t.Context(), ss)
+	if err != nil || len(ms) != 7 {
+		t.Fatalf("Create = %d machines, %v", len(ms), err)
+	}
+	if b, i := sim.Calls("instances.bulkInsert"), sim.Calls("instances.insert"); b != 2 || i != 1 {
+		t.Errorf("bulkInsert calls = %d, insert calls = %d; want 2 (of 3) and 1 (the seventh)", b, i)
+	}
+	if n := len(srv.Instances()); n != 7 {
+		t.Errorf("%d instances, want 7", n)
+	}
+}
+
 func TestThrottledAndEventuallyConsistentConverges(t *testing.T) {
 	p, sim, srv := simProvider(t, cloudsim.Faults{ThrottleRate: 0.3, InvisibleFor: 2 * time.Second, PendingFor: time.Second}, "flaky")
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
