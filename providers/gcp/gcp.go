@@ -221,14 +221,19 @@ func (p *Provider) Create(ctx context.Context, specs []providers.MachineSpec) ([
 	if err != nil {
 		return nil, err
 	}
-	found := make([]map[string]providers.Machine, len(batches))
+	pools := poolsOf(batches)
+	found := make([]map[string]providers.Machine, len(pools))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(groupConcurrency)
-	for i, b := range batches {
+	for i, bs := range pools {
 		g.Go(func() error {
-			ms, err := p.createBatch(gctx, b)
+			ms, err := p.createPool(gctx, bs)
 			if err != nil {
-				return fmt.Errorf("create %d machines in pool %q: %w", len(b.specs), b.pool, err)
+				n := 0
+				for _, b := range bs {
+					n += len(b.specs)
+				}
+				return fmt.Errorf("create %d machines in pool %q: %w", n, bs[0].pool, err)
 			}
 			found[i] = ms
 			return nil
@@ -248,6 +253,26 @@ func (p *Provider) Create(ctx context.Context, specs []providers.MachineSpec) ([
 		out = append(out, all[string(s.ID)])
 	}
 	return out, nil
+}
+
+// poolsOf groups batches by the pool and zone their machines are in, in
+// order: one list finds a pool's machines, and one list a poll watches
+// them all, however many batches.
+func poolsOf(batches []*batch) [][]*batch {
+	type key struct{ project, zone, cluster, pool string }
+	idx := map[key]int{}
+	var out [][]*batch
+	for _, b := range batches {
+		k := key{b.set.Project, b.set.Zone, b.cluster, b.pool}
+		i, ok := idx[k]
+		if !ok {
+			i = len(out)
+			idx[k] = i
+			out = append(out, nil)
+		}
+		out[i] = append(out[i], b)
+	}
+	return out
 }
 
 // plan validates every spec and groups them into batches.
@@ -303,24 +328,75 @@ func (p *Provider) plan(specs []providers.MachineSpec) ([]*batch, error) {
 // else's instance.
 var adoptWithin = 30 * time.Second
 
-// createBatch creates the batch's missing machines (one list, one create,
-// one operations.wait) and then polls the pool, one list a poll, until
-// every machine of the batch runs with an address. A create the cloud
-// failed or lost the answer of is sent again by the gate with the same
-// requestId, which GCE answers with the first one's operation.
-func (p *Provider) createBatch(ctx context.Context, b *batch) (map[string]providers.Machine, error) {
-	w := b.where()
-	filter := labelFilter(b.cluster, b.pool)
-	adopt, cancel := context.WithTimeout(ctx, adoptWithin)
-	defer cancel()
-	err := retry.Do(adopt, p.poll, func(context.Context) (bool, error) {
-		have, err := p.listZone(ctx, b.set.Project, b.set.Zone, filter, w, false)
+// createPool creates the missing machines of one pool's batches in one
+// zone: one list finds what exists, one create call (and one
+// operations.wait) a batch makes the rest, and then one list a poll, for
+// the whole pool, waits until every machine runs with an address.
+func (p *Provider) createPool(ctx context.Context, bs []*batch) (map[string]providers.Machine, error) {
+	b0 := bs[0]
+	w := b0.where()
+	filter := labelFilter(b0.cluster, b0.pool)
+	var specs []providers.MachineSpec
+	for _, b := range bs {
+		specs = append(specs, b.specs...)
+	}
+	have, err := p.listZone(ctx, b0.set.Project, b0.set.Zone, filter, w, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := stopped(have, specs); err != nil {
+		return nil, err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(groupConcurrency)
+	for _, b := range bs {
+		g.Go(func() error { return p.createBatch(gctx, b, have) })
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	// Wait until every machine runs with an address (reads may lag the
+	// operations): one list a poll; a throttled or failed list is only a
+	// poll, retried by the next one.
+	var got map[string]providers.Machine
+	err = retry.Do(ctx, p.poll, func(ctx context.Context) (bool, error) {
+		have, err := p.listZone(ctx, b0.set.Project, b0.set.Zone, filter, w, true)
+		if gate.Transient(err) {
+			return false, err
+		}
 		if err != nil {
 			return true, err
 		}
-		if err := stopped(have, b.specs); err != nil {
+		if err := stopped(have, specs); err != nil {
 			return true, err
 		}
+		for _, s := range specs {
+			m, ok := have[string(s.ID)]
+			if !ok || m.Address == "" || m.State != providers.StateRunning {
+				return false, nil // not visible or not running yet: a result, not an error
+			}
+		}
+		got = have
+		return true, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("wait for machines to appear: %w", err)
+	}
+	return got, nil
+}
+
+// createBatch creates the batch's machines that have (the pool's list)
+// lacks, with one create call, and waits for its operation. A create the
+// cloud failed or lost the answer of is sent again by the gate with the
+// same requestId, which GCE answers with the first one's operation. A
+// machine whose name is taken (made by an earlier run under another
+// requestId: instances.insert says so at once, a bulkInsert's operation
+// at its end) is adopted: the pool is listed again, within adoptWithin.
+func (p *Provider) createBatch(ctx context.Context, b *batch, have map[string]providers.Machine) error {
+	w := b.where()
+	adopt, cancel := context.WithTimeout(ctx, adoptWithin)
+	defer cancel()
+	return retry.Do(adopt, p.poll, func(context.Context) (bool, error) {
 		var missing []providers.MachineSpec
 		for _, s := range b.specs {
 			if _, ok := have[string(s.ID)]; !ok {
@@ -335,48 +411,26 @@ func (p *Provider) createBatch(ctx context.Context, b *batch) (map[string]provid
 			action = "instances.insert"
 		}
 		var op *compute.Operation
-		err = p.call(ctx, gate.Call{Action: action, Idempotent: true}, w.classifyCreate, func(ctx context.Context) (err error) {
+		err := p.call(ctx, gate.Call{Action: action, Idempotent: true}, w.classifyCreate, func(ctx context.Context) (err error) {
 			op, err = p.insert(ctx, b, missing)
 			return err
 		})
 		if err == nil {
 			err = p.wait(ctx, b.set.Project, b.set.Zone, w, op)
 		}
-		// A machine exists already (instances.insert says so at once, a
-		// bulkInsert's operation at its end): list again, adopt it.
-		return !errors.Is(err, errAlreadyExists), err
-	})
-	if err != nil {
-		return nil, err
-	}
-	// Wait until every machine runs with an address (reads may lag the
-	// operation): one list a poll; a throttled or failed list is only a
-	// poll, retried by the next one.
-	var got map[string]providers.Machine
-	err = retry.Do(ctx, p.poll, func(ctx context.Context) (bool, error) {
-		have, err := p.listZone(ctx, b.set.Project, b.set.Zone, filter, w, true)
-		if gate.Transient(err) {
-			return false, err
-		}
-		if err != nil {
+		if !errors.Is(err, errAlreadyExists) {
 			return true, err
 		}
-		if err := stopped(have, b.specs); err != nil {
-			return true, err
+		again, lerr := p.listZone(ctx, b.set.Project, b.set.Zone, labelFilter(b.cluster, b.pool), w, false)
+		if lerr != nil {
+			return true, lerr
 		}
-		for _, s := range b.specs {
-			m, ok := have[string(s.ID)]
-			if !ok || m.Address == "" || m.State != providers.StateRunning {
-				return false, nil // not visible or not running yet: a result, not an error
-			}
+		if serr := stopped(again, b.specs); serr != nil {
+			return true, serr
 		}
-		got = have
-		return true, nil
+		have = again
+		return false, err
 	})
-	if err != nil {
-		return nil, fmt.Errorf("wait for machines to appear: %w", err)
-	}
-	return got, nil
 }
 
 // stopped refuses to wait for a machine of specs that is stopped
