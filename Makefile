@@ -5,7 +5,7 @@ PLAN      ?= examples/local.yaml
 # Packages whose tests need nothing but Go; the rest need dockerd.
 export PROVISION_REQUIRE_DOCKER ?= 1
 
-.PHONY: all build deps image demo down demo-kubernetes down-kubernetes kube-artifacts demo-multicloud down-multicloud test unit e2e vet lint fmt clean pulumi-tools e2e-pulumi pulumi-sdk autoscaler-image
+.PHONY: all build deps image demo down demo-kubernetes down-kubernetes kube-artifacts demo-multicloud down-multicloud test unit e2e vet lint fmt clean pulumi-tools e2e-pulumi pulumi-sdk autoscaler-image bench
 
 all: build
 
@@ -119,6 +119,18 @@ pulumi-tools:
 # pulumi-tools has built them), and fails the recipe when there is none.
 PULUMI_BIN_SH = bin=$$(./scripts/build-pulumi.sh 2>/dev/null | tail -n 1); \
 	[ -x "$$bin/pulumi" ] || { echo "make: no pulumi tools from scripts/build-pulumi.sh (run make pulumi-tools)" >&2; exit 1; }
+
+## bench: the scale benchmark (README, "Scale"): time to N = 1, 10, 100 and
+## 1,000 machines Ready for provision and for the peers' way, in one run, in
+## model time against cloudsim's EC2 with EC2's published API rate limits
+## (well under a minute of wall time); prints the table and writes
+## bin/bench.png. BENCH_FLAGS adds flags, e.g. BENCH_FLAGS='-scalebench.n 1,100
+## -scalebench.md bin/bench.md'
+BENCH_FLAGS ?=
+bench:
+	@mkdir -p bin
+	$(GO) test -c -o bin/scalebench.test ./internal/scalebench
+	bin/scalebench.test -test.run '^TestBench$$' -test.timeout 30m -scalebench -scalebench.png bin/bench.png $(BENCH_FLAGS)
 
 vet:
 	$(GO) vet ./...
