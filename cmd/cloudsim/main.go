@@ -41,6 +41,7 @@ type config struct {
 	serverErrors, resets, latency string
 	invisible                     string
 	rateLimits                    string
+	seed                          uint64
 }
 
 func main() {
@@ -61,6 +62,7 @@ func main() {
 	flag.StringVar(&c.resets, "resets", "", "fraction of API requests whose connection is reset with no answer (0..1), for every cloud or per cloud, e.g. aws=0.05")
 	flag.Float64Var(&c.faults.AfterWork, "after-work", 0.5, "share of --server-errors and --resets that strike after the request did its work (it took effect, its answer is lost); the rest strike before it (0..1)")
 	flag.StringVar(&c.rateLimits, "rate-limits", "none", "EC2 API throttling: none, or published (EC2's documented request and resource token buckets, answered with RequestLimitExceeded; GCE and OpenStack publish none that cloudsim enforces)")
+	flag.Uint64Var(&c.seed, "seed", 0, "seed of the fault draws (throttling, server errors, resets): with the same seed the Nth request to a cloud meets the same fault on every run; 0 takes one from the clock")
 	flag.StringVar(&c.latency, "latency", "", "latency added to every API request, for every cloud (200ms) or per cloud (aws=200ms,openstack=1s)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), `Usage: cloudsim [flags]
@@ -215,9 +217,14 @@ func run(ctx context.Context, c config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	seed := c.seed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	logger.Info("fault draws seeded", "seed", seed)
 	sims := map[string]*cloudsim.Sim{}
 	for i, cloud := range clouds {
-		sims[cloud] = cloudsim.NewSim(faults[cloud], uint64(time.Now().UnixNano())+uint64(i))
+		sims[cloud] = cloudsim.NewSim(faults[cloud], seed+uint64(i))
 	}
 
 	var backing cloudsim.Backing
