@@ -60,6 +60,7 @@ type Sim struct {
 	mu       sync.Mutex
 	faults   Faults
 	calls    map[string]int
+	refused  int // calls refused as throttled
 	injected FaultCounts
 	rng      *rand.Rand
 }
@@ -93,7 +94,20 @@ func (s *Sim) Call(action string) (throttled bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls[action]++
-	return s.faults.ThrottleRate > 0 && s.rng.Float64() < s.faults.ThrottleRate
+	if s.faults.ThrottleRate > 0 && s.rng.Float64() < s.faults.ThrottleRate {
+		s.refused++
+		return true
+	}
+	return false
+}
+
+// Throttled returns how many calls Call refused as throttled so far (an
+// emulator that never throttles an action, as cloudsim's Keystone, counts
+// its refusals here too but serves them).
+func (s *Sim) Throttled() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refused
 }
 
 // Calls returns how many times action was called (throttled calls included).
