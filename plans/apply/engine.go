@@ -55,10 +55,14 @@ var DefaultTimeouts = Timeouts{
 	Remove:  5 * time.Minute,
 }
 
-// DefaultParallelism bounds the machines bootstrapped at once. Providers
-// batch their API calls, so this limit is about SSH sessions and the apt
-// mirrors the machines hit, not API rate limits.
-const DefaultParallelism = 10
+// DefaultParallelism bounds the machines bootstrapped at once. A pipeline
+// waiting on a machine costs a goroutine and an SSH connection (a file
+// descriptor or two), so hundreds are cheap, and a pool of a hundred
+// machines starts all of them at once instead of in waves. What stays
+// bounded is bounded where it is scarce: API calls in each provider's gate,
+// descriptors here (Go raises the soft limit to the hard one, at least
+// 4,096 on common systems). --parallelism overrides it.
+const DefaultParallelism = 200
 
 // Engine executes plans. Fields are set once; an Engine is safe for one
 // Apply or Destroy at a time per Backend (the state lock enforces it).

@@ -105,17 +105,30 @@ func (r *run) execute(ctx context.Context, c *plans.Changes) error {
 	for _, id := range resume {
 		startPipeline(id)
 	}
+	// A created machine's pipeline starts once, when its provider reports
+	// it running or when its batch's Create returns, whichever is first.
+	var startMu sync.Mutex
+	started := map[string]bool{}
+	startOnce := func(id string) {
+		startMu.Lock()
+		first := !started[id]
+		started[id] = true
+		startMu.Unlock()
+		if first {
+			startPipeline(id)
+		}
+	}
 	for _, batch := range r.batches(pending) {
 		g.Go(func() error {
-			created, err := r.create(ctx, batch, t)
+			created, err := r.create(ctx, batch, t, startOnce)
 			if err != nil {
 				fail(err)
-				if slices.Contains(batch.ids, mgr.primary) {
+				if slices.Contains(batch.ids, mgr.primary) && !slices.Contains(created, mgr.primary) {
 					mgr.open(err)
 				}
 			}
 			for _, id := range created {
-				startPipeline(id)
+				startOnce(id)
 			}
 			return nil
 		})
@@ -255,8 +268,11 @@ func (r *run) batches(ids []string) []batch {
 
 // create makes one pool's machines in one provider call and returns the IDs
 // that came back. Host keys are generated here: the private halves live only
-// in memory until the provider has installed them.
-func (r *run) create(ctx context.Context, b batch, t Timeouts) ([]string, error) {
+// in memory until the provider has installed them. Each machine the
+// provider reports running before the call returns (providers.Running) is
+// recorded and given to start at once: its bootstrap does not wait for the
+// slowest machine of the batch.
+func (r *run) create(ctx context.Context, b batch, t Timeouts, start func(id string)) ([]string, error) {
 	p, err := r.provider(ctx, b.provider)
 	if err != nil {
 		return nil, err
@@ -304,8 +320,32 @@ func (r *run) create(ctx context.Context, b batch, t Timeouts) ([]string, error)
 	// resumes its machines from their intents.
 	cctx, cancel := context.WithTimeout(ctx, t.Create)
 	defer cancel()
+	var earlyMu sync.Mutex
+	early := map[string]providers.Machine{} // reported running during Create
+	cctx = providers.WithRunning(cctx, func(pm providers.Machine) {
+		id := string(pm.ID)
+		earlyMu.Lock()
+		_, seen := early[id]
+		if !seen && slices.Contains(b.ids, id) {
+			early[id] = pm
+		} else {
+			seen = true
+		}
+		earlyMu.Unlock()
+		if seen {
+			return
+		}
+		r.mu.Lock()
+		setCreated(r.st.Machine(id), pm)
+		r.mu.Unlock()
+		r.emit(Event{Machine: id, Pool: b.pool, Stage: StageCreate, Status: StatusDone, Detail: pm.Address})
+		start(id)
+	})
 	got, err := p.Create(cctx, specs)
-	byID := map[string]providers.Machine{}
+	earlyMu.Lock()
+	reported := maps.Clone(early)
+	earlyMu.Unlock()
+	byID := maps.Clone(reported) // machines already bootstrapping stay created, whatever Create says later
 	for _, m := range got {
 		byID[string(m.ID)] = m
 	}
@@ -326,7 +366,9 @@ func (r *run) create(ctx context.Context, b batch, t Timeouts) ([]string, error)
 	r.mu.Unlock()
 	for _, id := range b.ids {
 		if _, ok := byID[id]; ok {
-			r.emit(Event{Machine: id, Pool: b.pool, Stage: StageCreate, Status: StatusDone, Detail: byID[id].Address})
+			if _, ok := reported[id]; !ok {
+				r.emit(Event{Machine: id, Pool: b.pool, Stage: StageCreate, Status: StatusDone, Detail: byID[id].Address})
+			}
 		} else {
 			r.emit(Event{Machine: id, Pool: b.pool, Stage: StageCreate, Status: StatusFail, Err: errString(err)})
 		}
