@@ -370,14 +370,19 @@ func (p *Provider) createPool(ctx context.Context, bs []*batch) (map[string]prov
 		if err := stopped(have, specs); err != nil {
 			return true, err
 		}
+		all := true
 		for _, s := range specs {
 			m, ok := have[string(s.ID)]
 			if !ok || m.Address == "" || m.State != providers.StateRunning {
-				return false, nil // not visible or not running yet: a result, not an error
+				all = false // not visible or not running yet: a result, not an error
+				continue
 			}
+			providers.Running(ctx, m)
 		}
-		got = have
-		return true, nil
+		if all {
+			got = have
+		}
+		return all, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("wait for machines to appear: %w", err)

@@ -88,6 +88,7 @@ func TestConformance(t *testing.T) {
 	delete(invalid, "machine_type")
 	providertest.Run(t, p, providertest.Options{
 		Cluster: "conf", Settings: poolSettings(), InvalidSettings: invalid, Check: CheckSettings, Timeout: time.Minute,
+		ReportsRunning: true,
 	})
 	// Pool a (2 machines) is one bulkInsert, pool b (1 machine) one insert.
 	if got := sim.Calls("instances.bulkInsert"); got != 1 {

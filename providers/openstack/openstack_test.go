@@ -97,6 +97,7 @@ func TestConformance(t *testing.T) {
 		InvalidSettings: providers.Settings{"flavor": "m1.small"}, // no image
 		Check:           CheckSettings,
 		Timeout:         time.Minute,
+		ReportsRunning:  true,
 	})
 }
 

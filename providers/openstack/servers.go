@@ -305,6 +305,7 @@ func (p *Provider) wait(ctx context.Context, c *clients, specs []providers.Machi
 					}
 					delete(waitFor, k)
 					results[i] = &m
+					providers.Running(ctx, m)
 				}
 			}
 		}
