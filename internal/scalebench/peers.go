@@ -63,8 +63,13 @@ func runPerMachine(ctx context.Context, c *cloud, s Scenario) (*timeline, error)
 	openManager := func(err error) { once.Do(func() { managerErr = err; close(managerReady) }) }
 	var g errgroup.Group
 	g.SetLimit(peerParallelism)
+	for i := range s.N { // every machine is planned at the start
+		tl.mark(tl.queued, fmt.Sprintf("peer-%d", i))
+	}
 	for i := range s.N { // the manager first: every worker's join waits for it
+		id := fmt.Sprintf("peer-%d", i)
 		g.Go(func() error {
+			tl.mark(tl.slot, id)
 			err := peerMachine(ctx, c, client, tl, i, managerReady, &managerErr)
 			if i == 0 {
 				openManager(err)
@@ -95,7 +100,6 @@ func peerMachine(ctx context.Context, c *cloud, client *ec2.Client, tl *timeline
 		return fmt.Errorf("machine %s: wait for %s to run: %w", id, instance, err)
 	}
 	tl.mark(tl.address, id)
-	tl.mark(tl.bootstrap, id) // in its slot already
 	m := state.Machine{ID: id, Address: addr, HostKey: "pinned"}
 	conn, err := c.hosts.Connect(ctx, m)
 	if err != nil {

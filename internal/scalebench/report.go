@@ -78,7 +78,8 @@ func secs(d time.Duration) string {
 }
 
 // Table is the report as Markdown: time to all Ready per N and strategy
-// with its ratio to N = 1, then each run's details.
+// with its ratio to N = 1 and the last strategy's (the peers') time over
+// each other's, then each run's details.
 func (rep *Report) Table() string {
 	var b strings.Builder
 	names := rep.strategies()
@@ -86,14 +87,13 @@ func (rep *Report) Table() string {
 	for _, n := range names {
 		fmt.Fprintf(&b, " %s: Ready | ratio to N = 1 |", n)
 	}
-	if len(names) > 1 {
-		fmt.Fprintf(&b, " %s ÷ %s |", names[len(names)-1], names[0])
+	peers := names[len(names)-1]
+	for _, name := range names[:len(names)-1] {
+		fmt.Fprintf(&b, " %s ÷ %s |", peers, name)
 	}
 	b.WriteString("\n|---:|")
 	b.WriteString(strings.Repeat("---:|---:|", len(names)))
-	if len(names) > 1 {
-		b.WriteString("---:|")
-	}
+	b.WriteString(strings.Repeat("---:|", len(names)-1))
 	b.WriteString("\n")
 	for _, n := range rep.sizes() {
 		fmt.Fprintf(&b, "| %d |", n)
@@ -105,17 +105,17 @@ func (rep *Report) Table() string {
 			}
 			fmt.Fprintf(&b, " %s | %.2f |", secs(r.Ready), rep.Ratio(name, n))
 		}
-		if len(names) > 1 {
-			first, last := rep.find(names[0], n), rep.find(names[len(names)-1], n)
-			if first != nil && last != nil {
-				fmt.Fprintf(&b, " %.1f× |", last.Ready.Seconds()/first.Ready.Seconds())
+		for _, name := range names[:len(names)-1] {
+			ours, theirs := rep.find(name, n), rep.find(peers, n)
+			if ours != nil && theirs != nil {
+				fmt.Fprintf(&b, " %.1f× |", theirs.Ready.Seconds()/ours.Ready.Seconds())
 			} else {
 				b.WriteString(" – |")
 			}
 		}
 		b.WriteString("\n")
 	}
-	b.WriteString("\n| strategy | N | addresses known | longest wait for a bootstrap slot | runtimes done | Ready | EC2 API calls (throttled) | most installs / joins at once | peak goroutines | peak heap | wall |\n")
+	b.WriteString("\n| strategy | N | addresses known | longest wait for a slot | runtimes done | Ready | EC2 API calls (throttled) | most installs / joins at once | peak goroutines | peak heap | wall |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|\n")
 	for _, name := range names {
 		for _, n := range rep.sizes() {

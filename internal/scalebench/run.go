@@ -88,8 +88,10 @@ type Result struct {
 	// Addresses is when the last machine's address was known (its
 	// instance running), Runtimes when the last runtime install ended.
 	Addresses, Runtimes time.Duration
-	// SlotWait is the longest a machine with an address waited before
-	// its bootstrap began.
+	// SlotWait is the longest a machine waited for a slot of the
+	// strategy's concurrency bound: provision's bootstrap slots (from its
+	// address to its SSH stage), the peers' slots (from the start to its
+	// create call).
 	SlotWait time.Duration
 	// Calls are EC2 API calls by action, throttled ones included;
 	// Throttled are those the published limits refused.
@@ -172,12 +174,16 @@ func (c handlerClient) Do(r *http.Request) (*http.Response, error) {
 
 // timeline records when each machine reached each point of its way.
 type timeline struct {
-	mu                          sync.Mutex
-	address, bootstrap, runtime map[string]time.Time
+	mu sync.Mutex
+	// address is when its address was known (its instance ran); queued
+	// when it began to wait for a slot of the strategy's concurrency bound
+	// and slot when it got one; runtime when its runtime was installed.
+	address, queued, slot, runtime map[string]time.Time
 }
 
 func newTimeline() *timeline {
-	return &timeline{address: map[string]time.Time{}, bootstrap: map[string]time.Time{}, runtime: map[string]time.Time{}}
+	return &timeline{address: map[string]time.Time{}, queued: map[string]time.Time{},
+		slot: map[string]time.Time{}, runtime: map[string]time.Time{}}
 }
 
 func (tl *timeline) mark(which map[string]time.Time, id string) {
@@ -186,13 +192,15 @@ func (tl *timeline) mark(which map[string]time.Time, id string) {
 	which[id] = time.Now()
 }
 
-// event takes the engine's progress events.
+// event takes the engine's progress events: a machine waits for a
+// bootstrap slot from its create's end to its SSH stage's start.
 func (tl *timeline) event(ev apply.Event) {
 	switch {
 	case ev.Stage == apply.StageCreate && ev.Status == apply.StatusDone:
 		tl.mark(tl.address, ev.Machine)
+		tl.mark(tl.queued, ev.Machine)
 	case ev.Stage == apply.StageSSH && ev.Status == apply.StatusStart:
-		tl.mark(tl.bootstrap, ev.Machine)
+		tl.mark(tl.slot, ev.Machine)
 	case ev.Stage == apply.StageRuntime && ev.Status == apply.StatusDone:
 		tl.mark(tl.runtime, ev.Machine)
 	}
@@ -201,10 +209,12 @@ func (tl *timeline) event(ev apply.Event) {
 func (tl *timeline) summary(start time.Time) (addresses, runtimes, slotWait time.Duration) {
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
-	for id, t := range tl.address {
+	for _, t := range tl.address {
 		addresses = max(addresses, t.Sub(start))
-		if b, ok := tl.bootstrap[id]; ok {
-			slotWait = max(slotWait, b.Sub(t))
+	}
+	for id, t := range tl.queued {
+		if s, ok := tl.slot[id]; ok {
+			slotWait = max(slotWait, s.Sub(t))
 		}
 	}
 	for _, t := range tl.runtime {

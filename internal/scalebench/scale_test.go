@@ -1,6 +1,10 @@
 package scalebench
 
 import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -61,4 +65,45 @@ func TestRatioAt100(t *testing.T) {
 		t.Skipf("ratio %.2f > %.1f: the engine still bootstraps in waves of apply.DefaultParallelism = %d (issue 10)", ratio, ratioBound, apply.DefaultParallelism)
 	}
 	t.Errorf("time to 100 Ready ÷ time to 1 Ready = %.2f, want ≤ %.1f", ratio, ratioBound)
+}
+
+// TestStrategiesCallAsTheySay: the peers' model makes one RunInstances
+// per machine, provision one per pool (its worker pool fits one call at
+// N = 10); both bring every machine into the cluster.
+func TestStrategiesCallAsTheySay(t *testing.T) {
+	rep := measure(t, DefaultModel, []Scenario{{Strategy: Provision, N: 10}, {Strategy: PerMachine, N: 10}})
+	for _, c := range []struct {
+		r    *Result
+		want int
+	}{{rep.Results[0], 2}, {rep.Results[1], 10}} {
+		if got := c.r.Calls["RunInstances"] - c.r.Throttled["RunInstances"]; got != c.want {
+			t.Errorf("%s, N = 10: %d RunInstances calls went through, want %d", c.r.Name(), got, c.want)
+		}
+	}
+}
+
+// TestReport: the table has a row per N with its ratios, and the chart
+// is a PNG.
+func TestReport(t *testing.T) {
+	mk := func(s Strategy, n int, ready time.Duration) *Result {
+		return &Result{Scenario: Scenario{Strategy: s, N: n}, Ready: ready, Calls: map[string]int{"RunInstances": n}, Throttled: map[string]int{"RunInstances": 1}}
+	}
+	rep := &Report{Model: DefaultModel, Wall: map[*Result]time.Duration{}, Results: []*Result{
+		mk(Provision, 1, 100*time.Second), mk(Provision, 100, 110*time.Second),
+		mk(PerMachine, 1, 100*time.Second), mk(PerMachine, 100, 1000*time.Second),
+	}}
+	table := rep.Table()
+	for _, want := range []string{"| 100 | 110 s | 1.10 | 1,000 s | 10.00 | 9.1× |", "RunInstances 100 (1)"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("table lacks %q:\n%s", want, table)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "bench.png")
+	if err := rep.Plot(path); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil || !bytes.HasPrefix(b, []byte("\x89PNG")) {
+		t.Fatalf("chart: %v, %d bytes not a PNG", err, len(b))
+	}
 }
