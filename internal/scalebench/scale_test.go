@@ -8,8 +8,6 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
-
-	"github.com/provisionhq/provision/plans/apply"
 )
 
 // measure runs each scenario in a bubble of its own (a fresh clock and
@@ -39,32 +37,26 @@ func measure(t *testing.T, m Model, scenarios []Scenario) *Report {
 }
 
 // ratioBound is generous: a hundred machines in the time of one is the
-// goal (≤ 1.10 with EC2's published limits, issue 10), and bootstrapping
-// in waves of ten makes it about 6.
-const ratioBound = 2.0
+// goal (≤ 1.10 with EC2's published limits, issue 10) and the engine
+// measures 1.04-1.08 here; bootstrapping in two waves makes it about 1.6,
+// in waves of ten about 6. Time is virtual, so a loaded machine does not
+// move the ratio; only the retries' random jitter does, by a few percent.
+const ratioBound = 1.5
 
-// TestRatioAt100: provision brings up 100 machines in at most twice the
-// time of one, in the benchmark's model (EC2's published API limits,
+// TestRatioAt100: provision brings up 100 machines in at most 1.5 times
+// the time of one, in the benchmark's model (EC2's published API limits,
 // hosts that take minutes to boot and install), so a return to
-// bootstrapping in waves fails here.
+// bootstrapping in waves, or to waiting for a whole batch, fails here.
 func TestRatioAt100(t *testing.T) {
 	rep := measure(t, DefaultModel, []Scenario{{Strategy: Provision, N: 1}, {Strategy: Provision, N: 100}})
 	one, hundred := rep.Results[0], rep.Results[1]
 	ratio := rep.Ratio(one.Name(), 100)
 	t.Logf("time to Ready: N = 1 %v, N = 100 %v (ratio %.2f); longest wait for a bootstrap slot %v; EC2 calls %v",
 		one.Ready, hundred.Ready, ratio, hundred.SlotWait, hundred.Calls)
-	if ratio <= ratioBound {
-		return
+	if ratio > ratioBound {
+		t.Errorf("time to 100 Ready ÷ time to 1 Ready = %.2f, want ≤ %.1f (most runtime installs at once: %d; longest wait for a bootstrap slot: %v)",
+			ratio, ratioBound, hundred.RuntimePeak, hundred.SlotWait)
 	}
-	// Issue 10 (item "the engine schedules by what actually limits") is
-	// under way: until it lands the engine bootstraps at most
-	// DefaultParallelism = 10 machines at once, which fails this bound
-	// by design. The skip goes away with that bound (or when this line
-	// is deleted, whichever comes first).
-	if apply.DefaultParallelism <= 10 {
-		t.Skipf("ratio %.2f > %.1f: the engine still bootstraps in waves of apply.DefaultParallelism = %d (issue 10)", ratio, ratioBound, apply.DefaultParallelism)
-	}
-	t.Errorf("time to 100 Ready ÷ time to 1 Ready = %.2f, want ≤ %.1f", ratio, ratioBound)
 }
 
 // TestStrategiesCallAsTheySay: the peers' model makes one RunInstances
