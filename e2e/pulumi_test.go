@@ -11,18 +11,21 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/provisionhq/provision/providers/docker/dockertest"
 )
 
-// pulumiStack runs the pulumi CLI against one stack of examples/pulumi, with
-// its own PULUMI_HOME and file:// backend and no network.
+// pulumiStack runs the pulumi CLI against one stack of a Pulumi program in
+// this module (examples/pulumi), with its own PULUMI_HOME and file://
+// backend and no network.
 type pulumiStack struct {
 	t       *testing.T
 	pulumi  string // the CLI binary
-	dir     string // the project directory the CLI runs in (a temp dir)
+	tmp     string // everything the CLI, the program and the plugin write: project, backend, home, cache
+	dir     string // the project directory the CLI runs in (under tmp)
 	backend string // the file:// backend's directory
 	env     []string
 }
@@ -49,30 +52,61 @@ func pulumiTools(t *testing.T) string {
 	return dir
 }
 
-func newPulumiStack(t *testing.T, tools, pluginDir string) *pulumiStack {
+// plugin is the provider plugin, built by the first test that needs it
+// into the directory TestMain removes, like bin.
+var plugin struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+// pulumiPlugin returns a directory holding the provider plugin,
+// pulumi-resource-provision, for newPulumiStack's pluginDir. The plugin is
+// built once for all the tests (linking it takes 20-70 s here).
+func pulumiPlugin(t *testing.T) string {
+	t.Helper()
+	plugin.once.Do(func() {
+		start := time.Now()
+		plugin.dir = filepath.Join(filepath.Dir(bin), "pulumi-plugin")
+		build := exec.Command("go", "build", "-o", filepath.Join(plugin.dir, "pulumi-resource-provision"), "../cmd/pulumi-resource-provision")
+		if out, err := build.CombinedOutput(); err != nil {
+			plugin.err = fmt.Errorf("%w\n%s", err, out)
+		}
+		t.Logf("built pulumi-resource-provision in %s", time.Since(start).Round(100*time.Millisecond))
+	})
+	if plugin.err != nil {
+		t.Fatalf("build pulumi-resource-provision: %v", plugin.err)
+	}
+	return plugin.dir
+}
+
+// newPulumiStack is the project of the Pulumi program in program (a
+// directory relative to e2e, e.g. ../examples/pulumi), logged in to a fresh
+// file:// backend, with the tools and the plugin in pluginDir on PATH.
+func newPulumiStack(t *testing.T, tools, pluginDir, program string) *pulumiStack {
 	t.Helper()
 	tmp := t.TempDir()
-	s := &pulumiStack{t: t, pulumi: filepath.Join(tools, "pulumi"), dir: filepath.Join(tmp, "project"), backend: filepath.Join(tmp, "backend")}
+	s := &pulumiStack{t: t, pulumi: filepath.Join(tools, "pulumi"), tmp: tmp, dir: filepath.Join(tmp, "project"), backend: filepath.Join(tmp, "backend")}
 	for _, d := range []string{s.dir, s.backend, filepath.Join(tmp, "home"), filepath.Join(tmp, "cache")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
 
-	// The project is the example's Pulumi.yaml in a temp dir with `main:`
-	// pointing back at examples/pulumi: the program builds where it is, in
-	// this module from its go.sum, while the stack's config file
-	// (Pulumi.<stack>.yaml, which `stack init` writes beside Pulumi.yaml
-	// and which has no --config-file) lands in the temp dir, not the repo.
-	example, err := filepath.Abs("../examples/pulumi")
+	// The project is the program's Pulumi.yaml in a temp dir with `main:`
+	// pointing back at the program: it builds where it is, in this module
+	// from its go.sum, while the stack's config file (Pulumi.<stack>.yaml,
+	// which `stack init` writes beside Pulumi.yaml and which has no
+	// --config-file) lands in the temp dir, not the repo.
+	main, err := filepath.Abs(program)
 	if err != nil {
 		t.Fatal(err)
 	}
-	project, err := os.ReadFile(filepath.Join(example, "Pulumi.yaml"))
+	project, err := os.ReadFile(filepath.Join(main, "Pulumi.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rel, err := filepath.Rel(s.dir, example)
+	rel, err := filepath.Rel(s.dir, main)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,11 +245,7 @@ func TestPulumiExample(t *testing.T) {
 			t.Fatalf("pulumi tools: %v", err)
 		}
 	}
-	pluginDir := t.TempDir()
-	build := exec.Command("go", "build", "-o", filepath.Join(pluginDir, "pulumi-resource-provision"), "../cmd/pulumi-resource-provision")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build pulumi-resource-provision: %v\n%s", err, out)
-	}
+	pluginDir := pulumiPlugin(t)
 
 	cluster := fmt.Sprintf("pulumi%d", time.Now().UnixNano()%1e6)
 	t.Cleanup(func() {
@@ -231,7 +261,7 @@ func TestPulumiExample(t *testing.T) {
 			t.Logf("cleanup: removed leftover networks %v: %v", ids, err)
 		}
 	})
-	s := newPulumiStack(t, tools, pluginDir)
+	s := newPulumiStack(t, tools, pluginDir, "../examples/pulumi")
 	const stack = "e2e"
 	s.must("stack", "init", stack)
 	destroyed := false
