@@ -138,7 +138,10 @@ func Run(ctx context.Context, s Scenario, m Model) (*Result, error) {
 	c.hosts.mu.Lock()
 	r.RuntimePeak, r.JoinPeak = c.hosts.runtimePeak, c.hosts.joinPeak
 	c.hosts.mu.Unlock()
-	if n := c.hosts.members; n != s.N {
+	c.hosts.manager.Lock()
+	n := c.hosts.members
+	c.hosts.manager.Unlock()
+	if n != s.N {
 		return nil, fmt.Errorf("%s, N = %d: the cluster has %d members", s.Name(), s.N, n)
 	}
 	return r, nil
