@@ -141,10 +141,14 @@ func (g *Gate) Do(ctx context.Context, c Call, f func(ctx context.Context) error
 	unavailable := 0
 	p := g.opts.Retry
 	p.MaxAttempts = 0 // throttling is retried until ctx ends; see below
+	charged := false
 	return retry.Do(ctx, p, func(ctx context.Context) (bool, error) {
-		if err := g.wait(ctx, c); err != nil {
+		// Resource tokens are charged once per request, not per attempt: a
+		// cloud that refuses a request takes none of them.
+		if err := g.wait(ctx, c, !charged); err != nil {
 			return true, err
 		}
+		charged = true
 		err := f(ctx)
 		<-g.slots
 		switch {
@@ -166,13 +170,13 @@ func (g *Gate) Do(ctx context.Context, c Call, f func(ctx context.Context) error
 	})
 }
 
-// wait takes the request's tokens and an in-flight slot; the caller
-// releases the slot.
-func (g *Gate) wait(ctx context.Context, c Call) error {
+// wait takes the request's tokens (and its resource tokens when
+// resources is set) and an in-flight slot; the caller releases the slot.
+func (g *Gate) wait(ctx context.Context, c Call, resources bool) error {
 	if err := g.requestLimiter(c.Action).Wait(ctx); err != nil {
 		return err
 	}
-	if l := g.resourceLimiter(c.Action); l != nil && c.Cost > 0 {
+	if l := g.resourceLimiter(c.Action); l != nil && c.Cost > 0 && resources {
 		// A request larger than the bucket waits for a full bucket: the
 		// cloud lets a full bucket's burst through at once.
 		if err := l.WaitN(ctx, min(c.Cost, l.Burst())); err != nil {

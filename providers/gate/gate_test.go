@@ -165,3 +165,28 @@ func TestInFlightBound(t *testing.T) {
 		t.Errorf("peak in flight %d, want 3", p)
 	}
 }
+
+// TestRefusedLaunchChargedOnce: a throttled launch sent again takes its
+// resource tokens once, as the cloud (which refused the first attempt)
+// does; charging each attempt would make a 30%-throttled pool wait for
+// tokens the cloud never took.
+func TestRefusedLaunchChargedOnce(t *testing.T) {
+	t.Parallel()
+	g := New(Options{Requests: map[string]Bucket{"": {Burst: 100}}, Resources: map[string]Bucket{"run": {Rate: 20, Burst: 10}},
+		Retry: retry.Policy{Initial: time.Millisecond, Max: 2 * time.Millisecond, MaxAttempts: 3}})
+	attempts := 0
+	start := time.Now()
+	err := g.Do(t.Context(), Call{Action: "run", Cost: 10}, func(context.Context) error {
+		if attempts++; attempts < 3 {
+			return throttled
+		}
+		return nil
+	})
+	if err != nil || attempts != 3 {
+		t.Fatalf("Do: %v after %d attempts", err, attempts)
+	}
+	// Charged per attempt, the second and third would each wait 500ms.
+	if d := time.Since(start); d > 300*time.Millisecond {
+		t.Errorf("a launch throttled twice took %v: its instances were charged again for each attempt", d)
+	}
+}
