@@ -14,7 +14,10 @@ import (
 // Kinds of provider failure the engine acts on. Providers wrap them (with %w
 // or in an *Error) and callers classify with errors.Is, never by message.
 var (
-	// ErrThrottled: the API rate-limited us; back off and retry.
+	// ErrThrottled: the API rate-limited us. A provider's API gate
+	// (providers/gate) backs off and sends the request again until its
+	// context ends: one that reaches the engine has run out of time, and
+	// the engine does not retry it again.
 	ErrThrottled = errors.New("throttled")
 	// ErrQuota: an account quota stops this pool from growing now.
 	ErrQuota = errors.New("quota exceeded")
@@ -26,10 +29,10 @@ var (
 	ErrInvalidSpec = errors.New("invalid spec")
 	// ErrUnavailable: the cloud failed the call (a 5xx) or the connection
 	// broke before its answer (see ConnectionLost). The call may or may
-	// not have taken effect, so a provider retries it itself, a mutating
-	// call only in a way that cannot do it twice (a client token, a
-	// request ID, a lookup by name first). One that reaches the engine has
-	// spent those retries: Retryable does not include it.
+	// not have taken effect, so a provider retries it itself (in its API
+	// gate), a mutating call only in a way that cannot do it twice (a
+	// client token, a request ID, a lookup by name first). One that
+	// reaches the engine has spent those retries.
 	ErrUnavailable = errors.New("service unavailable")
 )
 
@@ -83,9 +86,4 @@ func ConnectionLost(err error) bool {
 		}
 	}
 	return false
-}
-
-// Retryable reports whether err is worth retrying on the same pool.
-func Retryable(err error) bool {
-	return errors.Is(err, ErrThrottled)
 }
