@@ -39,9 +39,9 @@ var kinds = map[string]error{
 	"InvalidInstanceID.NotFound": providers.ErrNotFound,
 
 	// EC2 failing (500, 503): the call may or may not have taken effect.
-	// The SDK's retryer has retried these already (with the same
-	// ClientToken for a launch); by the time they get here its attempts
-	// are spent. Any other 5xx code is unavailability too (classify).
+	// The gate sends these again (a launch with the same ClientToken);
+	// one that reaches a caller has spent its attempts. Any other 5xx
+	// code is unavailability too (classify).
 	"InternalError":      providers.ErrUnavailable,
 	"InternalFailure":    providers.ErrUnavailable,
 	"Unavailable":        providers.ErrUnavailable,
