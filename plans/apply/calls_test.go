@@ -44,7 +44,7 @@ const (
 	// pending is how long a new instance stays pending before it runs
 	// (tens of seconds on a real cloud): waiting for running takes
 	// several polls, as it does there.
-	pending = 5 * time.Second
+	pending = 4 * time.Second
 )
 
 // cloud is one cloud under test: its emulator and its provider.
