@@ -116,7 +116,7 @@ func Prepare(ctx context.Context, h *Host) error {
 // PrepareSteps are Prepare's steps, for callers that add their own.
 func PrepareSteps(h *Host) []Step {
 	steps := []Step{
-		{Name: "install-runtime", Check: succeeds("command -v dockerd"), Apply: installRuntime},
+		{Name: "install-runtime", Check: runtimeInstalled, Apply: installRuntime},
 		{Name: "start-runtime", Check: succeeds(engineRunning), Apply: startRuntime},
 	}
 	if h.User != "" && h.User != "root" {
@@ -201,6 +201,21 @@ const (
 	aptUpdate  = "DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update"
 	dnfInstall = "dnf install -y"
 )
+
+// runtimeInstalled is install-runtime's check: dockerd is there and, on an
+// apt machine, dpkg has left no package half installed. The binary alone
+// proves too little: dpkg unpacks it well before it configures the package
+// (its docker group, its service), and an install whose SSH connection was
+// cut goes on on the machine (apt holds its lock until it is done), so a
+// resumed bootstrap that took the binary for the install skipped ahead of
+// it. Not done, the step's apt-get waits for the lock and finishes the job.
+func runtimeInstalled(ctx context.Context, h *Host) (bool, error) {
+	cmd := "command -v dockerd >/dev/null"
+	if h.OS.Family == FamilyApt {
+		cmd += ` && test -z "$(dpkg --audit 2>&1)"`
+	}
+	return cluster.Succeeds(ctx, h.Run, cmd)
+}
 
 // installRuntime installs the engine.
 func installRuntime(ctx context.Context, h *Host) error {
