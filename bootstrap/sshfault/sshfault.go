@@ -40,7 +40,7 @@ type Proxy struct {
 	accepted int
 	dropped  int
 	closed   bool
-	armed    chan int       // DropNext's: gets the count of the drop it asked for
+	armed    *arming        // DropNext's or DropNextConn's
 	wg       sync.WaitGroup // accept loop and every pair
 }
 
@@ -48,6 +48,13 @@ type Proxy struct {
 type pair struct {
 	client, server net.Conn
 	once           sync.Once
+	spoke          bool // the client has sent something (read by its pipe only)
+}
+
+// arming is a cut asked for, waiting for the client bytes that fire it.
+type arming struct {
+	cut     chan Cut
+	newConn bool // only a connection's first bytes fire it
 }
 
 // Start starts a proxy to target and registers its Close with t.Cleanup.
@@ -152,8 +159,12 @@ func (p *Proxy) pipe(pr *pair, dst, src net.Conn, fromClient bool) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
-		if n > 0 && fromClient && p.fire() {
-			n, err = 0, net.ErrClosed
+		if n > 0 && fromClient {
+			first := !pr.spoke
+			pr.spoke = true
+			if p.fire(first) {
+				n, err = 0, net.ErrClosed
+			}
 		}
 		if n > 0 {
 			chunks <- chunk{b: append([]byte(nil), buf[:n]...), due: time.Now().Add(p.latency)}
@@ -203,30 +214,47 @@ func (p *Proxy) Drop() int {
 	return len(prs)
 }
 
+// Cut is one DropNext that happened.
+type Cut struct {
+	At    time.Time // just before the connections were reset
+	Conns int       // how many were
+}
+
 // DropNext arms the proxy to reset every connection it carries the next
 // time a client sends anything on any of them, before those bytes go on:
 // the client's request is cut off whatever its timing, where a Drop from a
 // test reacting to a log line may come after a short exchange is over. The
-// channel gets the number of connections cut when it happens. Arming again
-// before then replaces the earlier arming, whose channel gets nothing.
-func (p *Proxy) DropNext() <-chan int {
-	ch := make(chan int, 1)
+// channel gets the cut when it happens. Arming again before then replaces
+// the earlier arming, whose channel gets nothing.
+func (p *Proxy) DropNext() <-chan Cut { return p.arm(false) }
+
+// DropNextConn is DropNext fired only by the first bytes a client sends on
+// a connection, new or one that has said nothing yet: it cuts the next
+// handshake, not the tail of an earlier exchange still on its way (through
+// a bastion, say) on a connection already there.
+func (p *Proxy) DropNextConn() <-chan Cut { return p.arm(true) }
+
+func (p *Proxy) arm(newConn bool) <-chan Cut {
+	a := &arming{cut: make(chan Cut, 1), newConn: newConn}
 	p.mu.Lock()
-	p.armed = ch
+	p.armed = a
 	p.mu.Unlock()
-	return ch
+	return a.cut
 }
 
-// fire runs an armed DropNext, reporting whether it did.
-func (p *Proxy) fire() bool {
+// fire runs an armed cut that bytes from a client, its first on their
+// connection or not, set off; it reports whether it did.
+func (p *Proxy) fire(first bool) bool {
 	p.mu.Lock()
-	ch := p.armed
-	p.armed = nil
-	p.mu.Unlock()
-	if ch == nil {
+	a := p.armed
+	if a == nil || (a.newConn && !first) {
+		p.mu.Unlock()
 		return false
 	}
-	ch <- p.Drop()
+	p.armed = nil
+	p.mu.Unlock()
+	at := time.Now()
+	a.cut <- Cut{At: at, Conns: p.Drop()}
 	return true
 }
 

@@ -153,19 +153,20 @@ func TestDropNextCutsTheNextRequest(t *testing.T) {
 	}
 	dropped := p.DropNext()
 	select {
-	case n := <-dropped:
-		t.Fatalf("DropNext fired (%d) before anyone sent anything", n)
+	case cut := <-dropped:
+		t.Fatalf("DropNext fired (%+v) before anyone sent anything", cut)
 	case <-time.After(50 * time.Millisecond):
 	}
+	sent := time.Now()
 	_ = conns[0].SetDeadline(time.Now().Add(5 * time.Second))
 	got, err := roundTrip(conns[0], bufio.NewReader(conns[0]), "request")
 	if err == nil {
 		t.Fatalf("the request went through (%q); want it cut", got)
 	}
 	select {
-	case n := <-dropped:
-		if n != 2 {
-			t.Fatalf("DropNext cut %d connections, want both", n)
+	case cut := <-dropped:
+		if cut.Conns != 2 || cut.At.Before(sent) {
+			t.Fatalf("DropNext cut %d connections at %v, want both, after the request at %v", cut.Conns, cut.At, sent)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("DropNext never fired")
@@ -178,5 +179,41 @@ func TestDropNextCutsTheNextRequest(t *testing.T) {
 	defer c.Close()
 	if got, err := roundTrip(c, bufio.NewReader(c), "after"); err != nil || got != "after\n" {
 		t.Fatalf("after the armed drop: %q, %v", got, err)
+	}
+}
+
+func TestDropNextConnWaitsForANewConnection(t *testing.T) {
+	t.Parallel()
+	p := sshfault.Start(t, echo(t), sshfault.Options{})
+	old, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	oldR := bufio.NewReader(old)
+	if _, err := roundTrip(old, oldR, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	dropped := p.DropNextConn()
+	// Traffic on a connection that has spoken before does not fire it.
+	if got, err := roundTrip(old, oldR, "still here"); err != nil || got != "still here\n" {
+		t.Fatalf("an old connection after DropNextConn: %q, %v", got, err)
+	}
+	fresh, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	_ = fresh.SetDeadline(time.Now().Add(5 * time.Second))
+	if got, err := roundTrip(fresh, bufio.NewReader(fresh), "banner"); err == nil {
+		t.Fatalf("a new connection's first bytes went through (%q); want them cut", got)
+	}
+	select {
+	case cut := <-dropped:
+		if cut.Conns != 2 {
+			t.Fatalf("DropNextConn cut %d connections, want the old one and the new", cut.Conns)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("DropNextConn never fired")
 	}
 }
