@@ -229,8 +229,14 @@ func (c *cluster) runLogged(logs *strings.Builder, output string, args ...string
 // secrets.
 func (c *cluster) joinTokens(secrets map[string]string) {
 	c.t.Helper()
-	for _, role := range []string{"worker", "manager"} {
-		tok := strings.TrimSpace(lastLine(c.must("ssh", c.plan, "managers", "--", "sudo", "docker", "swarm", "join-token", "-q", role)))
+	out := c.must("ssh", c.plan, "managers", "--",
+		"sudo docker swarm join-token -q worker && sudo docker swarm join-token -q manager")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) < 2 {
+		c.t.Fatalf("join tokens: %q", out)
+	}
+	for i, role := range []string{"worker", "manager"} {
+		tok := strings.TrimSpace(lines[len(lines)-2+i])
 		if !strings.HasPrefix(tok, "SWMTKN-") {
 			c.t.Fatalf("%s join token = %q", role, tok)
 		}
@@ -512,13 +518,14 @@ func sweepPulumi(t *testing.T, cloud []string, secrets map[string]string) {
 
 	w := watchArgv()
 	var logs strings.Builder
-	// --debug shows the plugin's debug lines, the engine's log among them.
+	// --debug shows the plugin's debug lines, the engine's log among them;
+	// --diff, every property of what changed, the secret ones masked.
 	pulumi := func(args ...string) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 		defer cancel()
 		start := time.Now()
-		out, errOut, err := s.run(ctx, append(args, "--debug")...)
+		out, errOut, err := s.run(ctx, append(args, "--debug", "--diff")...)
 		logs.WriteString(out + errOut)
 		if err != nil {
 			t.Fatalf("pulumi %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, out, errOut)
@@ -551,7 +558,7 @@ func sweepPulumi(t *testing.T, cloud []string, secrets map[string]string) {
 
 	searchSecrets(t, secrets,
 		argvChannel(t, w, "pulumi-resource-provision", "pulumi-language-go", "sshd: admin"),
-		channel{name: "pulumi's output", text: logs.String(), canaries: []string{name + "-os-workers-", "joined swarm"}},
+		channel{name: "pulumi's output", text: logs.String(), canaries: []string{name + "-os-workers-", "joined swarm", "privateKey", "[secret]"}},
 		channel{name: "pulumi stack export", text: export, canaries: []string{`"ciphertext"`, name + "-managers-", publicKey}},
 		// The backend's checkpoints, their history and backups, the stack's
 		// config, PULUMI_HOME and the plugin's cache directory.
