@@ -115,6 +115,9 @@ Running up again on an unchanged plan changes nothing. An interrupted up
 			if err != nil {
 				return err
 			}
+			if parallelism < 0 {
+				return fmt.Errorf("--parallelism %d: use a positive number, or 0 for the default", parallelism)
+			}
 			e.Parallelism = parallelism
 			rep, err := e.Apply(cmd.Context(), s.Plan)
 			prog.Close()
@@ -124,7 +127,7 @@ Running up again on an unchanged plan changes nothing. An interrupted up
 			return err
 		},
 	}
-	cmd.Flags().IntVar(&parallelism, "parallelism", apply.DefaultParallelism, "machines bootstrapped at once")
+	cmd.Flags().IntVar(&parallelism, "parallelism", 0, fmt.Sprintf("machines bootstrapped at once (default a quarter of the open-file limit, at most %d: %d here)", apply.MaxDefaultParallelism, apply.DefaultParallelism()))
 	return cmd
 }
 

@@ -55,14 +55,24 @@ var DefaultTimeouts = Timeouts{
 	Remove:  5 * time.Minute,
 }
 
-// DefaultParallelism bounds the machines bootstrapped at once. A pipeline
-// waiting on a machine costs a goroutine and an SSH connection (a file
-// descriptor or two), so hundreds are cheap, and a pool of a hundred
-// machines starts all of them at once instead of in waves. What stays
-// bounded is bounded where it is scarce: API calls in each provider's gate,
-// descriptors here (Go raises the soft limit to the hard one, at least
-// 4,096 on common systems). --parallelism overrides it.
-const DefaultParallelism = 200
+// DefaultParallelism bounds the machines bootstrapped at once: a quarter
+// of the process's open-file limit, between 10 and MaxDefaultParallelism.
+// A pipeline waiting on a machine costs a goroutine and an SSH connection
+// (a descriptor or two), so a thousand are cheap, and a pool of a thousand
+// machines starts all of them at once instead of in waves. What is scarce
+// is bounded where it is scarce: API calls in each provider's gate,
+// descriptors here (Go raises the soft limit to the hard one at start).
+// --parallelism overrides it.
+func DefaultParallelism() int {
+	n, ok := openFileLimit()
+	if !ok {
+		return 200
+	}
+	return int(min(max(n/4, 10), MaxDefaultParallelism))
+}
+
+// MaxDefaultParallelism caps the default bootstrap concurrency.
+const MaxDefaultParallelism = 1000
 
 // Engine executes plans. Fields are set once; an Engine is safe for one
 // Apply or Destroy at a time per Backend (the state lock enforces it).

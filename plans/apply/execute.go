@@ -157,7 +157,7 @@ func (e *Engine) parallelism() int {
 	if e.Parallelism > 0 {
 		return e.Parallelism
 	}
-	return DefaultParallelism
+	return DefaultParallelism()
 }
 
 // newMachineLocked records a new machine as an intent.
