@@ -256,4 +256,3 @@ func (w *leaderWatcher) wait(t *testing.T, limit time.Duration, not string) stri
 		time.Sleep(50 * time.Millisecond)
 	}
 }
-
