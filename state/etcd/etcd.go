@@ -227,6 +227,9 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 // come up is an error, since etcd refusing an anonymous read is expected.
 func checkConnection(ctx, life context.Context, cfg Config) error {
 	cfg.Username, cfg.Password = "", Password{}
+	// The client logs etcd's refusal of the anonymous read as a warning on
+	// every command; it is the expected answer, not news.
+	cfg.Logger = slog.New(slog.DiscardHandler)
 	client, err := clientv3.New(clientConfig(life, cfg))
 	if err != nil {
 		return err
