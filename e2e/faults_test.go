@@ -481,17 +481,20 @@ pools:
 		// The cut's time is taken before it: provision may say it lost
 		// the connection before this goroutine hears the cut is done.
 		var cut sshfault.Cut
-		if dp.how == cutNow {
+		var next <-chan sshfault.Cut
+		switch dp.how {
+		case cutNow:
 			time.Sleep(dp.delay)
 			cut.At = time.Now()
 			cut.Conns = p.Drop()
-		} else {
-			next := p.DropNext
-			if dp.how == cutHandshake {
-				next = p.DropNextConn
-			}
+		case cutNext:
+			next = p.DropNext()
+		case cutHandshake:
+			next = p.DropNextConn()
+		}
+		if next != nil {
 			select {
-			case cut = <-next():
+			case cut = <-next:
 			case <-time.After(time.Minute):
 				dropsMu.Lock()
 				missing = append(missing, machine+": "+dp.step+": nothing was sent to the machine within a minute")
