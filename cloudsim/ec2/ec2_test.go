@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -103,6 +104,9 @@ func TestLifecycleThroughTheSDK(t *testing.T) {
 	}
 	if s := d.Reservations[0].Instances[0].State.Name; s != types.InstanceStateNameShuttingDown {
 		t.Fatalf("after terminate the instance is %s", s)
+	}
+	if inv := srv.Inventory(); len(inv.Alive) != 2 || slices.Contains(inv.Alive, id) || inv.Launched != 3 {
+		t.Errorf("inventory after terminating one of 3: %+v, want the other 2 alive and 3 launched", inv)
 	}
 	for _, a := range []string{"RunInstances", "DescribeInstances", "TerminateInstances"} {
 		if sim.Calls(a) == 0 {

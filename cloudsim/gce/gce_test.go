@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http/httptest"
+	"slices"
 	"testing"
 	"time"
 
@@ -95,6 +96,10 @@ func TestSameRequestIDSameOperation(t *testing.T) {
 	}
 	if code := op3.Proto().GetError().GetErrors()[0].GetCode(); code != "RESOURCE_ALREADY_EXISTS" {
 		t.Errorf("op error %q", code)
+	}
+	// The replay and the refused insert launched nothing more.
+	if inv := srv.Inventory(); !slices.Equal(inv.Alive, []string{"a", "b", "c"}) || inv.Launched != 3 {
+		t.Errorf("inventory %+v, want a, b, c alive and 3 launched", inv)
 	}
 }
 

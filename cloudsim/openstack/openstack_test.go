@@ -92,7 +92,7 @@ func listAll(t *testing.T, c *gophercloud.ServiceClient, opts servers.ListOpts) 
 func TestMultiCreateNamesPaginationAndBacking(t *testing.T) {
 	sim := cloudsim.NewSim(cloudsim.Faults{PendingFor: 30 * time.Millisecond}, 1)
 	back := &fakeBacking{started: map[string]cloudsim.Boot{}}
-	compute, network, _ := clientsFor(t, sim, simos.Options{MaxLimit: 2, Backing: back})
+	compute, network, srv := clientsFor(t, sim, simos.Options{MaxLimit: 2, Backing: back})
 
 	created, err := servers.Create(t.Context(), compute, servers.CreateOpts{
 		Name: "web", FlavorRef: simos.FlavorSmall, ImageRef: simos.ImageDebian12, Min: 1, Max: 3,
@@ -136,6 +136,9 @@ func TestMultiCreateNamesPaginationAndBacking(t *testing.T) {
 	}
 	if !slices.Contains(back.stopped, created.ID) {
 		t.Errorf("backing not stopped on delete")
+	}
+	if inv := srv.Inventory(); len(inv.Alive) != 2 || slices.Contains(inv.Alive, created.ID) || inv.Launched != 3 {
+		t.Errorf("inventory after deleting one of 3: %+v, want the other 2 alive and 3 launched", inv)
 	}
 	time.Sleep(80 * time.Millisecond)
 	err = servers.Get(t.Context(), compute, created.ID).Err
