@@ -542,9 +542,12 @@ func (r *run) node(ctx context.Context, id string) (cluster.Node, error) {
 }
 
 // maxResumes bounds how often one stage of one machine starts over after an
-// SSH connection broke under it. Each start dials anew, so the bound only
-// stops a link that breaks faster than the stage can run.
-const maxResumes = 5
+// SSH connection broke under it. Each start dials anew and skips what is
+// done, so a link that breaks now and then gets through (the runtime stage
+// has six steps: a break in each is six); the bound stops a machine that
+// drops every connection it accepts from going round until the stage's
+// deadline.
+const maxResumes = 10
 
 // resume runs a stage's work f and, when it failed because an SSH
 // connection to one of the machines ids broke (the link dropped; the machine

@@ -216,6 +216,28 @@ func (d *failingInit) Init(context.Context, cluster.Node) error {
 	return errors.New("swarm init: it is a worker of another swarm")
 }
 
+// TestApplyResumesABoundedNumberOfTimes: a machine whose every connection
+// breaks under the runtime stage fails it after maxResumes new ones, well
+// before the stage's deadline.
+func TestApplyResumesABoundedNumberOfTimes(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	conns := &lossyConnector{conns: map[string][]*lossyConn{}}
+	f.engine.Connector = conns
+	prepared := 0
+	f.engine.Prepare = func(_ context.Context, _ state.Machine, r cluster.Runner) error {
+		prepared++
+		return conns.cut(r, false)
+	}
+	rep, err := f.engine.Apply(t.Context(), testPlan(1, 0))
+	if !errors.Is(err, cluster.ErrConnectionLost) || len(rep.Failed) != 1 || rep.Failed[0].Stage != StageRuntime {
+		t.Fatalf("apply on a machine that drops every connection: %v, report %+v; want the runtime stage failed, connection lost", err, rep)
+	}
+	if prepared != maxResumes+1 {
+		t.Fatalf("prepared %d times, want %d (the first try and maxResumes more)", prepared, maxResumes+1)
+	}
+}
+
 // lossyRotator breaks the connection once at one point of the host key
 // rotation (the points TestHostKeyRotationResumesAfterKill kills a run at).
 type lossyRotator struct {
