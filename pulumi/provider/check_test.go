@@ -468,7 +468,7 @@ func TestCheckSettingsLikeValidate(t *testing.T) {
 		{"aws", "pools[0].settings.instance_type", "pools[0].settings.instance_type: expected a string, got number 7"},
 		{"aws", "pools[1].settings.amii", `pools[1].settings: unknown setting "amii" (did you mean "ami"?)`},
 		{"gcp", "pools[0].settings.machine_type", "pools[0].settings.machine_type: expected a string, got number 7"},
-		{"gcp", "pools[0].settings.disk", `pools[0].settings: unknown setting "disk" (valid settings: disk_gb, image, machine_type, network, project, public_ip, subnetwork, zone)`},
+		{"gcp", "pools[0].settings.disk", `pools[0].settings: unknown setting "disk" (valid settings: batch_size, disk_gb, image, machine_type, network, project, public_ip, subnetwork, zone)`},
 		{"openstack", "pools[0].settings.flavor", "pools[0].settings.flavor: expected a string, got number 7"},
 		{"openstack", "pools[0].settings.security_group", `pools[0].settings: unknown setting "security_group" (did you mean "security_groups"?)`},
 		{"docker", "pools[0].settings.image", "pools[0].settings.image: expected a string, got number 7"},
