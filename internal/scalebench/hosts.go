@@ -35,8 +35,32 @@ type hosts struct {
 	members     int
 
 	// Concurrency seen, for the report.
-	runtimeNow, runtimePeak int
-	joinNow, joinPeak       int
+	runtime, join gauge
+}
+
+// gauge counts what is in progress and the most that ever was at once.
+type gauge struct {
+	mu        sync.Mutex
+	now, peak int
+}
+
+// enter counts one more in progress until the returned leave is called.
+func (g *gauge) enter() (leave func()) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.now++
+	g.peak = max(g.peak, g.now)
+	return func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		g.now--
+	}
+}
+
+func (g *gauge) most() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.peak
 }
 
 type host struct {
@@ -111,15 +135,7 @@ func (conn) Close() error                                            { return ni
 // Prepare installs the container runtime: Model.Runtime, each host on its
 // own (the package mirror is not modelled as a shared limit).
 func (h *hosts) Prepare(ctx context.Context, _ state.Machine, _ cluster.Runner) error {
-	h.mu.Lock()
-	h.runtimeNow++
-	h.runtimePeak = max(h.runtimePeak, h.runtimeNow)
-	h.mu.Unlock()
-	defer func() {
-		h.mu.Lock()
-		h.runtimeNow--
-		h.mu.Unlock()
-	}()
+	defer h.runtime.enter()()
 	return sleep(ctx, h.m.Runtime)
 }
 
@@ -148,15 +164,7 @@ func (h *hosts) Join(ctx context.Context, _, _ cluster.Node, c cluster.Credentia
 	if c.Secret() != "join-token" {
 		return errors.New("wrong join token")
 	}
-	h.mu.Lock()
-	h.joinNow++
-	h.joinPeak = max(h.joinPeak, h.joinNow)
-	h.mu.Unlock()
-	defer func() {
-		h.mu.Lock()
-		h.joinNow--
-		h.mu.Unlock()
-	}()
+	defer h.join.enter()()
 	if err := sleep(ctx, h.m.Join-h.m.JoinSerial); err != nil {
 		return err
 	}

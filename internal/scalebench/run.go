@@ -135,9 +135,7 @@ func Run(ctx context.Context, s Scenario, m Model) (*Result, error) {
 	r := &Result{Scenario: s, Ready: ready, Calls: c.sim.CallCounts(), Throttled: c.limits.Refused(),
 		PeakGoroutines: peakG, PeakHeap: peakHeap}
 	r.Addresses, r.Runtimes, r.SlotWait = tl.summary(start)
-	c.hosts.mu.Lock()
-	r.RuntimePeak, r.JoinPeak = c.hosts.runtimePeak, c.hosts.joinPeak
-	c.hosts.mu.Unlock()
+	r.RuntimePeak, r.JoinPeak = c.hosts.runtime.most(), c.hosts.join.most()
 	c.hosts.manager.Lock()
 	n := c.hosts.members
 	c.hosts.manager.Unlock()
