@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sort"
 )
 
@@ -18,6 +19,11 @@ type Env struct {
 	// pool name, so List and Delete in a fresh process (a `down`) know which
 	// regions, zones or projects to look in.
 	Pools map[string]Settings
+	// HTTPClient, when set, carries every API request of a cloud provider
+	// in place of its SDK's own client: for an emulator served in the same
+	// process (internal/scalebench's EC2 in virtual time, where a real
+	// socket would stop the clock). Nil in every command.
+	HTTPClient *http.Client
 }
 
 // Factory builds a provider.

@@ -29,7 +29,7 @@ const (
 	image        = "ami-0123456789abcdef0"
 	instanceType = "t3.micro"
 	// Endpoint is where the SDK thinks EC2 is; its requests never leave
-	// the process (see handlerClient), and an address under .invalid
+	// the process (see handlerTransport), and an address under .invalid
 	// could not be reached if one did.
 	Endpoint = "http://ec2.cloudsim.invalid"
 )
@@ -151,7 +151,7 @@ type cloud struct {
 	sim    *cloudsim.Sim
 	limits *ratelimit.EC2
 	hosts  *hosts
-	client handlerClient
+	client *http.Client
 }
 
 func newCloud(m Model) *cloud {
@@ -159,17 +159,20 @@ func newCloud(m Model) *cloud {
 	sim := cloudsim.NewSim(cloudsim.Faults{PendingFor: m.PendingFor, InvisibleFor: m.InvisibleFor, Latency: m.APILatency}, 1)
 	lim := ratelimit.NewEC2()
 	srv := ec2sim.New(sim, ec2sim.Options{Region: Region, Backing: h, Limits: lim})
-	return &cloud{sim: sim, limits: lim, hosts: h, client: handlerClient{srv}}
+	return &cloud{sim: sim, limits: lim, hosts: h, client: &http.Client{Transport: handlerTransport{srv}}}
 }
 
-// handlerClient serves an SDK request with the emulator's handler in the
-// calling goroutine: the SDK's encoding and the emulator's decoding run as
-// over the wire, with no socket (which would stop a synctest clock).
-type handlerClient struct{ h http.Handler }
+// handlerTransport serves an SDK request with the emulator's handler in
+// the calling goroutine: the SDK's encoding and the emulator's decoding
+// run as over the wire, with no socket (which would stop a synctest clock).
+type handlerTransport struct{ h http.Handler }
 
-func (c handlerClient) Do(r *http.Request) (*http.Response, error) {
+func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	rec := httptest.NewRecorder()
-	c.h.ServeHTTP(rec, r)
+	t.h.ServeHTTP(rec, r)
+	if r.Body != nil {
+		r.Body.Close()
+	}
 	return rec.Result(), nil
 }
 
@@ -230,7 +233,8 @@ func runProvision(ctx context.Context, c *cloud, s Scenario) (*timeline, error) 
 	reg := providers.NewRegistry()
 	reg.Register("aws", providers.Entry{
 		New: func(ctx context.Context, env providers.Env) (providers.Provider, error) {
-			return aws.NewWithHTTPClient(ctx, env, c.client)
+			env.HTTPClient = c.client
+			return aws.New(ctx, env)
 		},
 		Check: aws.CheckSettings,
 	})

@@ -106,12 +106,10 @@ var _ providers.Provider = (*Provider)(nil)
 // New returns an EC2 provider configured from the SDK's standard chain
 // (AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL[_EC2], shared config, IMDS).
 func New(ctx context.Context, env providers.Env) (*Provider, error) {
-	return newProvider(ctx, env)
-}
-
-// newProvider lets tests add SDK load options (an HTTP client, a short
-// retry backoff); the code path is the same as New's.
-func newProvider(ctx context.Context, env providers.Env, opts ...func(*config.LoadOptions) error) (*Provider, error) {
+	var opts []func(*config.LoadOptions) error
+	if env.HTTPClient != nil {
+		opts = append(opts, config.WithHTTPClient(env.HTTPClient))
+	}
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("aws: load config: %w", err)

@@ -18,8 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/config"
-
 	"github.com/provisionhq/provision/cloudsim"
 	ec2sim "github.com/provisionhq/provision/cloudsim/ec2"
 	"github.com/provisionhq/provision/cloudsim/userdata"
@@ -84,11 +82,11 @@ func newSeededFixture(t *testing.T, cluster string, f cloudsim.Faults, seed uint
 func newTestProvider(t *testing.T, endpoint, cluster string, rt http.RoundTripper) *Provider {
 	t.Helper()
 	setTestEnv(t, endpoint)
-	var opts []func(*config.LoadOptions) error
+	env := providers.Env{Cluster: cluster}
 	if rt != nil {
-		opts = append(opts, config.WithHTTPClient(&http.Client{Transport: rt}))
+		env.HTTPClient = &http.Client{Transport: rt}
 	}
-	p, err := newProvider(t.Context(), providers.Env{Cluster: cluster}, opts...)
+	p, err := New(t.Context(), env)
 	if err != nil {
 		t.Fatal(err)
 	}

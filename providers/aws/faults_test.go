@@ -103,7 +103,7 @@ func TestServerErrorsOutlastingTheGate(t *testing.T) {
 	t.Cleanup(hs.Close)
 	setTestEnv(t, hs.URL)
 	t.Setenv("AWS_MAX_ATTEMPTS", "2")
-	p, err := newProvider(t.Context(), providers.Env{Cluster: "down"})
+	p, err := New(t.Context(), providers.Env{Cluster: "down"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -109,6 +109,9 @@ func New(ctx context.Context, env providers.Env) (*Provider, error) {
 	if ep := os.Getenv(EnvEndpoint); ep != "" {
 		opts = append(opts, option.WithEndpoint(ep), option.WithoutAuthentication())
 	}
+	if env.HTTPClient != nil {
+		opts = append(opts, option.WithHTTPClient(env.HTTPClient))
+	}
 	ic, err := compute.NewInstancesRESTClient(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("gcp: instances client: %w", err)

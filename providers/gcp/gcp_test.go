@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,19 +40,51 @@ func simProvider(t *testing.T, f cloudsim.Faults, cluster string) (*Provider, *c
 // seededSimProvider is simProvider with the Sim's seed chosen.
 func seededSimProvider(t *testing.T, f cloudsim.Faults, seed uint64, cluster string) (*Provider, *cloudsim.Sim, *gce.Server) {
 	t.Helper()
+	return envSimProvider(t, f, seed, providers.Env{Cluster: cluster})
+}
+
+// envSimProvider is seededSimProvider with the provider's Env chosen.
+func envSimProvider(t *testing.T, f cloudsim.Faults, seed uint64, env providers.Env) (*Provider, *cloudsim.Sim, *gce.Server) {
+	t.Helper()
 	sim := cloudsim.NewSim(f, seed)
 	srv := gce.New(sim, gce.Options{Project: "sim-project"})
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
 	t.Setenv(EnvEndpoint, hs.URL)
 	t.Setenv(EnvProject, "")
-	p, err := New(t.Context(), providers.Env{Cluster: cluster})
+	p, err := New(t.Context(), env)
 	if err != nil {
 		t.Fatal(err)
 	}
 	fast(p)
 	t.Cleanup(func() { _ = p.Close() })
 	return p, sim, srv
+}
+
+// countingTransport counts the requests it carries.
+type countingTransport struct{ n atomic.Int64 }
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestHTTPClientCarriesRequests: every API request of a provider built
+// with Env.HTTPClient goes through that client (an emulator served in the
+// same process has no other way in).
+func TestHTTPClientCarriesRequests(t *testing.T) {
+	rt := &countingTransport{}
+	p, sim, _ := envSimProvider(t, cloudsim.Faults{}, 1, providers.Env{Cluster: "client", HTTPClient: &http.Client{Transport: rt}})
+	if _, err := p.Create(t.Context(), specs(t, "client", "workers", 2)); err != nil {
+		t.Fatal(err)
+	}
+	var want int64
+	for _, n := range sim.CallCounts() {
+		want += int64(n)
+	}
+	if got := rt.n.Load(); got == 0 || got < want {
+		t.Fatalf("the client carried %d requests; the cloud served %d", got, want)
+	}
 }
 
 // fast shortens the provider's retry backoff and polls for tests.

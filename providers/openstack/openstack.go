@@ -50,6 +50,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"sync"
 	"time"
@@ -170,7 +171,7 @@ func newProvider(ctx context.Context, env providers.Env, cfg config) (*Provider,
 	// failed (5xx, a lost connection) is simply asked for again.
 	err := p.call(ctx, cfg.endpoint.Region, "", gate.Call{Action: "tokens.create"}, func(ctx context.Context) error {
 		var err error
-		p.pc, err = newProviderClient(ctx, cfg)
+		p.pc, err = newProviderClient(ctx, cfg, env.HTTPClient)
 		return err
 	})
 	if err != nil {
@@ -189,8 +190,13 @@ func newProvider(ctx context.Context, env providers.Env, cfg config) (*Provider,
 	return p, nil
 }
 
-func newProviderClient(ctx context.Context, cfg config) (*gophercloud.ProviderClient, error) {
-	if cfg.tls != nil {
+// newProviderClient authenticates. An Env.HTTPClient is an emulator's own
+// way in, so clouds.yaml's TLS settings are not laid over it.
+func newProviderClient(ctx context.Context, cfg config, hc *http.Client) (*gophercloud.ProviderClient, error) {
+	switch {
+	case hc != nil:
+		return osconfig.NewProviderClient(ctx, cfg.auth, osconfig.WithHTTPClient(*hc))
+	case cfg.tls != nil:
 		return osconfig.NewProviderClient(ctx, cfg.auth, osconfig.WithTLSConfig(cfg.tls))
 	}
 	return osconfig.NewProviderClient(ctx, cfg.auth)
