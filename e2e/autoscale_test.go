@@ -21,6 +21,19 @@ import (
 // reachable, so Swarm tasks need an image every node already has.
 const sleeperSetup = `[ -n "$(docker images -q provision-sleeper:local)" ] || tar -ch -C / usr/bin/sleep lib64/ld-linux-x86-64.so.2 lib/x86_64-linux-gnu/libc.so.6 | docker import -c 'CMD ["/usr/bin/sleep","infinity"]' - provision-sleeper:local`
 
+// awsManager is a plan's first pool, one aws manager, with anchors for
+// the pools after it: &aws (its settings) and &setup (sleeperSetup).
+var awsManager = fmt.Sprintf(`  - name: managers
+    provider: aws
+    role: manager
+    count: 1
+    settings: &aws
+      instance_type: t3.medium
+      ami: ami-0d1e2b3c4a5f60718
+    setup: &setup
+      - %q
+`, sleeperSetup)
+
 func (c *cluster) writeAutoscaled() {
 	c.t.Helper()
 	plan := fmt.Sprintf(`version: 1

@@ -71,21 +71,12 @@ autoscale:
     unneeded_time: 10s
     drain_timeout: 1m
 pools:
-  - name: managers
-    provider: aws
-    role: manager
-    count: 1
-    settings: &aws
-      instance_type: t3.medium
-      ami: ami-0d1e2b3c4a5f60718
-    setup: &setup
-      - %q
-  - name: workers
+%s  - name: workers
     provider: aws
     settings: *aws
     setup: *setup
     autoscale: {min: 0, max: 2, cpu: 2, memory: 4GiB}
-`, c.name, keyFile, etcdSrv.Endpoints[0], etcdSrv.TLS.CAFile, etcdSrv.TLS.CertFile, etcdSrv.TLS.KeyFile, leaseTTL, sleeperSetup)
+`, c.name, keyFile, etcdSrv.Endpoints[0], etcdSrv.TLS.CAFile, etcdSrv.TLS.CertFile, etcdSrv.TLS.KeyFile, leaseTTL, awsManager)
 	if err := os.WriteFile(c.plan, []byte(plan), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -31,16 +31,7 @@ autoscale:
   scan_interval: 2s
   scale_down: {disabled: true}
 pools:
-  - name: managers
-    provider: aws
-    role: manager
-    count: 1
-    settings: &aws
-      instance_type: t3.medium
-      ami: ami-0d1e2b3c4a5f60718
-    setup: &setup
-      - %q
-  - name: aws-workers
+%s  - name: aws-workers
     provider: aws
     settings: *aws
     setup: *setup
@@ -53,7 +44,7 @@ pools:
       image: projects/debian-cloud/global/images/family/debian-12
     setup: *setup
     autoscale: {min: 0, max: 3, priority: 1, cpu: 2, memory: 4GiB}
-`, c.name, filepath.Join(c.dir, "state"), sleeperSetup)
+`, c.name, filepath.Join(c.dir, "state"), awsManager)
 	if err := os.WriteFile(c.plan, []byte(plan), 0o644); err != nil {
 		t.Fatal(err)
 	}

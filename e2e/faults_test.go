@@ -85,14 +85,7 @@ func TestMulticloudUnderFaults(t *testing.T) {
 	sim := startCloudsim(t, group, "--server-errors", "0.1", "--resets", "0.05", "--latency", "200ms", "--pending", "1s", "--seed", seed)
 	c := newCluster(t, "faults")
 	c.env, c.group = sim.env, group
-	plan, err := os.ReadFile("../examples/multicloud.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := strings.Replace(string(plan), "name: multi\n", fmt.Sprintf("name: %s\nstate:\n  path: %s\n", c.name, filepath.Join(c.dir, "state")), 1)
-	if err := os.WriteFile(c.plan, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	c.writeMulticloud()
 	want := map[string]int{"aws": 1, "gcp": 2, "openstack": 2}
 	clouds := []string{"aws", "gcp", "openstack"}
 	faultLine := func() string {

@@ -99,6 +99,20 @@ func (p *cloudsimProc) calls(t *testing.T, cloud string) map[string]int {
 	return counts
 }
 
+// writeMulticloud makes examples/multicloud.yaml c's plan: named for c,
+// with its state in c's directory.
+func (c *cluster) writeMulticloud() {
+	c.t.Helper()
+	plan, err := os.ReadFile("../examples/multicloud.yaml")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	text := strings.Replace(string(plan), "name: multi\n", fmt.Sprintf("name: %s\nstate:\n  path: %s\n", c.name, filepath.Join(c.dir, "state")), 1)
+	if err := os.WriteFile(c.plan, []byte(text), 0o644); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
 // TestMulticloudDemo runs examples/multicloud.yaml against cloudsim with 30%
 // of API calls throttled and new IDs invisible for 2 s: one Swarm across
 // three emulated clouds, bootstrapped over verified SSH as a non-root user;
@@ -109,14 +123,7 @@ func TestMulticloudDemo(t *testing.T) {
 	sim := startCloudsim(t, group, "--throttle", "0.3", "--invisible", "2s", "--pending", "1s")
 	c := newCluster(t, "multi")
 	c.env, c.group = sim.env, group
-	plan, err := os.ReadFile("../examples/multicloud.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := strings.Replace(string(plan), "name: multi\n", fmt.Sprintf("name: %s\nstate:\n  path: %s\n", c.name, filepath.Join(c.dir, "state")), 1)
-	if err := os.WriteFile(c.plan, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	c.writeMulticloud()
 
 	out := c.must("up", c.plan)
 	t.Logf("up:\n%s", out)

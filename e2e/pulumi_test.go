@@ -158,6 +158,24 @@ func (s *pulumiStack) run(ctx context.Context, args ...string) (stdout, stderr s
 	return o.String(), e.String(), err
 }
 
+// initStack creates the stack and, when the test ends, destroys what the
+// test did not: the test calls destroyed once it has destroyed the stack.
+func (s *pulumiStack) initStack(stack string) (destroyed func()) {
+	s.t.Helper()
+	s.must("stack", "init", stack)
+	done := false
+	s.t.Cleanup(func() {
+		if done {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		out, errOut, err := s.run(ctx, "destroy", "--yes", "--skip-preview")
+		s.t.Logf("cleanup: pulumi destroy: %v\n%s%s", err, out, errOut)
+	})
+	return func() { done = true }
+}
+
 // must runs a pulumi command and returns its stdout; it fails the test, with
 // both streams, if the command fails.
 func (s *pulumiStack) must(args ...string) string {
@@ -263,17 +281,7 @@ func TestPulumiExample(t *testing.T) {
 	})
 	s := newPulumiStack(t, tools, pluginDir, "../examples/pulumi")
 	const stack = "e2e"
-	s.must("stack", "init", stack)
-	destroyed := false
-	t.Cleanup(func() {
-		if destroyed {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		out, errOut, err := s.run(ctx, "destroy", "--yes", "--skip-preview")
-		t.Logf("cleanup: pulumi destroy: %v\n%s%s", err, out, errOut)
-	})
+	destroyed := s.initStack(stack)
 	s.must("config", "set", "clusterName", cluster)
 
 	// up: 1 manager and 2 workers.
@@ -378,7 +386,7 @@ func TestPulumiExample(t *testing.T) {
 	start = time.Now()
 	out = s.must("destroy", "--yes", "--skip-preview")
 	destroyTime := time.Since(start)
-	destroyed = true
+	destroyed()
 	t.Logf("pulumi destroy: %s\n%s", destroyTime.Round(100*time.Millisecond), out)
 	if got := labelled(t, cluster); len(got) != 0 {
 		t.Fatalf("destroy left containers: %v", got)

@@ -502,17 +502,7 @@ func sweepPulumi(t *testing.T, cloud []string, secrets map[string]string) {
 	secrets["login private key"] = key
 	name := fmt.Sprintf("secretspulumi%d", time.Now().UnixNano()%1e6)
 	const stack = "sweep"
-	s.must("stack", "init", stack)
-	destroyed := false
-	t.Cleanup(func() {
-		if destroyed {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		out, errOut, err := s.run(ctx, "destroy", "--yes", "--skip-preview")
-		t.Logf("cleanup: pulumi destroy: %v\n%s%s", err, out, errOut)
-	})
+	destroyed := s.initStack(stack)
 	s.must("config", "set", "clusterName", name)
 	s.must("config", "set", "keyFile", keyFile)
 
@@ -554,7 +544,7 @@ func sweepPulumi(t *testing.T, cloud []string, secrets map[string]string) {
 		}
 	}
 	pulumi("destroy", "--yes", "--skip-preview")
-	destroyed = true
+	destroyed()
 
 	searchSecrets(t, secrets,
 		argvChannel(t, w, "pulumi-resource-provision", "pulumi-language-go", "sshd: admin"),

@@ -35,16 +35,7 @@ autoscale:
   scan_interval: %s
   scale_down: {disabled: true}
 pools:
-  - name: managers
-    provider: aws
-    role: manager
-    count: 1
-    settings: &aws
-      instance_type: t3.medium
-      ami: ami-0d1e2b3c4a5f60718
-    setup: &setup
-      - %q
-  - name: spot-workers
+%s  - name: spot-workers
     provider: aws
     spot: true
     settings: *aws
@@ -55,7 +46,7 @@ pools:
     settings: *aws
     setup: *setup
     autoscale: {min: 0, max: 3, priority: 1, cpu: 2, memory: 4GiB}
-`, c.name, filepath.Join(c.dir, "state"), scan, sleeperSetup)
+`, c.name, filepath.Join(c.dir, "state"), scan, awsManager)
 	if err := os.WriteFile(c.plan, []byte(plan), 0o644); err != nil {
 		t.Fatal(err)
 	}
