@@ -39,10 +39,13 @@ const kubeadmImagesTimeout = time.Minute
 func kubeadmImages(ctx context.Context, kubeadm, version string, log *slog.Logger) (imageList, error) {
 	ctx, cancel := context.WithTimeout(ctx, kubeadmImagesTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, kubeadm, "config", "images", "list", "--kubernetes-version", version, "-o", "json")
 	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	out, err := outputOnceWritten(ctx, func() *exec.Cmd {
+		stderr.Reset()
+		cmd := exec.CommandContext(ctx, kubeadm, "config", "images", "list", "--kubernetes-version", version, "-o", "json")
+		cmd.Stderr = &stderr
+		return cmd
+	})
 	if err != nil {
 		if errors.Is(err, syscall.ENOEXEC) {
 			if l, ok := knownImages(version); ok {
@@ -58,6 +61,27 @@ func kubeadmImages(ctx context.Context, kubeadm, version string, log *slog.Logge
 		return imageList{}, fmt.Errorf("kubeadm config images list: %w", err)
 	}
 	return l, nil
+}
+
+// outputOnceWritten runs the command mk makes and returns its output. A
+// binary this process has just written can fail to start with ETXTBSY for
+// a moment: a child forked at the same time by another goroutine holds a
+// copy of the file's write descriptor until that child execs
+// (golang/go#22315). It is started again, until ctx ends.
+func outputOnceWritten(ctx context.Context, mk func() *exec.Cmd) ([]byte, error) {
+	wait := 10 * time.Millisecond
+	for {
+		out, err := mk().Output()
+		if !errors.Is(err, syscall.ETXTBSY) {
+			return out, err
+		}
+		select {
+		case <-ctx.Done():
+			return out, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 500*time.Millisecond)
+	}
 }
 
 // parseImageList reads `kubeadm config images list` output, JSON (-o json)

@@ -2,12 +2,16 @@ package artifacts
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // want137 is what kubeadm v1.37.2 lists (testdata/kubeadm-images-*).
@@ -134,6 +138,34 @@ func TestKubeadmImages(t *testing.T) {
 				t.Errorf("got %+v, want %+v", got, want137)
 			}
 		})
+	}
+}
+
+// TestKubeadmImagesJustWritten: a kubeadm still open for writing (as it is
+// for a moment when another goroutine forks right after this process wrote
+// it) cannot start, with ETXTBSY; the list comes once it can.
+func TestKubeadmImagesJustWritten(t *testing.T) {
+	t.Parallel()
+	list, err := os.ReadFile(filepath.Join("testdata", "kubeadm-images-v1.37.2.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := writeFile(t, t.TempDir(), "kubeadm", fakeKubeadm(string(list)), 0o755)
+	w, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := exec.Command(p).Run(); !errors.Is(err, syscall.ETXTBSY) {
+		w.Close()
+		t.Fatalf("exec of a file open for writing: %v, want ETXTBSY (the test proves nothing)", err)
+	}
+	time.AfterFunc(300*time.Millisecond, func() { w.Close() })
+	got, err := kubeadmImages(context.Background(), p, "v1.37.2", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want137) {
+		t.Errorf("got %+v, want %+v", got, want137)
 	}
 }
 
