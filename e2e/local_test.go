@@ -133,7 +133,9 @@ func (c *cluster) containers() []string {
 }
 
 type status struct {
-	Healthy  bool `json:"healthy"`
+	Healthy bool `json:"healthy"`
+	// Error says why the cluster's view of the machines is unknown.
+	Error    string `json:"cluster_error"`
 	Machines []struct {
 		ID      string `json:"id"`
 		Pool    string `json:"pool"`
@@ -179,7 +181,7 @@ func (c *cluster) machinesConverged(want int) status {
 	c.t.Helper()
 	s := c.status()
 	if !s.Healthy || len(s.Machines) != want {
-		c.t.Fatalf("status: healthy=%v with %d machines, want healthy with %d: %+v", s.Healthy, len(s.Machines), want, s.Machines)
+		c.t.Fatalf("status: healthy=%v with %d machines, want healthy with %d: %+v (cluster error: %q)", s.Healthy, len(s.Machines), want, s.Machines, s.Error)
 	}
 	if got := c.containers(); len(got) != want {
 		c.t.Fatalf("%d containers %v, want %d (leaked or duplicated)", len(got), got, want)
