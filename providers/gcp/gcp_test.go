@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -61,30 +60,16 @@ func envSimProvider(t *testing.T, f cloudsim.Faults, seed uint64, env providers.
 	return p, sim, srv
 }
 
-// countingTransport counts the requests it carries.
-type countingTransport struct{ n atomic.Int64 }
-
-func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	c.n.Add(1)
-	return http.DefaultTransport.RoundTrip(r)
-}
-
 // TestHTTPClientCarriesRequests: every API request of a provider built
 // with Env.HTTPClient goes through that client (an emulator served in the
 // same process has no other way in).
 func TestHTTPClientCarriesRequests(t *testing.T) {
-	rt := &countingTransport{}
+	rt := &providertest.Requests{}
 	p, sim, _ := envSimProvider(t, cloudsim.Faults{}, 1, providers.Env{Cluster: "client", HTTPClient: &http.Client{Transport: rt}})
 	if _, err := p.Create(t.Context(), specs(t, "client", "workers", 2)); err != nil {
 		t.Fatal(err)
 	}
-	var want int64
-	for _, n := range sim.CallCounts() {
-		want += int64(n)
-	}
-	if got := rt.n.Load(); got == 0 || got < want {
-		t.Fatalf("the client carried %d requests; the cloud served %d", got, want)
-	}
+	rt.CarriedAll(t, sim.CallCounts())
 }
 
 // fast shortens the provider's retry backoff and polls for tests.
