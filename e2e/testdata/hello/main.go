@@ -1,8 +1,8 @@
 // Command hello is the Kubernetes e2e tests' workload, built by the test
 // into a single-layer image. With no arguments it serves HTTP on :8080,
 // answering every request with the name of the pod it runs in. As
-// `hello get URL N` it asks URL N times and prints each answer on a line,
-// so a pod of the same image can be the client.
+// `hello get URL N` it asks URL N times, 100 ms apart, and prints each
+// answer on a line, so a pod of the same image can be the client.
 package main
 
 import (
@@ -51,6 +51,9 @@ func get(url string, n int) int {
 		cancel()
 		fmt.Println(strings.TrimSpace(string(b)))
 		ok++
+		// Spread over a few seconds: a node's kube-proxy programs a Service's
+		// endpoints a moment after a rollout reports them ready.
+		time.Sleep(100 * time.Millisecond)
 	}
 	if ok == 0 {
 		return 1
