@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/provisionhq/provision/internal/retry"
 )
 
 // imageList is the images kubeadm pulls for one Kubernetes version, as
@@ -39,12 +41,21 @@ const kubeadmImagesTimeout = time.Minute
 func kubeadmImages(ctx context.Context, kubeadm, version string, log *slog.Logger) (imageList, error) {
 	ctx, cancel := context.WithTimeout(ctx, kubeadmImagesTimeout)
 	defer cancel()
-	var stderr bytes.Buffer
-	out, err := outputOnceWritten(ctx, func() *exec.Cmd {
+	var (
+		stderr bytes.Buffer
+		out    []byte
+	)
+	// A kubeadm this process has just written can fail to start with
+	// ETXTBSY for a moment: a child that another goroutine forks then holds
+	// a copy of the file's write descriptor until it execs
+	// (golang/go#22315). It is started again until ctx ends.
+	err := retry.Do(ctx, retry.Policy{Initial: 10 * time.Millisecond, Max: 500 * time.Millisecond}, func(ctx context.Context) (bool, error) {
 		stderr.Reset()
 		cmd := exec.CommandContext(ctx, kubeadm, "config", "images", "list", "--kubernetes-version", version, "-o", "json")
 		cmd.Stderr = &stderr
-		return cmd
+		var err error
+		out, err = cmd.Output()
+		return !errors.Is(err, syscall.ETXTBSY), err
 	})
 	if err != nil {
 		if errors.Is(err, syscall.ENOEXEC) {
@@ -61,27 +72,6 @@ func kubeadmImages(ctx context.Context, kubeadm, version string, log *slog.Logge
 		return imageList{}, fmt.Errorf("kubeadm config images list: %w", err)
 	}
 	return l, nil
-}
-
-// outputOnceWritten runs the command mk makes and returns its output. A
-// binary this process has just written can fail to start with ETXTBSY for
-// a moment: a child forked at the same time by another goroutine holds a
-// copy of the file's write descriptor until that child execs
-// (golang/go#22315). It is started again, until ctx ends.
-func outputOnceWritten(ctx context.Context, mk func() *exec.Cmd) ([]byte, error) {
-	wait := 10 * time.Millisecond
-	for {
-		out, err := mk().Output()
-		if !errors.Is(err, syscall.ETXTBSY) {
-			return out, err
-		}
-		select {
-		case <-ctx.Done():
-			return out, err
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 500*time.Millisecond)
-	}
 }
 
 // parseImageList reads `kubeadm config images list` output, JSON (-o json)
