@@ -38,6 +38,15 @@ func (c *lossyConn) Close() error {
 	return nil
 }
 
+// newLossyFixture is a fixture whose engine dials through a lossyConnector.
+func newLossyFixture(t *testing.T) (*fixture, *lossyConnector) {
+	t.Helper()
+	f := newFixture(t)
+	conns := &lossyConnector{conns: map[string][]*lossyConn{}}
+	f.engine.Connector = conns
+	return f, conns
+}
+
 // lossyConnector dials lossyConns and keeps them, to break them and count
 // the dials.
 type lossyConnector struct {
@@ -131,9 +140,7 @@ func TestApplyResumesAfterLostConnection(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			f := newFixture(t)
-			conns := &lossyConnector{conns: map[string][]*lossyConn{}}
-			f.engine.Connector = conns
+			f, conns := newLossyFixture(t)
 			f.engine.Driver = &cutDriver{fakeDriver: f.driver, conns: conns, cutAt: tt.cutAt}
 			var (
 				once    sync.Once
@@ -192,9 +199,7 @@ func TestApplyResumesAfterLostConnection(t *testing.T) {
 // connections only.
 func TestApplyDoesNotResumeOtherFailures(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	conns := &lossyConnector{conns: map[string][]*lossyConn{}}
-	f.engine.Connector = conns
+	f, _ := newLossyFixture(t)
 	inits := 0
 	f.engine.Driver = &failingInit{fakeDriver: f.driver, calls: &inits}
 	rep, err := f.engine.Apply(t.Context(), testPlan(1, 0))
@@ -221,9 +226,7 @@ func (d *failingInit) Init(context.Context, cluster.Node) error {
 // before the stage's deadline.
 func TestApplyResumesABoundedNumberOfTimes(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	conns := &lossyConnector{conns: map[string][]*lossyConn{}}
-	f.engine.Connector = conns
+	f, conns := newLossyFixture(t)
 	prepared := 0
 	f.engine.Prepare = func(_ context.Context, _ state.Machine, r cluster.Runner) error {
 		prepared++
